@@ -1,0 +1,1 @@
+"""Activities: every piece of I/O the workflow needs, each idempotent by a key."""

@@ -1,0 +1,1 @@
+"""The project's database: the borrower directory and every record the service keeps."""

@@ -1,0 +1,50 @@
+"""Names from the public contract (docs/contract.md), in one place.
+
+Other teams code against these strings; extend them, never rename them.
+"""
+
+from typing import Final
+
+WORKFLOW_TYPE: Final = "DunningWorkflow"
+DEFAULT_TASK_QUEUE: Final = "dunning"
+DEFAULT_NAMESPACE: Final = "default"
+DEFAULT_ADDRESS: Final = "localhost:7233"
+
+
+def workflow_id_for(loan_id: str) -> str:
+    return f"dunning-{loan_id}"
+
+
+# Stages, in the order a loan walks through them.
+STAGES: Final = ("reminder", "call", "negotiation", "credit_reporting", "legal")
+# Before the first stage's day (a loan placed on its due date) and after the end.
+STAGE_PENDING: Final = "pending"
+STAGE_CLOSED: Final = "closed"
+
+CHANNELS: Final = ("sms", "email", "voice", "push")
+
+# Outcomes of a finished workflow.
+OUTCOME_REPAID: Final = "repaid"
+OUTCOME_DISPUTE_UPHELD: Final = "dispute_upheld"
+OUTCOME_WRITTEN_OFF: Final = "written_off"
+OUTCOME_SETTLED: Final = "settled"
+
+# Signals.
+SIGNAL_REPAYMENT: Final = "repayment"
+SIGNAL_DISPUTE: Final = "dispute"
+SIGNAL_DISPUTE_RESOLVED: Final = "dispute_resolved"
+SIGNAL_OPT_OUT: Final = "opt_out"
+SIGNAL_PAUSE: Final = "pause"
+SIGNAL_RESUME: Final = "resume"
+
+# Query.
+QUERY_STATUS: Final = "status"
+
+# Search attributes: name -> Temporal indexed value type.
+SEARCH_ATTRIBUTES: Final = {
+    "DunningStage": "Keyword",
+    "DaysPastDue": "Int",
+    "OutstandingAmount": "Double",
+    "LoanId": "Keyword",
+    "DunningPolicy": "Keyword",
+}

@@ -1,0 +1,129 @@
+"""What comes in from outside: the workflow input and signal payloads.
+
+Everything arrives as plain JSON. It is validated here, inside the workflow
+too, so a bad value is answered with an error naming the key instead of a
+dropped signal or a workflow task that fails forever.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from dunning.money import CURRENCY_CODE, parse_amount
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class InputError(ValueError):
+    """Bad input, with the key it is about: 'amount_due: must be ...'."""
+
+
+def explain(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(payload)"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{prefix}{key}: {message}")
+    return "; ".join(parts)
+
+
+def _currency(value: Any) -> str:
+    if not isinstance(value, str) or not CURRENCY_CODE.match(value):
+        raise ValueError("must be an ISO 4217 code in capitals, such as CNY or USD")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    # JSON has no dates: accept only "YYYY-MM-DD", not numbers pydantic would coerce.
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        raise ValueError('must be an ISO 8601 date such as "2026-11-01"')
+    return value
+
+
+def _aware_instant(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError('must be an ISO 8601 instant with an offset, such as "2026-11-05T10:00:00+08:00"')
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError('must be an ISO 8601 instant with an offset, such as "2026-11-05T10:00:00+08:00"') from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (+08:00, Z)")
+    return parsed
+
+
+Currency = Annotated[str, BeforeValidator(_currency)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+Instant = Annotated[datetime, BeforeValidator(_aware_instant)]
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def _amount_in_currency(cls, value: Any, info: ValidationInfo) -> Decimal:
+    # Validated after `currency` (declared first), whose minor units it checks.
+    return parse_amount(value, info.data.get("currency") or "XXX")
+
+
+class _Payload(BaseModel):
+    # Unknown keys are ignored (the contract says so), so newer senders can add
+    # fields without breaking older workers.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class LoanInput(_Payload):
+    loan_id: Identifier
+    borrower_id: Identifier
+    currency: Currency  # before amount_due, which is checked against it
+    amount_due: Decimal
+    due_date: IsoDate
+    policy: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = "default"
+
+    _amount = field_validator("amount_due", mode="before")(_amount_in_currency)
+
+    @classmethod
+    def parse(cls, data: Any) -> LoanInput:
+        return _parse(cls, data)
+
+
+class RepaymentSignal(_Payload):
+    payment_id: Identifier
+    currency: Currency
+    amount: str
+    paid_at: Instant | None = None
+
+
+class DisputeSignal(_Payload):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class DisputeResolvedSignal(_Payload):
+    upheld: bool
+
+
+class OptOutSignal(_Payload):
+    channel: Literal["sms", "email", "voice", "push", "all"]
+
+
+class HoldSignal(_Payload):
+    """pause / resume."""
+
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+def _parse(model: type[_Payload], data: Any):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"(payload): must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise InputError(explain(error)) from None
+
+
+def parse_signal(model: type[_Payload], data: Any):
+    return _parse(model, data)

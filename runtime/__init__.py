@@ -1,0 +1,1 @@
+"""What the entry points share: settings, logging, the Temporal client."""

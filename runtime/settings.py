@@ -1,0 +1,64 @@
+"""All settings, from the environment, in one place.
+
+With nothing set the service runs on this machine: a local Temporal dev
+server, a SQLite file under .dunning/, and providers that capture messages
+locally instead of sending them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dunning.contract import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".dunning"
+
+
+def _env(name: str, **kwargs):
+    return Field(validation_alias=AliasChoices(name), **kwargs)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False)
+
+    temporal_address: str = _env("TEMPORAL_ADDRESS", default=DEFAULT_ADDRESS)
+    temporal_namespace: str = _env("TEMPORAL_NAMESPACE", default=DEFAULT_NAMESPACE)
+    task_queue: str = _env("DUNNING_TASK_QUEUE", default=DEFAULT_TASK_QUEUE)
+    database_url: str = _env("DUNNING_DATABASE_URL", default=f"sqlite:///{STATE_DIR / 'dunning.db'}")
+    config_dir: Path = _env("DUNNING_CONFIG_DIR", default=PROJECT_ROOT / "config")
+    # The one-click repayment page; the signed token is appended to it.
+    pay_link_base_url: str = _env("DUNNING_PAY_LINK_BASE_URL", default="http://localhost:8000/pay")
+    # Signs repayment-link tokens. Unset, a random one is kept in .dunning/.
+    pay_link_secret: str = _env("DUNNING_PAY_LINK_SECRET", default="")
+    pay_link_max_age_days: int = _env("DUNNING_PAY_LINK_MAX_AGE_DAYS", default=30)
+    lender_name: str = _env("DUNNING_LENDER_NAME", default="Example Lender")
+    log_level: str = _env("DUNNING_LOG_LEVEL", default="INFO")
+
+    @property
+    def policies_dir(self) -> Path:
+        return self.config_dir / "policies"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.config_dir / "templates"
+
+    def signing_secret(self) -> str:
+        if self.pay_link_secret:
+            return self.pay_link_secret
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        path = STATE_DIR / "pay_link_secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
