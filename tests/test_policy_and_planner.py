@@ -1,0 +1,167 @@
+"""The pure core: policies load or fail naming the key, and the planner walks a
+loan through its stages on the days the policy names."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dunning.clock import LoanClock
+from dunning.planner import next_action
+from dunning.policy import PolicyError, load_policy
+from dunning.state import LoanState
+
+POLICIES = Path(__file__).resolve().parent.parent / "config" / "policies"
+DUE = date(2026, 11, 1)
+
+
+def default_policy():
+    return load_policy("default", POLICIES)
+
+
+def new_state(amount="1200.00", **changes) -> LoanState:
+    return LoanState(
+        loan_id="L-1", borrower_id="B-1", amount_due=Decimal(amount), currency="CNY", due_date=DUE,
+        policy="default", time_zone="Asia/Shanghai", **changes,
+    )
+
+
+def walk(policy, state, start: datetime, until_day: int | None = None):
+    """Do what the planner says, as the workflow does, with every activity
+    succeeding at once. Returns (events, final action)."""
+    clock = LoanClock(start, state.time_zone, state.due_date, policy.day_seconds)
+    now, events = start, []
+    for _ in range(10_000):
+        loan_now = clock.loan_time(now)
+        action = next_action(policy, state, clock, loan_now)
+        if action.kind == "wait":
+            if until_day is not None and clock.days_past_due(action.at) >= until_day:
+                return events, action
+            assert action.at > loan_now, "a wait must move time forward"
+            now = clock.real_time(action.at)
+        elif action.kind == "enter_stage":
+            state.stage, state.done_steps = action.stage, []
+            events.append(("stage", action.stage, clock.days_past_due(loan_now)))
+        elif action.kind in ("contact", "skip"):
+            o = action.occurrence
+            state.done_steps.append(o.key)
+            events.append((action.kind, o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
+        else:
+            events.append((action.kind, clock.days_past_due(loan_now)))
+            return events, action
+    raise AssertionError("the planner did not finish")
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    return LoanClock(datetime.now(timezone.utc), "Asia/Shanghai", DUE).at(day, datetime.min.time()).replace(
+        hour=hour, minute=minute
+    )
+
+
+def test_default_policy_walks_all_five_stages_on_its_days_and_writes_off_on_day_180():
+    events, last = walk(default_policy(), new_state(), local(1, 0, 30))
+    stages = [(e[1], e[2]) for e in events if e[0] == "stage"]
+    assert stages == [("reminder", 1), ("call", 8), ("negotiation", 16), ("credit_reporting", 31), ("legal", 91)]
+    assert events[-1] == ("write_off", 180)
+    first_day = [e for e in events if e[0] == "contact" and e[3] == 1]
+    assert [(e[1], e[2], e[4]) for e in first_day] == [
+        ("sms", "reminder_friendly", "09:00"),
+        ("push", "reminder_friendly", "09:00"),
+        ("email", "reminder_friendly", "09:00"),
+    ]
+    calls = [e[3] for e in events if e[0] == "contact" and e[1] == "voice"]
+    assert calls == [8, 11, 14, 21]  # every third day of the call stage, then once in negotiation
+    days = [e[3] for e in events if e[0] == "contact"]
+    assert days == sorted(days), "contacts go out in day order"
+
+
+def test_a_loan_placed_on_day_40_starts_in_credit_reporting_without_replaying_missed_reminders():
+    events, _ = walk(default_policy(), new_state(), local(40, 15), until_day=60)
+    assert events[0] == ("stage", "credit_reporting", 40)
+    contacts = [e for e in events if e[0] == "contact"]
+    # The day-31 notices were never due while the loan was ours; the fortnightly
+    # reminder runs on its own days (45, 59).
+    assert [(c[1], c[3]) for c in contacts] == [("sms", 45), ("sms", 59)]
+
+
+def test_a_contact_due_earlier_today_is_still_sent_but_yesterdays_is_not():
+    events, _ = walk(default_policy(), new_state(), local(4, 12), until_day=6)
+    contacts = [(e[1], e[2], e[3]) for e in events if e[0] == "contact"]
+    assert contacts == [("sms", "reminder_followup", 4)]
+
+
+def test_small_balances_skip_voice_calls():
+    events, _ = walk(default_policy(), new_state(amount="250.00"), local(8, 1), until_day=12)
+    assert ("skip", "voice", "call_script", 8, "10:00") in events
+    assert not [e for e in events if e[0] == "contact" and e[1] == "voice"]
+
+
+def test_an_opted_out_channel_is_skipped_and_others_still_go_out():
+    events, _ = walk(default_policy(), new_state(opted_out=["sms"]), local(1, 0, 30), until_day=2)
+    assert [(e[0], e[1]) for e in events if e[0] in ("contact", "skip")] == [
+        ("skip", "sms"), ("contact", "push"), ("contact", "email"),
+    ]
+
+
+@pytest.mark.parametrize("flags", [{"paused": True}, {"disputed": True}])
+def test_nothing_happens_on_hold(flags):
+    policy, state = default_policy(), new_state(**flags)
+    clock = LoanClock(local(100, 9), "Asia/Shanghai", DUE)
+    assert next_action(policy, state, clock, local(100, 9)).kind == "hold"
+
+
+def test_before_day_one_the_loan_waits_for_the_reminder_stage():
+    policy = default_policy()
+    clock = LoanClock(local(0, 15), "Asia/Shanghai", DUE)
+    action = next_action(policy, new_state(), clock, local(0, 15))
+    assert action.kind == "wait" and action.at == local(1, 0)
+
+
+def test_days_past_due_follow_the_borrowers_time_zone():
+    # 2026-11-02 20:00 UTC is already the 3rd in Shanghai (day 2) but the 2nd in New York (day 1).
+    instant = datetime(2026, 11, 2, 20, 0, tzinfo=timezone.utc)
+    assert LoanClock(instant, "Asia/Shanghai", DUE).days_past_due(instant) == 2
+    assert LoanClock(instant, "America/New_York", DUE).days_past_due(instant) == 1
+
+
+def test_the_demo_clock_runs_a_day_in_four_seconds_and_never_wakes_early():
+    demo = load_policy("demo", POLICIES)
+    start = datetime(2026, 11, 23, 7, 30, 1, 123456, tzinfo=timezone.utc)
+    clock = LoanClock(start, "Asia/Shanghai", DUE, demo.day_seconds)
+    day_8 = clock.at(8)
+    wake = clock.real_time(day_8)
+    assert clock.loan_time(wake) >= day_8 > clock.loan_time(wake - timedelta(microseconds=1))
+    assert clock.loan_time(start + timedelta(seconds=4)) - clock.loan_time(start) == timedelta(days=1)
+    events, _ = walk(demo, new_state(), start)
+    assert events[-1][0] == "write_off"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / f"{name}.toml").write_text(text)
+    return tmp_path
+
+
+def test_a_policy_with_a_misspelled_key_is_rejected_naming_it(tmp_path):
+    text = (POLICIES / "default.toml").read_text().replace("start_day = 8", "strat_day = 8")
+    with pytest.raises(PolicyError, match=r"stages\.call\.strat_day: Extra inputs are not permitted"):
+        load_policy("default", write(tmp_path, "default", text))
+
+
+def test_a_policy_whose_stages_go_backwards_is_rejected_naming_them(tmp_path):
+    text = (POLICIES / "default.toml").read_text().replace("start_day = 16", "start_day = 5")
+    with pytest.raises(PolicyError, match=r"stages\.negotiation\.start_day \(5\) must be after stages\.call\.start_day \(8\)"):
+        load_policy("default", write(tmp_path, "default", text))
+
+
+def test_a_policy_with_an_unknown_channel_is_rejected_naming_the_step(tmp_path):
+    text = (POLICIES / "default.toml").read_text().replace('channel = "push",  template = "reminder_friendly"', 'channel = "fax", template = "reminder_friendly"')
+    with pytest.raises(PolicyError, match=r"stages\.reminder\.steps\.1\.channel"):
+        load_policy("default", write(tmp_path, "default", text))
+
+
+def test_an_unknown_policy_names_the_known_ones():
+    with pytest.raises(PolicyError, match=r"no policy named 'gentle'.*known: default, demo"):
+        load_policy("gentle", POLICIES)

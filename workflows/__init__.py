@@ -1,0 +1,1 @@
+"""Temporal workflows: thin loops around the pure planner in dunning/."""

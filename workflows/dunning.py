@@ -1,0 +1,507 @@
+"""DunningWorkflow: one overdue loan, from the first reminder to its end.
+
+The loop asks the pure planner (dunning/planner.py) what to do next and when,
+waits durably until then (waking early when a signal changes something), has
+an activity do it, records the result in the state, and asks again. Signals
+only change the state; every decision is the planner's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import payloads as acts
+    from dunning import contract
+    from dunning.clock import LoanClock
+    from dunning.inputs import (
+        DisputeResolvedSignal,
+        DisputeSignal,
+        HoldSignal,
+        InputError,
+        LoanInput,
+        OptOutSignal,
+        RepaymentSignal,
+        parse_signal,
+    )
+    from dunning.money import format_amount, parse_amount
+    from dunning.planner import Action, next_action
+    from dunning.policy import Policy
+    from dunning.state import ContactEntry, LoanState, RejectedSignal, UnappliedPayment
+    from workflows import search_attributes as sa
+
+# Writes to our own database: retried until the database is back.
+DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# A provider that keeps failing must not hold up the loan for ever: after a few
+# tries the contact is recorded as failed and the loan goes on.
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=5,
+    non_retryable_error_types=["TemplateMissing", "PermanentSendError"],
+)
+# The carried state travels under this key of the input on continue-as-new.
+CARRIED_STATE = "carried_state"
+
+
+@workflow.defn(name=contract.WORKFLOW_TYPE)
+class DunningWorkflow:
+    @workflow.init
+    def __init__(self, loan: Any) -> None:
+        # Parsed here, not in run(), so that signals arriving with the start
+        # find the state ready. A bad input is reported by run() as a failure.
+        self._input_error: str | None = None
+        self._state: LoanState | None = None
+        self._policy: Policy | None = None
+        self._clock: LoanClock | None = None
+        self._next: Action | None = None
+        self._changed = False
+        self._pending_payment_records: list[acts.PaymentRecord] = []
+        self._published: dict[str, Any] = {}
+        try:
+            parsed = LoanInput.parse(loan)
+        except InputError as error:
+            self._input_error = str(error)
+            return
+        carried = loan.get(CARRIED_STATE) if isinstance(loan, dict) else None
+        if carried:
+            self._state = LoanState.model_validate(carried)
+        else:
+            self._state = LoanState(**parsed.model_dump())
+
+    @workflow.run
+    async def run(self, loan: Any) -> dict:
+        if self._input_error is not None:
+            raise ApplicationError(f"invalid workflow input: {self._input_error}", type="InvalidInput", non_retryable=True)
+        state = self._require_state()
+        info = workflow.info()
+        expected_id = contract.workflow_id_for(state.loan_id)
+        if info.workflow_id != expected_id:
+            raise ApplicationError(
+                f"workflow id: must be {expected_id!r} for loan_id {state.loan_id!r}, got {info.workflow_id!r}",
+                type="InvalidInput",
+                non_retryable=True,
+            )
+        await self._prepare()
+
+        while True:
+            await self._record_payments()
+            if state.outstanding <= 0:
+                return await self._close(contract.OUTCOME_REPAID)
+            if state.dispute_upheld:
+                return await self._close(contract.OUTCOME_DISPUTE_UPHELD)
+            if info.is_continue_as_new_suggested():
+                await self._continue_as_new()
+
+            loan_now = self._clock.loan_time(workflow.now())
+            action = next_action(self._policy, state, self._clock, loan_now)
+            self._next = action
+            self._publish(loan_now)
+
+            if action.kind == "hold":
+                workflow.set_current_details(f"On hold: {action.reason}. Waiting for resume or dispute_resolved.")
+                await self._wait(None)
+            elif action.kind == "wait":
+                wake = self._clock.real_time(action.at)
+                workflow.set_current_details(
+                    f"{self._stage_label()}, day {self._clock.days_past_due(loan_now)}, "
+                    f"{format_amount(state.outstanding, state.currency)} {state.currency} outstanding: "
+                    f"{action.reason} (at {wake.isoformat(timespec='seconds')})."
+                )
+                await self._wait(wake - workflow.now())
+            elif action.kind == "enter_stage":
+                await self._enter_stage(action.stage, loan_now)
+            elif action.kind == "write_off":
+                return await self._close(contract.OUTCOME_WRITTEN_OFF)
+            elif action.kind == "skip":
+                self._record_contact(action, result=action.skip_result)
+            elif action.kind == "contact":
+                await self._contact(action, loan_now)
+
+    # ----------------------------------------------------------------- signals
+
+    @workflow.signal(name=contract.SIGNAL_REPAYMENT)
+    def repayment(self, payload: Any = None) -> None:
+        state = self._require_state()
+        received_at = workflow.now()
+        raw = payload if isinstance(payload, dict) else {}
+        payment_id = str(raw.get("payment_id", ""))[:128]
+        try:
+            payment = parse_signal(RepaymentSignal, payload)
+            if payment.currency != state.currency:
+                raise InputError(f"currency: {payment.currency} does not match the loan's {state.currency}")
+            try:
+                amount = parse_amount(payment.amount, state.currency)
+            except ValueError as error:
+                raise InputError(f"amount: {error}") from None
+        except InputError as error:
+            # Kept for a person to look at, never dropped, never a crash.
+            state.unapplied_payments.append(
+                UnappliedPayment(
+                    payment_id=payment_id,
+                    amount=str(raw.get("amount", ""))[:64],
+                    currency=str(raw.get("currency", ""))[:16],
+                    reason=str(error),
+                    received_at=received_at,
+                )
+            )
+            self._queue_payment_record(payment_id, raw, applied=False, reason=str(error))
+            workflow.logger.warning("payment_unapplied", extra={"loan_id": state.loan_id, "reason": str(error)})
+            self._touch()
+            return
+        if payment.payment_id in state.applied_payment_ids:
+            workflow.logger.info("payment_duplicate_ignored", extra={"loan_id": state.loan_id, "payment_id": payment.payment_id})
+            return
+        state.applied_payment_ids.append(payment.payment_id)
+        state.amount_paid += amount
+        self._queue_payment_record(payment.payment_id, raw, applied=True)
+        workflow.logger.info(
+            "payment_applied",
+            extra={"loan_id": state.loan_id, "payment_id": payment.payment_id, "amount": str(amount)},
+        )
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_DISPUTE)
+    def dispute(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_DISPUTE, DisputeSignal, payload)) is None:
+            return
+        state.disputed = True
+        workflow.logger.info("dispute_opened", extra={"loan_id": state.loan_id})
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_DISPUTE_RESOLVED)
+    def dispute_resolved(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_DISPUTE_RESOLVED, DisputeResolvedSignal, payload)) is None:
+            return
+        if not state.disputed:
+            self._reject(contract.SIGNAL_DISPUTE_RESOLVED, "no dispute is open")
+            return
+        state.disputed = False
+        state.dispute_upheld = signal.upheld
+        workflow.logger.info("dispute_resolved", extra={"loan_id": state.loan_id, "upheld": signal.upheld})
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_OPT_OUT)
+    def opt_out(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_OPT_OUT, OptOutSignal, payload)) is None:
+            return
+        if signal.channel not in state.opted_out:
+            state.opted_out.append(signal.channel)
+        workflow.logger.info("opted_out", extra={"loan_id": state.loan_id, "channel": signal.channel})
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_PAUSE)
+    def pause(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_PAUSE, HoldSignal, payload)) is None:
+            return
+        state.paused, state.pause_reason = True, signal.reason
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_RESUME)
+    def resume(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if self._parse_or_reject(contract.SIGNAL_RESUME, HoldSignal, payload) is None:
+            return
+        state.paused, state.pause_reason = False, ""
+        self._touch()
+
+    # ------------------------------------------------------------------- query
+
+    @workflow.query(name=contract.QUERY_STATUS)
+    def status(self) -> dict:
+        state = self._require_state()
+        zone_clock = self._clock
+        loan_now = zone_clock.loan_time(workflow.now()) if zone_clock else None
+        next_at = None
+        if self._next is not None and self._next.at is not None and zone_clock and state.stage != contract.STAGE_CLOSED:
+            next_at = zone_clock.real_time(self._next.at).isoformat()
+        segment = (
+            self._policy.segment_for(zone_clock.days_past_due(loan_now), state.outstanding)
+            if self._policy and zone_clock
+            else None
+        )
+        money = lambda amount: format_amount(amount, state.currency)  # noqa: E731
+        return {
+            "loan_id": state.loan_id,
+            "stage": state.stage,
+            "days_past_due": zone_clock.days_past_due(loan_now) if zone_clock else None,
+            "amount_due": money(state.amount_due),
+            "amount_paid": money(state.amount_paid),
+            "outstanding": money(state.outstanding),
+            "currency": state.currency,
+            "paused": state.paused,
+            "plan": None,
+            "next_action_at": next_at,
+            "contacts": [
+                {
+                    "at": c.at.isoformat(),
+                    "channel": c.channel,
+                    "stage": c.stage,
+                    "result": c.result,
+                    "template": c.template,
+                    "day": c.day,
+                }
+                for c in state.contacts
+            ],
+            # Extensions (docs/contract.md).
+            "borrower_id": state.borrower_id,
+            "due_date": state.due_date.isoformat(),
+            "policy": state.policy,
+            "time_zone": state.time_zone,
+            "segment": segment.name if segment else None,
+            "disputed": state.disputed,
+            "pause_reason": state.pause_reason,
+            "opted_out": list(state.opted_out),
+            "next_action": self._next.reason if self._next else None,
+            "unapplied_payments": [p.model_dump(mode="json") for p in state.unapplied_payments],
+            "rejected_signals": [r.model_dump(mode="json") for r in state.rejected_signals],
+        }
+
+    # ------------------------------------------------------------------- steps
+
+    async def _prepare(self) -> None:
+        state = self._require_state()
+        try:
+            prepared: acts.PreparedLoan = await workflow.execute_activity(
+                acts.PREPARE_LOAN,
+                acts.PrepareLoanInput(
+                    workflow_id=workflow.info().workflow_id,
+                    loan_id=state.loan_id,
+                    borrower_id=state.borrower_id,
+                    amount_due=format_amount(state.amount_due, state.currency),
+                    currency=state.currency,
+                    due_date=state.due_date.isoformat(),
+                    policy=state.policy,
+                ),
+                result_type=acts.PreparedLoan,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+                summary=f"Load policy {state.policy!r} and borrower preferences",
+            )
+        except ActivityError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(error)
+            raise ApplicationError(f"cannot start loan {state.loan_id}: {message}", type="PolicyError", non_retryable=True) from None
+        self._policy = Policy.model_validate(prepared.policy)
+        if state.clock_anchor is None:  # a fresh loan, not a continued one
+            state.time_zone, state.language = prepared.time_zone, prepared.language
+            state.clock_anchor = workflow.now()
+        self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, self._policy.day_seconds)
+
+    async def _enter_stage(self, stage: str, loan_now) -> None:
+        state = self._require_state()
+        day = self._clock.days_past_due(loan_now)
+        await workflow.execute_activity(
+            acts.ENTER_STAGE,
+            acts.StageEntry(
+                key=f"{workflow.info().workflow_id}/{stage}",
+                workflow_id=workflow.info().workflow_id,
+                loan_id=state.loan_id,
+                stage=stage,
+                days_past_due=day,
+                outstanding=format_amount(state.outstanding, state.currency),
+                currency=state.currency,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+            summary=f"Enter {stage} on day {day}",
+        )
+        previous, state.stage, state.done_steps = state.stage, stage, []
+        workflow.logger.info("stage_entered", extra={"loan_id": state.loan_id, "stage": stage, "from": previous, "day": day})
+
+    async def _contact(self, action: Action, loan_now) -> None:
+        state = self._require_state()
+        occurrence = action.occurrence
+        info = workflow.info()
+        request = acts.ContactRequest(
+            # One message per loan, step and day, across retries, crashes and
+            # continue-as-new (the first run id names this chain of runs).
+            key=f"{info.workflow_id}/{info.first_execution_run_id}/{occurrence.key}",
+            workflow_id=info.workflow_id,
+            loan_id=state.loan_id,
+            borrower_id=state.borrower_id,
+            stage=occurrence.stage,
+            channel=occurrence.channel,
+            template=occurrence.template,
+            days_past_due=self._clock.days_past_due(loan_now),
+            outstanding=format_amount(state.outstanding, state.currency),
+            currency=state.currency,
+            due_date=state.due_date.isoformat(),
+        )
+        try:
+            outcome: acts.ContactOutcome = await workflow.execute_activity(
+                acts.SEND_CONTACT,
+                request,
+                result_type=acts.ContactOutcome,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SEND_RETRY,
+                summary=f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
+            )
+            result = outcome.result
+        except ActivityError as error:
+            cause = error.cause
+            workflow.logger.warning(
+                "contact_failed", extra={"loan_id": state.loan_id, "key": request.key, "error": str(cause or error)}
+            )
+            result = "failed"
+        self._record_contact(action, result)
+
+    def _record_contact(self, action: Action, result: str) -> None:
+        state = self._require_state()
+        occurrence = action.occurrence
+        state.done_steps.append(occurrence.key)
+        state.contacts.append(
+            ContactEntry(
+                at=workflow.now().astimezone(self._clock.zone),
+                channel=occurrence.channel,
+                stage=occurrence.stage,
+                template=occurrence.template,
+                day=occurrence.day,
+                result=result,
+            )
+        )
+
+    async def _record_payments(self) -> None:
+        while self._pending_payment_records:
+            record = self._pending_payment_records[0]
+            await workflow.execute_activity(
+                acts.RECORD_PAYMENT,
+                record,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+                summary=f"Record payment {record.payment_id or '(no id)'}" + ("" if record.applied else " (unapplied)"),
+            )
+            self._pending_payment_records.pop(0)
+
+    async def _close(self, outcome: str) -> dict:
+        state = self._require_state()
+        # Let signal handlers finish, then record what they queued.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._record_payments()
+        final_stage = state.stage
+        state.stage = contract.STAGE_CLOSED
+        self._next = None
+        self._publish(self._clock.loan_time(workflow.now()))
+        await workflow.execute_activity(
+            acts.CLOSE_LOAN,
+            acts.LoanClosing(
+                workflow_id=workflow.info().workflow_id,
+                loan_id=state.loan_id,
+                outcome=outcome,
+                amount_paid=format_amount(state.amount_paid, state.currency),
+                outstanding=format_amount(state.outstanding, state.currency),
+                final_stage=final_stage,
+                closed_at=workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+            summary=f"Close loan: {outcome}",
+        )
+        workflow.set_current_details(f"Closed: {outcome} at {final_stage}.")
+        workflow.logger.info("loan_closed", extra={"loan_id": state.loan_id, "outcome": outcome, "final_stage": final_stage})
+        return {
+            "loan_id": state.loan_id,
+            "outcome": outcome,
+            "amount_paid": format_amount(state.amount_paid, state.currency),
+            "final_stage": final_stage,
+        }
+
+    async def _continue_as_new(self) -> None:
+        state = self._require_state()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._record_payments()
+        carried = {
+            "loan_id": state.loan_id,
+            "borrower_id": state.borrower_id,
+            "amount_due": format_amount(state.amount_due, state.currency),
+            "currency": state.currency,
+            "due_date": state.due_date.isoformat(),
+            "policy": state.policy,
+            CARRIED_STATE: state.model_dump(mode="json"),
+        }
+        workflow.continue_as_new(carried)
+
+    # ----------------------------------------------------------------- helpers
+
+    async def _wait(self, timeout: timedelta | None) -> None:
+        """Sleep durably until `timeout` passes or a signal changes something."""
+        self._changed = False
+        if timeout is not None:
+            # Round up to whole milliseconds: a timer never fires early.
+            timeout = max(timedelta(milliseconds=1), timedelta(milliseconds=-(-timeout // timedelta(milliseconds=1))))
+        try:
+            await workflow.wait_condition(lambda: self._changed, timeout=timeout)
+        except TimeoutError:
+            pass
+
+    def _touch(self) -> None:
+        self._require_state().signals_received += 1
+        self._changed = True
+
+    def _publish(self, loan_now) -> None:
+        """Keep the search attributes current; upsert only what changed."""
+        state = self._require_state()
+        values = {
+            sa.DUNNING_STAGE: state.stage,
+            sa.DAYS_PAST_DUE: self._clock.days_past_due(loan_now),
+            sa.OUTSTANDING_AMOUNT: float(state.outstanding),
+            sa.LOAN_ID: state.loan_id,
+            sa.DUNNING_POLICY: state.policy,
+        }
+        changed = [key.value_set(value) for key, value in values.items() if self._published.get(key.name) != value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published.update({key.name: value for key, value in values.items()})
+
+    def _parse_or_reject(self, name: str, model, payload: Any):
+        try:
+            return parse_signal(model, payload)
+        except InputError as error:
+            self._reject(name, str(error))
+            return None
+
+    def _reject(self, name: str, error: str) -> None:
+        state = self._require_state()
+        state.rejected_signals.append(RejectedSignal(signal=name, error=error, received_at=workflow.now()))
+        workflow.logger.warning("signal_rejected", extra={"loan_id": state.loan_id, "signal": name, "error": error})
+        self._touch()
+
+    def _queue_payment_record(self, payment_id: str, raw: dict, applied: bool, reason: str = "") -> None:
+        state = self._require_state()
+        info = workflow.info()
+        # A payment id is the key; a payload without one gets a key from its
+        # place among this loan's signals, so it is still recorded exactly once.
+        suffix = payment_id if applied else f"unapplied-{state.signals_received}-{payment_id or 'no-id'}"
+        self._pending_payment_records.append(
+            acts.PaymentRecord(
+                key=f"{info.workflow_id}/payment/{suffix}",
+                workflow_id=info.workflow_id,
+                loan_id=state.loan_id,
+                payment_id=payment_id,
+                amount=str(raw.get("amount", ""))[:64],
+                currency=str(raw.get("currency", ""))[:16],
+                paid_at=str(raw.get("paid_at", "") or workflow.now().isoformat())[:64],
+                applied=applied,
+                reason=reason,
+            )
+        )
+
+    def _require_state(self) -> LoanState:
+        if self._state is None:
+            raise ApplicationError(f"invalid workflow input: {self._input_error}", type="InvalidInput", non_retryable=True)
+        return self._state
+
+    def _stage_label(self) -> str:
+        stage = self._require_state().stage
+        return "Not yet overdue enough for the first stage" if stage == contract.STAGE_PENDING else f"Stage {stage}"
+

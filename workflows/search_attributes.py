@@ -1,0 +1,9 @@
+"""Typed keys for the contract's search attributes (see dunning.contract)."""
+
+from temporalio.common import SearchAttributeKey
+
+DUNNING_STAGE = SearchAttributeKey.for_keyword("DunningStage")
+DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
+OUTSTANDING_AMOUNT = SearchAttributeKey.for_float("OutstandingAmount")
+LOAN_ID = SearchAttributeKey.for_keyword("LoanId")
+DUNNING_POLICY = SearchAttributeKey.for_keyword("DunningPolicy")
