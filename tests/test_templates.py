@@ -1,0 +1,397 @@
+"""Message templates (config/templates), their renderer and the one-click pay link."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import jinja2
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+from jinja2 import meta
+from jinja2.sandbox import SecurityError
+
+from activities.pay_link import SALT, PayLinkInvalid, make_pay_link, read_pay_token
+from activities.rendering import (
+    CHANNEL_FORMS,
+    CHANNELS,
+    CONTEXT_KEYS,
+    FORMS,
+    RenderedMessage,
+    TemplateMissing,
+    TemplateRenderer,
+)
+from dunning.policy import load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "config" / "templates"
+POLICIES = ROOT / "config" / "policies"
+
+LANGUAGES = ("en", "zh_CN")
+REQUIRED_TEMPLATES = (
+    "reminder_friendly",
+    "reminder_followup",
+    "call_script",
+    "plan_offer",
+    "bureau_notice",
+    "legal_notice",
+)
+SECRET = "test-pay-link-secret"
+BASE_URL = "https://pay.example.com/p/"
+LOAN_ID = "L-1001"
+PAY_LINK = make_pay_link(BASE_URL, SECRET, LOAN_ID)
+
+BORROWERS = {"en": "Wang Xiaoming", "zh_CN": "王小明"}
+LENDERS = {"en": "Acme Lending", "zh_CN": "安心小贷"}
+
+# Where a reader learns how to stop each kind of message.
+SMS_OPT_OUT = {"en": "Reply STOP to opt out.", "zh_CN": "回复TD退订"}
+EMAIL_OPT_OUT = {"en": "unsubscribe", "zh_CN": "退订"}
+
+# Words a consumer collections message must never use (matched as substrings,
+# case-insensitively, over every file, layouts included).
+BANNED_WORDS = (
+    # en
+    "threat", "arrest", "police", "jail", "prison", "blacklist", "black list", "criminal",
+    "warrant", "family", "relative", "employer", "workplace", "colleague", "coworker",
+    "neighbo", "shame", "expose", "seize",
+    # zh
+    "威胁", "恐吓", "逮捕", "警察", "公安", "坐牢", "监狱", "拘留", "刑事", "犯罪", "黑名单",
+    "家人", "家属", "亲属", "亲友", "父母", "配偶", "通讯录", "单位", "同事", "领导", "曝光",
+)
+
+
+def context(language: str = "en", **overrides) -> dict:
+    values = {
+        "lender_name": LENDERS.get(language, "Acme Lending"),
+        "borrower_name": BORROWERS.get(language, "Wang Xiaoming"),
+        "amount": "1,200.00",
+        "currency": "CNY",
+        "due_date": date(2026, 11, 1),
+        "days_past_due": 12,
+        "pay_link": PAY_LINK,
+        "loan_id": LOAN_ID,
+        "stage": "call",
+    }
+    values.update(overrides)
+    assert set(values) == CONTEXT_KEYS
+    return values
+
+
+def policy_steps() -> list[tuple[str, str]]:
+    """(channel, template) of every step of every stage of every policy."""
+    steps = set()
+    for path in sorted(POLICIES.glob("*.toml")):
+        policy = load_policy(path.stem, POLICIES)
+        for stage_name in type(policy.stages).model_fields:
+            for step in policy.stage(stage_name).steps:
+                steps.add((step.channel, step.template))
+    assert steps, "no policy under config/policies names a template"
+    return sorted(steps)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> TemplateRenderer:
+    return TemplateRenderer(TEMPLATES)
+
+
+def check_message(channel: str, language: str, message: RenderedMessage, ctx: dict) -> None:
+    assert isinstance(message, RenderedMessage)
+    assert message.text.strip()
+    assert "{{" not in message.text and "{%" not in message.text
+    if channel == "email":
+        assert message.subject and message.html
+        assert "\n" not in message.subject
+        assert ctx["pay_link"] in message.text
+        assert f'href="{ctx["pay_link"]}"' in message.html
+        assert EMAIL_OPT_OUT[language] in message.text.lower()
+        assert EMAIL_OPT_OUT[language] in message.html.lower()
+    else:
+        assert message.subject is None and message.html is None
+        assert message.text == message.text.strip()
+    if channel == "sms":
+        assert ctx["pay_link"] in message.text
+        assert SMS_OPT_OUT[language] in message.text
+    if channel == "voice":
+        assert ctx["pay_link"] not in message.text
+        assert "http" not in message.text.lower()
+        assert "1" in message.text  # "press 1" / "请按1" for the link by SMS
+    if channel in ("voice", "push"):
+        assert "\n" not in message.text
+
+
+# ------------------------------------------------------------------ inventory
+
+
+def test_every_required_template_exists_in_every_language(renderer):
+    names = renderer.names()
+    missing = [
+        f"{lang}/{template}.{form}.j2"
+        for lang in LANGUAGES
+        for template in REQUIRED_TEMPLATES
+        for form in FORMS
+        if (lang, template, form) not in names
+    ]
+    assert not missing
+    assert set(LANGUAGES) <= set(renderer.languages())
+    # Layouts are not templates of their own.
+    assert not any(template.startswith("_") for _, template, _ in names)
+
+
+@pytest.mark.parametrize("channel,template", policy_steps())
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_policy_template_renders(renderer, language, channel, template):
+    ctx = context(language)
+    message = renderer.render(template, channel, language, ctx)
+    check_message(channel, language, message, ctx)
+    if channel != "push":  # a push lands on the borrower's own device; the others name who they are for
+        assert ctx["borrower_name"] in message.text
+
+
+@pytest.mark.parametrize("template", REQUIRED_TEMPLATES)
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_form_renders(renderer, language, channel, template):
+    ctx = context(language, days_past_due=1)
+    check_message(channel, language, renderer.render(template, channel, language, ctx), ctx)
+
+
+def test_templates_use_only_the_context_variables():
+    env = jinja2.Environment()
+    for path in sorted(TEMPLATES.rglob("*.j2")):
+        used = meta.find_undeclared_variables(env.parse(path.read_text(encoding="utf-8")))
+        assert used <= CONTEXT_KEYS, f"{path.relative_to(TEMPLATES)} uses {sorted(used - CONTEXT_KEYS)}"
+
+
+def test_no_template_uses_a_banned_word():
+    found = []
+    for path in sorted(TEMPLATES.rglob("*")):
+        if path.is_file():
+            # CSS is not read by anyone ("font-family" is not about a family).
+            text = re.sub(r'style="[^"]*"', "", path.read_text(encoding="utf-8")).lower()
+            found += [f"{path.relative_to(TEMPLATES)}: {word}" for word in BANNED_WORDS if word in text]
+    assert not found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_sms_fits_in_two_segments_with_a_real_link(renderer, language):
+    # One segment is 160 GSM-7 characters (70 for Chinese): the link alone takes
+    # most of that, so the aim is at most two concatenated segments.
+    limit = {"en": 306, "zh_CN": 134}[language]
+    for template in REQUIRED_TEMPLATES:
+        text = renderer.render(template, "sms", language, context(language)).text
+        assert len(text) <= limit, f"{language} {template}: {len(text)} characters"
+
+
+def test_wording_follows_the_numbers(renderer):
+    en = renderer.render("reminder_followup", "sms", "en", context("en", days_past_due=1)).text
+    assert "1 day overdue" in en
+    en = renderer.render("reminder_followup", "sms", "en", context("en", days_past_due=5)).text
+    assert "5 days overdue" in en
+    zh = renderer.render("reminder_friendly", "email", "zh_CN", context("zh_CN"))
+    assert "2026年11月1日" in zh.text and "1,200.00元" in zh.text
+    usd = renderer.render("reminder_followup", "sms", "zh_CN", context("zh_CN", currency="USD")).text
+    assert "1,200.00 USD" in usd and "元" not in usd
+    assert "2026-11-01" in renderer.render("reminder_friendly", "sms", "en", context("en")).text
+
+
+def test_notices_say_what_they_are_about(renderer):
+    for language, bureau, legal in (("en", "credit bureau", "legal recovery"), ("zh_CN", "征信", "法律途径")):
+        for channel in CHANNELS:
+            assert bureau in renderer.render("bureau_notice", channel, language, context(language)).text
+            legal_text = renderer.render("legal_notice", channel, language, context(language)).text
+            assert legal in legal_text
+    email = renderer.render("legal_notice", "email", "en", context("en")).text
+    assert "dispute" in email and "instalment plan" in email
+
+
+# ------------------------------------------------------------------ renderer
+
+
+def test_html_is_escaped_and_text_is_not(renderer):
+    ctx = context("en", borrower_name="<script>alert(1)</script>", lender_name="Tom & Jerry's")
+    message = renderer.render("reminder_friendly", "email", "en", ctx)
+    assert "<script>" not in message.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+    assert "Tom &amp; Jerry&#39;s" in message.html
+    # Plain text and the subject are not HTML: they carry the name as it is.
+    assert "<script>alert(1)</script>" in message.text
+    assert "Tom & Jerry's" in message.subject
+
+
+def test_subject_and_voice_are_one_line(renderer):
+    ctx = context("en", lender_name="Acme\r\nBcc: someone@example.com")
+    message = renderer.render("reminder_friendly", "email", "en", ctx)
+    assert "\n" not in message.subject and "\r" not in message.subject
+    voice = renderer.render("call_script", "voice", "en", ctx).text
+    assert "\n" not in voice and "\r" not in voice
+
+
+def test_missing_variable_raises(tmp_path):
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "hello.sms.j2").write_text("Hi {{ borrower_name }}, {{ not_in_context }}\n")
+    renderer = TemplateRenderer(tmp_path)
+    with pytest.raises(jinja2.UndefinedError, match="not_in_context"):
+        renderer.render("hello", "sms", "en", context("en"))
+    # A variable the caller forgot is just as fatal.
+    ctx = context("en")
+    del ctx["borrower_name"]
+    with pytest.raises(jinja2.UndefinedError, match="borrower_name"):
+        renderer.render("hello", "sms", "en", ctx | {"not_in_context": "x"})
+
+
+def test_sandbox_refuses_unsafe_attributes(tmp_path):
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "evil.sms.j2").write_text("{{ loan_id.__class__.__mro__ }}")
+    with pytest.raises(SecurityError):
+        TemplateRenderer(tmp_path).render("evil", "sms", "en", context("en"))
+
+
+@pytest.mark.parametrize("language", ["fr", "zh_TW", "zh", "", "../en", "en/../zh_CN"])
+def test_unknown_language_falls_back_to_english(renderer, language):
+    for channel in CHANNELS:
+        assert renderer.render("reminder_friendly", channel, language, context("en")) == renderer.render(
+            "reminder_friendly", channel, "en", context("en")
+        )
+
+
+def test_language_tag_with_a_hyphen(renderer):
+    ctx = context("zh_CN")
+    assert renderer.render("plan_offer", "sms", "zh-CN", ctx) == renderer.render("plan_offer", "sms", "zh_CN", ctx)
+
+
+def test_missing_template_raises(renderer):
+    with pytest.raises(TemplateMissing, match=r"no_such_template\.sms\.j2"):
+        renderer.render("no_such_template", "sms", "zh_CN", context("zh_CN"))
+    assert issubclass(TemplateMissing, LookupError)
+
+
+def test_missing_form_falls_back_as_a_whole_then_raises(tmp_path):
+    for lang in ("en", "zh_CN"):
+        (tmp_path / lang).mkdir()
+        (tmp_path / lang / "note.email.subject.j2").write_text(f"{lang} subject")
+        (tmp_path / lang / "note.email.txt.j2").write_text(f"{lang} text")
+    (tmp_path / "en" / "note.email.html.j2").write_text("<p>en {{ borrower_name }}</p>")
+    renderer = TemplateRenderer(tmp_path)
+    # zh_CN lacks the HTML form: the whole e-mail comes from en, never mixed.
+    message = renderer.render("note", "email", "zh_CN", context("zh_CN", borrower_name="<b>"))
+    assert message == RenderedMessage(subject="en subject", text="en text\n", html="<p>en &lt;b&gt;</p>\n")
+    with pytest.raises(TemplateMissing, match=r"note\.sms\.j2"):
+        renderer.render("note", "sms", "zh_CN", context("zh_CN"))
+    assert renderer.names() == {
+        (lang, "note", form) for lang in ("en", "zh_CN") for form in ("email.subject", "email.txt")
+    } | {("en", "note", "email.html")}
+
+
+def test_missing_layout_raises_template_missing(tmp_path):
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "x.sms.j2").write_text('{% extends "en/_gone.sms.j2" %}')
+    with pytest.raises(TemplateMissing, match="_gone"):
+        TemplateRenderer(tmp_path).render("x", "sms", "en", context("en"))
+
+
+def test_bad_arguments(renderer, tmp_path):
+    with pytest.raises(ValueError, match="channel"):
+        renderer.render("reminder_friendly", "fax", "en", context("en"))
+    with pytest.raises(ValueError, match="template"):
+        renderer.render("../en/reminder_friendly", "sms", "en", context("en"))
+    with pytest.raises(FileNotFoundError):
+        TemplateRenderer(tmp_path / "nowhere")
+    assert set(CHANNEL_FORMS) == set(CHANNELS)
+
+
+def test_templates_are_compiled_once(renderer):
+    ctx = context("en")
+    renderer.render("plan_offer", "email", "en", ctx)
+    env = renderer._env
+    first = env.get_template("en/plan_offer.email.html.j2")
+    renderer.render("plan_offer", "email", "en", ctx)
+    assert env.get_template("en/plan_offer.email.html.j2") is first
+
+
+def test_rendering_is_thread_safe():
+    renderer = TemplateRenderer(TEMPLATES)  # a cold cache, so threads also race to compile
+    jobs = [
+        (template, channel, language, context(language, days_past_due=days))
+        for template in REQUIRED_TEMPLATES
+        for channel in CHANNELS
+        for language in LANGUAGES
+        for days in (1, 40)
+    ] * 4
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        parallel = list(pool.map(lambda job: renderer.render(*job), jobs))
+    serial = [TemplateRenderer(TEMPLATES).render(*job) for job in jobs]
+    assert parallel == serial
+
+
+# ------------------------------------------------------------------ pay link
+
+
+def token_of(link: str) -> str:
+    assert link.startswith("https://pay.example.com/p/")
+    token = link.removeprefix("https://pay.example.com/p/")
+    assert token and "/" not in token
+    return token
+
+
+def test_pay_link_round_trip():
+    link = make_pay_link("https://pay.example.com/p", SECRET, "L-1001")
+    assert make_pay_link("https://pay.example.com/p/", SECRET, "L-1001").rsplit("/", 1)[0] == link.rsplit("/", 1)[0]
+    assert read_pay_token(SECRET, token_of(link), max_age_seconds=3600) == "L-1001"
+    # URL-safe: nothing that needs quoting in a path segment.
+    assert all(c.isalnum() or c in "-_." for c in token_of(link))
+
+
+def test_forged_or_altered_token_is_refused():
+    token = token_of(make_pay_link(BASE_URL, SECRET, "L-1001"))
+    with pytest.raises(PayLinkInvalid, match="not valid"):
+        read_pay_token("another-secret", token, max_age_seconds=3600)
+    # Somebody else's loan id with this link's signature.
+    payload, timestamp, signature = token.split(".")
+    other = base64.urlsafe_b64encode(json.dumps("L-1002").encode()).decode().rstrip("=")
+    with pytest.raises(PayLinkInvalid):
+        read_pay_token(SECRET, f"{other}.{timestamp}.{signature}", max_age_seconds=3600)
+    # Signed for another purpose (another salt) with the same secret.
+    foreign = URLSafeTimedSerializer(SECRET, salt="something-else").dumps("L-1001")
+    with pytest.raises(PayLinkInvalid):
+        read_pay_token(SECRET, foreign, max_age_seconds=3600)
+    for junk in ("", "abc", "a.b.c", token[:-2]):
+        with pytest.raises(PayLinkInvalid):
+            read_pay_token(SECRET, junk, max_age_seconds=3600)
+
+
+def test_expired_token_is_refused(monkeypatch):
+    token = token_of(make_pay_link(BASE_URL, SECRET, "L-1001"))
+    with pytest.raises(PayLinkInvalid, match="expired"):
+        read_pay_token(SECRET, token, max_age_seconds=-1)
+    # Seven days later, with links valid for three.
+    import time
+
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 7 * 86400)
+    with pytest.raises(PayLinkInvalid, match="expired"):
+        read_pay_token(SECRET, token, max_age_seconds=3 * 86400)
+    assert read_pay_token(SECRET, token, max_age_seconds=8 * 86400) == "L-1001"
+
+
+def test_token_carries_only_the_loan_id():
+    token = token_of(make_pay_link(BASE_URL, SECRET, "L-1001"))
+    # What anyone can read without the secret is the loan id, and nothing else.
+    assert URLSafeTimedSerializer("not-the-secret", salt=SALT).loads_unsafe(token) == (False, "L-1001")
+    for personal in ("王小明", "Wang", "+8613800138000", "wang@example.com", "1200"):
+        assert personal not in token
+    assert PAY_LINK.startswith("https://pay.example.com/p/")
+
+
+def test_pay_link_refuses_empty_inputs():
+    with pytest.raises(ValueError):
+        make_pay_link(BASE_URL, "", "L-1001")
+    with pytest.raises(ValueError):
+        make_pay_link(BASE_URL, SECRET, "")
+    with pytest.raises(ValueError):
+        make_pay_link("", SECRET, "L-1001")
+    assert issubclass(PayLinkInvalid, ValueError)
