@@ -11,62 +11,14 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import (
-    Date,
-    DateTime,
-    ForeignKey,
-    Numeric,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-)
+from sqlalchemy import Date, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import Money, UTCDateTime
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class Money(TypeDecorator):
-    """Exact decimal money: NUMERIC where the database has it, text in SQLite
-    (whose NUMERIC is a float and would round cents)."""
-
-    impl = Numeric(18, 4)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(18, 4))
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        value = Decimal(value)
-        return str(value) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):
-        return None if value is None else Decimal(value)
-
-
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC instants on every backend (SQLite drops the offset)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -135,10 +87,11 @@ class Contact(Base):
 
 
 class Payment(Base):
-    """Every repayment signal the workflow received, applied or not."""
+    """Every repayment signal the workflow received, applied or not. A payment
+    id can appear twice: once unapplied (say, in the wrong currency) and once
+    applied, when the payment service sends it again corrected."""
 
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("loan_id", "payment_id", name="uq_payments_loan_payment"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(255), unique=True)

@@ -70,11 +70,12 @@ def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int) -> 
 
 def next_action(policy: Policy, state: LoanState, clock: LoanClock, now: datetime) -> Action:
     """`now` is loan time (see LoanClock)."""
+    today = clock.days_past_due(now)
     if state.on_hold:
         why = "dispute under review" if state.disputed else f"paused by an operator ({state.pause_reason or 'no reason given'})"
-        return Action("hold", f"no contact or escalation: {why}")
-
-    today = clock.days_past_due(now)
+        # Wake at the next local midnight anyway, only to keep days past due
+        # current for operators (the status query and DaysPastDue).
+        return Action("hold", f"no contact or escalation: {why}", at=clock.at(today + 1))
     if today >= policy.write_off_day:
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 

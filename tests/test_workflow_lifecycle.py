@@ -16,7 +16,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from db.models import BureauRecord, Contact, LegalCase, Loan, Payment
-from tests.temporal_support import days_ago, loan_input, running_worker, start_loan, time_env  # noqa: F401 (fixture)
+from tests.temporal_support import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,9 +25,24 @@ async def status(handle) -> dict:
     return await handle.query("status")
 
 
+async def status_once(env, handle, condition, within=timedelta(days=1), step=timedelta(minutes=30)) -> dict:
+    """Let time pass in steps until the status meets `condition` (the test
+    server's clock may stand at any hour, so 'the 09:00 reminders' may be
+    minutes or hours away)."""
+    waited = timedelta(0)
+    while True:
+        now = await status(handle)
+        if condition(now):
+            return now
+        if waited >= within:
+            raise AssertionError(f"status never met the condition within {within}: {now}")
+        await env.sleep(step)
+        waited += step
+
+
 async def test_a_loan_that_is_never_paid_walks_all_five_stages_and_is_written_off(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-WALK", days_ago(1)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-WALK", await overdue_since(time_env, 1)))
         result = await handle.result()
 
     assert result == {"loan_id": "L-WALK", "outcome": "written_off", "amount_paid": "0.00", "final_stage": "legal"}
@@ -49,8 +64,9 @@ async def test_a_loan_that_is_never_paid_walks_all_five_stages_and_is_written_of
 
 
 async def test_repayment_during_the_call_stage_ends_the_loan_repaid_at_call(time_env, settings, seeded_borrower):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-CALL", days_ago(9)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-CALL", await overdue_since(time_env, 9)))
+        await time_env.sleep(timedelta(minutes=1))
         assert (await status(handle))["stage"] == "call"
         await handle.signal("repayment", {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"})
         result = await handle.result()
@@ -58,8 +74,9 @@ async def test_repayment_during_the_call_stage_ends_the_loan_repaid_at_call(time
 
 
 async def test_partial_and_duplicate_payments_count_once_and_lower_the_balance(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-PART", days_ago(2)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-PART", await overdue_since(time_env, 2)))
+        await time_env.sleep(timedelta(minutes=1))
         payment = {"payment_id": "P-1", "amount": "300.00", "currency": "CNY"}
         await handle.signal("repayment", payment)
         await handle.signal("repayment", payment)  # the payment service retried
@@ -76,14 +93,15 @@ async def test_partial_and_duplicate_payments_count_once_and_lower_the_balance(t
 
 
 async def test_a_payment_in_the_wrong_currency_or_with_a_bad_amount_is_kept_unapplied(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-FX", days_ago(3)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-FX", await overdue_since(time_env, 3)))
+        await time_env.sleep(timedelta(minutes=1))
         await handle.signal("repayment", {"payment_id": "P-USD", "amount": "100.00", "currency": "USD"})
         await handle.signal("repayment", {"payment_id": "P-BAD", "amount": "12,00", "currency": "CNY"})
         await handle.signal("repayment", {"payment_id": "P-FLOAT", "amount": 99.9, "currency": "CNY"})
         await handle.signal("repayment", "not even an object")
+        await time_env.sleep(timedelta(minutes=1))
         now = await status(handle)
-        await handle.terminate("test over")
     assert now["amount_paid"] == "0.00" and now["outstanding"] == "1200.00"
     unapplied = {p["payment_id"]: p["reason"] for p in now["unapplied_payments"]}
     assert unapplied["P-USD"] == "currency: USD does not match the loan's CNY"
@@ -96,11 +114,10 @@ async def test_a_payment_in_the_wrong_currency_or_with_a_bad_amount_is_kept_unap
 
 
 async def test_a_dispute_stops_all_contact_and_escalation_until_it_is_resolved(time_env, settings, seeded_borrower):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-DISP", days_ago(1)))
-        await time_env.sleep(timedelta(minutes=1))
-        sent_before = len((await status(handle))["contacts"])
-        assert sent_before == 3  # the day-1 reminders
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-DISP", await overdue_since(time_env, 1)))
+        day_one = await status_once(time_env, handle, lambda s: len(s["contacts"]) == 3)  # the day-1 reminders
+        sent_before = len(day_one["contacts"])
         await handle.signal("dispute", {"reason": "amount wrong"})
         await time_env.sleep(timedelta(days=20))
         during = await status(handle)
@@ -118,14 +135,13 @@ async def test_a_dispute_stops_all_contact_and_escalation_until_it_is_resolved(t
 
 
 async def test_after_an_sms_opt_out_no_sms_is_sent(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-OPT", days_ago(1)))
-        await time_env.sleep(timedelta(minutes=1))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-OPT", await overdue_since(time_env, 1)))
+        await status_once(time_env, handle, lambda s: len(s["contacts"]) == 3)  # the day-1 reminders
         await handle.signal("opt_out", {"channel": "sms"})
         await handle.signal("opt_out", {"channel": "fax"})
         await time_env.sleep(timedelta(days=40))
         now = await status(handle)
-        await handle.terminate("test over")
     after_opt_out = now["contacts"][3:]
     assert after_opt_out, "other channels go on"
     assert {c["result"] for c in after_opt_out if c["channel"] == "sms"} == {"skipped_opt_out"}
@@ -138,8 +154,8 @@ async def test_after_an_sms_opt_out_no_sms_is_sent(time_env, settings, seeded_bo
 
 
 async def test_pause_holds_everything_and_resume_picks_up_at_todays_stage(time_env, settings, seeded_borrower):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-HOLD", days_ago(5)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-HOLD", await overdue_since(time_env, 5)))
         await time_env.sleep(timedelta(minutes=1))
         await handle.signal("pause", {"reason": "customer in hospital"})
         before = await status(handle)
@@ -150,16 +166,14 @@ async def test_pause_holds_everything_and_resume_picks_up_at_todays_stage(time_e
         await handle.signal("resume", {})
         await time_env.sleep(timedelta(hours=1))
         resumed = await status(handle)
-        await handle.terminate("test over")
     assert resumed["paused"] is False and resumed["stage"] == "call"
 
 
 async def test_a_loan_placed_40_days_late_starts_in_credit_reporting(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-LATE", days_ago(40)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-LATE", await overdue_since(time_env, 40)))
         await time_env.sleep(timedelta(minutes=1))
         now = await status(handle)
-        await handle.terminate("test over")
     assert now["stage"] == "credit_reporting" and now["days_past_due"] == 40
     assert all(c["stage"] == "credit_reporting" for c in now["contacts"])
     with session_factory() as db:
@@ -168,9 +182,9 @@ async def test_a_loan_placed_40_days_late_starts_in_credit_reporting(time_env, s
 
 
 async def test_a_start_with_a_bad_field_fails_at_once_naming_it(time_env, settings, seeded_borrower, session_factory):
-    async with running_worker(time_env.client, settings) as queue:
-        bad = loan_input("L-BAD", days_ago(3), amount="12.345")
-        handle = await start_loan(time_env.client, queue, bad)
+    async with running_worker(time_env.client, settings) as loans:
+        bad = loan_input("L-BAD", await overdue_since(time_env, 3), amount="12.345")
+        handle = await loans.start(bad)
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
     cause = failure.value.cause
@@ -181,16 +195,16 @@ async def test_a_start_with_a_bad_field_fails_at_once_naming_it(time_env, settin
 
 
 async def test_an_unknown_policy_fails_the_start_naming_the_policy(time_env, settings, seeded_borrower):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-POL", days_ago(3), policy="gentle"))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-POL", await overdue_since(time_env, 3), policy="gentle"))
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
     assert "no policy named 'gentle'" in failure.value.cause.message
 
 
 async def test_the_history_of_a_finished_loan_holds_no_personal_data(time_env, settings, seeded_borrower):
-    async with running_worker(time_env.client, settings) as queue:
-        handle = await start_loan(time_env.client, queue, loan_input("L-PII", days_ago(30)))
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-PII", await overdue_since(time_env, 30)))
         await time_env.sleep(timedelta(days=100))
         await handle.signal("repayment", {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY"})
         await handle.result()

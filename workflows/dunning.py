@@ -106,7 +106,7 @@ class DunningWorkflow:
 
             if action.kind == "hold":
                 workflow.set_current_details(f"On hold: {action.reason}. Waiting for resume or dispute_resolved.")
-                await self._wait(None)
+                await self._wait(self._clock.real_time(action.at) - workflow.now())
             elif action.kind == "wait":
                 wake = self._clock.real_time(action.at)
                 workflow.set_current_details(
@@ -223,7 +223,7 @@ class DunningWorkflow:
         zone_clock = self._clock
         loan_now = zone_clock.loan_time(workflow.now()) if zone_clock else None
         next_at = None
-        if self._next is not None and self._next.at is not None and zone_clock and state.stage != contract.STAGE_CLOSED:
+        if self._next is not None and self._next.kind == "wait" and zone_clock and state.stage != contract.STAGE_CLOSED:
             next_at = zone_clock.real_time(self._next.at).isoformat()
         segment = (
             self._policy.segment_for(zone_clock.days_past_due(loan_now), state.outstanding)
@@ -433,12 +433,11 @@ class DunningWorkflow:
 
     # ----------------------------------------------------------------- helpers
 
-    async def _wait(self, timeout: timedelta | None) -> None:
+    async def _wait(self, timeout: timedelta) -> None:
         """Sleep durably until `timeout` passes or a signal changes something."""
         self._changed = False
-        if timeout is not None:
-            # Round up to whole milliseconds: a timer never fires early.
-            timeout = max(timedelta(milliseconds=1), timedelta(milliseconds=-(-timeout // timedelta(milliseconds=1))))
+        # Round up to whole milliseconds: a timer never fires early.
+        timeout = max(timedelta(milliseconds=1), timedelta(milliseconds=-(-timeout // timedelta(milliseconds=1))))
         try:
             await workflow.wait_condition(lambda: self._changed, timeout=timeout)
         except TimeoutError:

@@ -1,0 +1,1 @@
+"""Providers that deliver messages: one interface, one adapter per provider."""

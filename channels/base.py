@@ -1,0 +1,45 @@
+"""The interface every provider adapter implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    key: str  # the outbox key; providers that support it get it as an idempotency key
+    channel: str
+    recipient: str  # phone (E.164), e-mail address, or push target
+    language: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderReceipt:
+    provider: str
+    message_id: str
+
+
+class PermanentSendError(Exception):
+    """The provider refused the message for good (bad number, bad request): do not retry."""
+
+
+class TransientSendError(Exception):
+    """The provider could not take the message now (rate limit, outage): retry later."""
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: OutboundMessage) -> ProviderReceipt: ...
+
+
+def mask(recipient: str) -> str:
+    """Enough of an address to tell two apart in a log, not enough to use it."""
+    if "@" in recipient:
+        local, _, domain = recipient.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 6 else "***"
