@@ -34,6 +34,10 @@ log = structlog.get_logger("worker")
 PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "annotated_types", "dunning", "activities.payloads")
 
 
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+
+
 def build_activities(settings: Settings) -> DunningActivities:
     engine = make_engine(settings.database_url)
     return DunningActivities(
@@ -57,9 +61,7 @@ def build_worker(
         workflows=[DunningWorkflow],
         activities=[acts.prepare_loan, acts.send_contact, acts.enter_stage, acts.record_payment, acts.close_loan],
         activity_executor=executor,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=sandbox_runner(),
     )
 
 

@@ -16,21 +16,27 @@ import structlog
 _configured = False
 
 
+# Attributes every LogRecord has; anything else on a record came as `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
 def _lift_temporal_context(_logger, _method, event: dict) -> dict:
-    """The SDK's loggers put workflow/activity info under `temporal_*` extras."""
+    """Fields passed as `extra=` become JSON keys; the SDK's loggers put the
+    workflow's or activity's identity under `temporal_workflow` /
+    `temporal_activity`, which become workflow_id, run_id and activity."""
     record = event.get("_record")
-    if record is not None:
-        for name in ("temporal_workflow", "temporal_activity"):
-            details = getattr(record, name, None)
-            if isinstance(details, dict):
-                event.setdefault("workflow_id", details.get("workflow_id"))
-                event.setdefault("run_id", details.get("run_id"))
-                if name == "temporal_activity":
-                    event.setdefault("activity", details.get("activity_type"))
-        for key in ("loan_id", "payment_id", "stage", "channel", "outcome", "reason", "error", "key", "day", "upheld", "amount", "signal", "final_stage"):
-            value = getattr(record, key, None)
-            if value is not None:
-                event.setdefault(key, value)
+    if record is None:
+        return event
+    for name, value in vars(record).items():
+        if name in _RECORD_ATTRIBUTES or name.startswith("_"):
+            continue
+        if name in ("temporal_workflow", "temporal_activity") and isinstance(value, dict):
+            event.setdefault("workflow_id", value.get("workflow_id"))
+            event.setdefault("run_id", value.get("run_id"))
+            if name == "temporal_activity":
+                event.setdefault("activity", value.get("activity_type"))
+        else:
+            event.setdefault(name, value)
     return event
 
 
