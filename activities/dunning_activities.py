@@ -12,14 +12,16 @@ outcome or a failure, and the engine hides SQL parameters from its errors.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -29,11 +31,19 @@ from activities.pay_link import make_pay_link
 from activities.payloads import (
     CLOSE_LOAN,
     ENTER_STAGE,
+    OPEN_COMPLAINT,
     PREPARE_LOAN,
+    REPORT_TO_BUREAU,
+    RECORD_DECISION,
     RECORD_PAYMENT,
+    RESOLVE_COMPLAINT,
     SEND_CONTACT,
+    ComplaintOpened,
+    ComplaintResolved,
+    BureauReport,
     ContactOutcome,
     ContactRequest,
+    DecisionRecord,
     LoanClosing,
     PaymentRecord,
     PreparedLoan,
@@ -42,9 +52,10 @@ from activities.payloads import (
 )
 from activities.rendering import TemplateMissing, TemplateRenderer
 from channels.base import Channel, OutboundMessage, PermanentSendError, mask
-from db.models import Borrower, BureauRecord, Contact, LegalCase, Loan, Payment
+from db import audit
+from db.models import Borrower, BureauRecord, Complaint, Contact, LegalCase, Loan, Payment
 from dunning.contract import STAGE_CLOSED
-from dunning.money import minor_units
+from dunning.compliance import ProfileError, load_profile
 from dunning.policy import PolicyError, load_policy
 from runtime.settings import Settings
 
@@ -58,6 +69,39 @@ STATUS_SENT = "sent"
 STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped_no_address"
 FINAL_STATUSES = frozenset({STATUS_SENT, STATUS_FAILED, STATUS_SKIPPED})
+# Not sent yet because a compliance cap said "not today"; not final: the same
+# key is checked again (and sent, once the cap allows) by a later attempt.
+STATUS_DEFERRED = "deferred"
+_CONTACTS = Contact.__table__
+
+
+def attempt_time() -> datetime:
+    """Now, by the Temporal server's clock: when this activity attempt started.
+    On the time-skipping test server that is its skipped time, so `sent_at`,
+    the audit log and the daily call cap follow the workflows' timeline. Outside
+    an activity (or in ActivityEnvironment's zero default), the wall clock."""
+    try:
+        started = activity.info().started_time
+    except RuntimeError:
+        started = None
+    if started is None or started.timestamp() <= 0:
+        return datetime.now(timezone.utc)
+    return started if started.tzinfo is not None else started.replace(tzinfo=timezone.utc)
+
+
+def _audit_key(*parts: str) -> str:
+    """An audit entry's idempotency key, within the column's 255 characters."""
+    key = "/".join(parts)
+    if len(key) <= 255:
+        return key
+    return f"{key[:180]}#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def _bound_log(**fields):
@@ -69,11 +113,6 @@ def _bound_log(**fields):
         attempt=info.attempt,
         **fields,
     )
-
-
-def _format_money(amount: Decimal, currency: str) -> str:
-    """ "1,200.00" (CNY), "1,200" (JPY): grouped, with the currency's decimals."""
-    return f"{amount:,.{minor_units(currency)}f}"
 
 
 def _recipient(borrower: Borrower, channel: str) -> str | None:
@@ -126,11 +165,14 @@ class DunningActivities:
         channels: dict[str, Channel],
         renderer: TemplateRenderer,
         settings: Settings,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._sessions = session_factory
         self._channels = channels
         self._renderer = renderer
         self._settings = settings
+        # Now, as an aware UTC instant: sent_at, the audit log, the call cap.
+        self._clock = clock or attempt_time
 
     def _in_transaction(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction; if a concurrent attempt of the same
@@ -150,7 +192,8 @@ class DunningActivities:
         logger = _bound_log(loan_id=request.loan_id)
         try:
             policy = load_policy(request.policy, self._settings.policies_dir)
-        except PolicyError as error:
+            profile = load_profile(policy.profile, self._settings.profiles_dir)
+        except (PolicyError, ProfileError) as error:
             raise ApplicationError(str(error), type="PolicyError", non_retryable=True) from None
 
         def work(db: Session) -> PreparedLoan:
@@ -165,6 +208,7 @@ class DunningActivities:
                     time_zone=policy.default_time_zone,
                     language=policy.default_language,
                     borrower_known=False,
+                    profile=profile.model_dump(mode="json"),
                 )
             if db.get(Loan, request.loan_id) is None:
                 db.add(
@@ -183,6 +227,7 @@ class DunningActivities:
                 time_zone=borrower.time_zone,
                 language=borrower.language,
                 borrower_known=True,
+                profile=profile.model_dump(mode="json"),
             )
 
         prepared = self._in_transaction(work)
@@ -240,22 +285,125 @@ class DunningActivities:
         return outcome
 
     def _claim(self, request: ContactRequest) -> _Claim:
-        """Write the outbox row (or find the one an earlier attempt wrote)."""
-        for _ in range(2):
+        """Write the outbox row (or find the one an earlier attempt wrote). A
+        row that ends here (skipped, no address) is audited in the same
+        transaction; a `deferred` row is checked again."""
+        for _ in range(3):
             with self._sessions() as db:
                 row = db.scalar(select(Contact).where(Contact.key == request.key))
-                if row is None:
-                    row = self._new_row(db, request)
-                    db.add(row)
-                    try:
-                        db.commit()
-                    except IntegrityError:  # a concurrent attempt wrote it a moment ago
+                if row is not None and row.status in FINAL_STATUSES:
+                    return _Claim(None, _outcome(row))
+                if row is not None and row.status == STATUS_PENDING:
+                    return _Claim(self._message(row), None)
+                try:
+                    claim = self._write_row(db, request, row)
+                    if claim is None:  # a concurrent attempt moved the deferred row on
                         db.rollback()
                         continue
-                if row.status in FINAL_STATUSES:
-                    return _Claim(None, _outcome(row))
-                return _Claim(self._message(row), None)
+                    db.commit()
+                    return claim
+                except IntegrityError:  # a concurrent attempt wrote it a moment ago
+                    db.rollback()
+                    continue
         raise RuntimeError(f"outbox row {request.key} could neither be written nor read")
+
+    def _write_row(self, db: Session, request: ContactRequest, row: Contact | None) -> _Claim | None:
+        """A new outbox row, or a deferred one brought up to date: first the
+        voice cap across the borrower's loans, then the rendering."""
+        cap = request.voice_daily_cap if request.channel == "voice" else None
+        if cap:
+            # PostgreSQL: one borrower's capped calls take turns on their
+            # directory row. SQLite ignores FOR UPDATE; there the write below
+            # takes the database's write lock before the count.
+            borrower = db.scalar(
+                select(Borrower).where(Borrower.borrower_id == request.borrower_id).with_for_update()
+            )
+            if borrower is not None:
+                if row is None:
+                    row = Contact(
+                        key=request.key, workflow_id=request.workflow_id, loan_id=request.loan_id,
+                        borrower_id=request.borrower_id, stage=request.stage, channel=request.channel,
+                        template=request.template, language=borrower.language, status=STATUS_DEFERRED,
+                        body_text="", attempts=0, created_at=self._clock(),
+                    )
+                    db.add(row)
+                    db.flush()
+                else:
+                    stamped = db.execute(
+                        update(_CONTACTS)
+                        .where(_CONTACTS.c.key == request.key, _CONTACTS.c.status == STATUS_DEFERRED)
+                        .values(status=STATUS_DEFERRED)
+                    )
+                    if stamped.rowcount != 1:
+                        return None
+                calls, next_midnight = self._voice_calls_today(db, borrower, request.key)
+                if calls >= cap:
+                    detail = f"voice cap: {calls} calls today across the borrower's loans"
+                    row.status, row.error = STATUS_DEFERRED, detail
+                    return _Claim(None, ContactOutcome(
+                        key=request.key, channel=request.channel, result=STATUS_DEFERRED, detail=detail,
+                        not_before=next_midnight.isoformat(),
+                    ))
+        fresh = self._new_row(db, request)
+        if row is None:
+            row = fresh
+            row.created_at = self._clock()
+            db.add(row)
+        else:  # the deferred row, now rendered with today's amounts
+            for column in (
+                "stage", "template", "language", "recipient", "subject", "body_text", "body_html", "status", "error",
+            ):
+                setattr(row, column, getattr(fresh, column))
+        if row.status in FINAL_STATUSES:
+            db.flush()
+            self._audit_contact(db, row)
+            return _Claim(None, _outcome(row))
+        return _Claim(self._message(row), None)
+
+    def _voice_calls_today(self, db: Session, borrower: Borrower, key: str) -> tuple[int, datetime]:
+        """The borrower's voice calls (other than `key`) on this local day in
+        their zone, across all their loans: sent ones, and ones in flight
+        (pending) since the day began; and the next local midnight."""
+        zone = _zone(borrower.time_zone)
+        today = self._clock().astimezone(zone).date()
+        start = datetime.combine(today, time(0), tzinfo=zone)
+        end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone)
+        start_utc, end_utc = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        calls = db.scalar(
+            select(func.count()).select_from(Contact).where(
+                Contact.borrower_id == borrower.borrower_id,
+                Contact.channel == "voice",
+                Contact.key != key,
+                or_(
+                    and_(Contact.status == STATUS_SENT, Contact.sent_at >= start_utc, Contact.sent_at < end_utc),
+                    and_(Contact.status == STATUS_PENDING, Contact.created_at >= start_utc, Contact.created_at < end_utc),
+                ),
+            )
+        )
+        return calls or 0, end
+
+    def _audit_contact(self, db: Session, row: Contact) -> None:
+        """The contact's audit entry: ids and codes, and the SHA-256 of the
+        message instead of the message (it holds the borrower's name)."""
+        has_body = bool(row.body_text or row.body_html)
+        audit.append(
+            db, "contact", row.loan_id, row.workflow_id,
+            {
+                "key": row.key,
+                "stage": row.stage,
+                "channel": row.channel,
+                "template": row.template,
+                "language": row.language,
+                "status": row.status,
+                "provider": row.provider or "",
+                "provider_message_id": row.provider_message_id or "",
+                "attempts": row.attempts,
+                "message_sha256": audit.message_digest(row.subject, row.body_text, row.body_html) if has_body else "",
+                "detail": _scrub(row.error or "", row.recipient)[:200],
+            },
+            at=row.sent_at or self._clock(),
+            key=_audit_key(row.key, "contact", row.status),
+        )
 
     def _new_row(self, db: Session, request: ContactRequest) -> Contact:
         borrower = db.get(Borrower, request.borrower_id)
@@ -280,7 +428,7 @@ class DunningActivities:
         context = {
             "lender_name": self._settings.lender_name,
             "borrower_name": borrower.name,
-            "amount": _format_money(Decimal(request.outstanding), request.currency),
+            "amount": Decimal(request.outstanding),  # the templates format it: |money(currency)
             "currency": request.currency,
             "due_date": date.fromisoformat(request.due_date),
             "days_past_due": request.days_past_due,
@@ -311,14 +459,20 @@ class DunningActivities:
         )
 
     def _finish(self, key: str, status: str, provider: str = "", message_id: str = "", error: str = "") -> ContactOutcome:
-        with self._sessions.begin() as db:
+        def work(db: Session) -> ContactOutcome:
             row = db.scalar(select(Contact).where(Contact.key == key))
+            previous = row.status
             row.status, row.attempts = status, row.attempts + 1
             row.provider, row.provider_message_id = provider or None, message_id or None
             row.error = error[:2000] or None
             if status == STATUS_SENT:
-                row.sent_at = datetime.now(timezone.utc)
+                row.sent_at = self._clock()
+            if previous != status:  # a concurrent attempt that finished first was audited already
+                db.flush()
+                self._audit_contact(db, row)
             return _outcome(row)
+
+        return self._in_transaction(work)
 
     def _count_attempt(self, key: str, error: str) -> None:
         with self._sessions.begin() as db:
@@ -333,21 +487,57 @@ class DunningActivities:
 
         def work(db: Session) -> None:
             loan = db.get(Loan, entry.loan_id)
+            previous = loan.stage if loan is not None else ""
+            changed = loan is not None and loan.stage not in (STAGE_CLOSED, entry.stage)
             if loan is not None and loan.stage != STAGE_CLOSED:
                 loan.stage = entry.stage
-            if entry.stage == "credit_reporting":
-                _insert_once(db, BureauRecord, entry.key, lambda: BureauRecord(
-                    key=entry.key, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
-                    days_past_due=entry.days_past_due, balance=Decimal(entry.outstanding), currency=entry.currency,
-                ))
-            elif entry.stage == "legal":
-                _insert_once(db, LegalCase, entry.key, lambda: LegalCase(
+            record = ""
+            # The bureau record is not opened here: its time is the compliance
+            # profile's (report_to_bureau), which may wait after the stage starts.
+            if entry.stage == "legal":
+                if _insert_once(db, LegalCase, entry.key, lambda: LegalCase(
                     key=entry.key, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
                     days_past_due=entry.days_past_due, outstanding=Decimal(entry.outstanding), currency=entry.currency,
-                ))
+                )):
+                    record = "legal_case"
+            # Only a change is audited: a retry finds the loan at this stage
+            # already (or, without a loan row, its entry by key).
+            if changed or record or loan is None:
+                db.flush()
+                audit.append(
+                    db, "stage", entry.loan_id, entry.workflow_id,
+                    {
+                        "key": entry.key, "stage": entry.stage, "previous_stage": previous,
+                        "days_past_due": entry.days_past_due, "outstanding": entry.outstanding,
+                        "currency": entry.currency, "record": record,
+                    },
+                    at=self._clock(),
+                    key=_audit_key(entry.key, "stage"),
+                )
 
         self._in_transaction(work)
         logger.info("stage_recorded", days_past_due=entry.days_past_due)
+
+    # -------------------------------------------------------- report_to_bureau
+
+    @activity.defn(name=REPORT_TO_BUREAU)
+    def report_to_bureau(self, report: BureauReport) -> None:
+        def work(db: Session) -> None:
+            if _insert_once(db, BureauRecord, report.key, lambda: BureauRecord(
+                key=report.key, loan_id=report.loan_id, workflow_id=report.workflow_id,
+                days_past_due=report.days_past_due, balance=Decimal(report.outstanding), currency=report.currency,
+            )):
+                db.flush()
+                audit.append(
+                    db, "stage", report.loan_id, report.workflow_id,
+                    {"key": report.key, "record": "bureau_record", "days_past_due": report.days_past_due,
+                     "outstanding": report.outstanding, "currency": report.currency},
+                    at=self._clock(),
+                    key=_audit_key(report.key, "bureau"),
+                )
+
+        self._in_transaction(work)
+        _bound_log(loan_id=report.loan_id).info("bureau_reported", days_past_due=report.days_past_due)
 
     # ---------------------------------------------------------- record_payment
 
@@ -356,14 +546,26 @@ class DunningActivities:
         logger = _bound_log(loan_id=record.loan_id, payment_id=record.payment_id)
 
         def work(db: Session) -> None:
-            _insert_once(db, Payment, record.key, lambda: Payment(
+            inserted = _insert_once(db, Payment, record.key, lambda: Payment(
                 key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id,
                 payment_id=record.payment_id, amount=record.amount, currency=record.currency,
                 paid_at=record.paid_at, applied=record.applied, reason=record.reason or None,
             ))
-            if not record.applied:
+            if not inserted:  # a retry: recorded (and audited) the first time
                 return
             db.flush()
+            audit.append(
+                db, "payment", record.loan_id, record.workflow_id,
+                {
+                    "key": record.key, "payment_id": record.payment_id, "amount": record.amount,
+                    "currency": record.currency, "paid_at": record.paid_at, "applied": record.applied,
+                    "reason": record.reason,
+                },
+                at=self._clock(),
+                key=_audit_key(record.key, "payment"),
+            )
+            if not record.applied:
+                return
             loan = db.get(Loan, record.loan_id)
             if loan is not None:
                 # The sum of applied payments, not an increment: a retry
@@ -381,17 +583,124 @@ class DunningActivities:
     @activity.defn(name=CLOSE_LOAN)
     def close_loan(self, closing: LoanClosing) -> None:
         logger = _bound_log(loan_id=closing.loan_id)
-        with self._sessions.begin() as db:
+
+        def work(db: Session) -> bool:
             loan = db.get(Loan, closing.loan_id)
+            changed = loan is None or loan.stage != STAGE_CLOSED or loan.outcome != closing.outcome
             if loan is not None:
                 loan.stage, loan.outcome = STAGE_CLOSED, closing.outcome
                 loan.amount_paid = Decimal(closing.amount_paid)
                 loan.closed_at = _aware(closing.closed_at)
-        logger.info(
-            "loan_closed", outcome=closing.outcome, final_stage=closing.final_stage, loan_known=loan is not None
-        )
+            if changed:  # without a loan row, the entry's key keeps a retry from a second one
+                audit.append(
+                    db, "closing", closing.loan_id, closing.workflow_id,
+                    {
+                        "outcome": closing.outcome, "amount_paid": closing.amount_paid,
+                        "outstanding": closing.outstanding, "final_stage": closing.final_stage,
+                        "closed_at": closing.closed_at,
+                    },
+                    at=_aware(closing.closed_at),
+                    key=_audit_key(closing.workflow_id, "closing", closing.closed_at),
+                )
+            return loan is not None
+
+        loan_known = self._in_transaction(work)
+        logger.info("loan_closed", outcome=closing.outcome, final_stage=closing.final_stage, loan_known=loan_known)
+
+    # --------------------------------------------------------- record_decision
+
+    @activity.defn(name=RECORD_DECISION)
+    def record_decision(self, record: DecisionRecord) -> None:
+        """A compliance decision (kind `decision`: a contact postponed or
+        skipped, the rule and why) or an operator action (kind `operator`:
+        pause, resume, opt_out, dispute...), appended once per key."""
+        logger = _bound_log(loan_id=record.loan_id, kind=record.kind, rule=record.rule)
+        if record.kind not in ("decision", "operator"):
+            raise ApplicationError(
+                f"kind: {record.kind!r} is not 'decision' or 'operator'", type="InvalidDecision", non_retryable=True
+            )
+
+        def work(db: Session) -> None:
+            audit.append(
+                db, record.kind, record.loan_id, record.workflow_id,
+                {
+                    "key": record.key, "rule": record.rule, "reason": record.reason[:500],
+                    "channel": record.channel, "step_key": record.step_key,
+                },
+                at=_aware(record.at) if record.at else self._clock(),
+                key=_audit_key(record.key),
+            )
+
+        self._in_transaction(work)
+        logger.info("decision_recorded")
+
+    # ------------------------------------------------------------- complaints
+
+    @activity.defn(name=OPEN_COMPLAINT)
+    def open_complaint(self, opened: ComplaintOpened) -> None:
+        """The complaint record, open for internal review; once per loan and id."""
+        logger = _bound_log(loan_id=opened.loan_id, complaint_id=opened.complaint_id)
+        at = _aware(opened.at) if opened.at else self._clock()
+
+        def work(db: Session) -> bool:
+            if _complaint(db, opened.loan_id, opened.complaint_id) is not None:
+                return False
+            db.add(Complaint(
+                key=opened.key, complaint_id=opened.complaint_id, loan_id=opened.loan_id,
+                workflow_id=opened.workflow_id, category=opened.category[:32], opened_at=at, status="open",
+            ))
+            db.flush()
+            audit.append(
+                db, "complaint", opened.loan_id, opened.workflow_id,
+                {"complaint_id": opened.complaint_id, "action": "opened", "category": opened.category},
+                at=at,
+                key=_audit_key(opened.key, "opened"),
+            )
+            return True
+
+        logger.info("complaint_recorded", opened=self._in_transaction(work))
+
+    @activity.defn(name=RESOLVE_COMPLAINT)
+    def resolve_complaint(self, resolved: ComplaintResolved) -> None:
+        """A reviewer's decision on an open complaint; once."""
+        logger = _bound_log(loan_id=resolved.loan_id, complaint_id=resolved.complaint_id)
+        at = _aware(resolved.at) if resolved.at else self._clock()
+
+        def work(db: Session) -> bool:
+            row = _complaint(db, resolved.loan_id, resolved.complaint_id)
+            if row is None:  # opened before this audit existed: keep the decision anyway
+                row = Complaint(
+                    key=f"{resolved.workflow_id}/complaint/{resolved.complaint_id}", complaint_id=resolved.complaint_id,
+                    loan_id=resolved.loan_id, workflow_id=resolved.workflow_id, category="other", opened_at=at,
+                    status="open",
+                )
+                db.add(row)
+            if row.status == "resolved":
+                return False
+            row.status, row.resolution = "resolved", "upheld" if resolved.upheld else "rejected"
+            row.resolved_at, row.reviewer_id = at, resolved.reviewer_id
+            db.flush()
+            audit.append(
+                db, "complaint", resolved.loan_id, resolved.workflow_id,
+                {
+                    "complaint_id": resolved.complaint_id, "action": "resolved", "resolution": row.resolution,
+                    "reviewer_id": resolved.reviewer_id,
+                },
+                at=at,
+                key=_audit_key(row.key, "resolved"),
+            )
+            return True
+
+        logger.info("complaint_recorded", resolved=self._in_transaction(work), upheld=resolved.upheld)
 
 
-def _insert_once(db: Session, model, key: str, build: Callable[[], object]) -> None:
+def _insert_once(db: Session, model, key: str, build: Callable[[], object]) -> bool:
+    """Add the row unless one with `key` exists; True when it was added."""
     if db.scalar(select(model).where(model.key == key)) is None:
         db.add(build())
+        return True
+    return False
+
+
+def _complaint(db: Session, loan_id: str, complaint_id: str) -> Complaint | None:
+    return db.scalar(select(Complaint).where(Complaint.loan_id == loan_id, Complaint.complaint_id == complaint_id))

@@ -16,6 +16,10 @@ SEND_CONTACT = "send_contact"
 ENTER_STAGE = "enter_stage"
 RECORD_PAYMENT = "record_payment"
 CLOSE_LOAN = "close_loan"
+REPORT_TO_BUREAU = "report_to_bureau"
+RECORD_DECISION = "record_decision"
+OPEN_COMPLAINT = "open_complaint"
+RESOLVE_COMPLAINT = "resolve_complaint"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class PreparedLoan:
     language: str
     # True when the borrower directory has a row for this borrower.
     borrower_known: bool
+    # The policy's compliance profile (config/profiles/), validated, as JSON.
+    profile: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -54,17 +60,25 @@ class ContactRequest:
     outstanding: str
     currency: str
     due_date: str
+    # The profile's cap on voice calls per borrower per local day, across all
+    # their loans (cn: 6); None for no such cap. Only the activity sees the
+    # borrower's other loans, so it enforces it.
+    voice_daily_cap: int | None = None
 
 
 @dataclass(frozen=True)
 class ContactOutcome:
     key: str
     channel: str
-    # sent | failed | skipped_no_address
+    # sent | failed | skipped_no_address | deferred (not sent yet: the same key
+    # may be sent again from `not_before`)
     result: str
     provider: str = ""
     provider_message_id: str = ""
     detail: str = ""
+    # For `deferred`: the earliest instant (ISO 8601 with the borrower's offset)
+    # at which the contact may be tried again.
+    not_before: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,3 +114,49 @@ class LoanClosing:
     outstanding: str
     final_stage: str
     closed_at: str
+
+
+@dataclass(frozen=True)
+class BureauReport:
+    key: str  # one first report per loan
+    workflow_id: str
+    loan_id: str
+    days_past_due: int
+    outstanding: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A compliance decision (a contact postponed or skipped, and why) or an
+    operator action (pause, resume, opt_out, dispute...), for the audit log."""
+
+    key: str  # one audit entry per key, ever
+    workflow_id: str
+    loan_id: str
+    kind: str  # decision | operator
+    rule: str  # a code: "window", "voice_daily_cap", "pause", "opt_out", ...
+    reason: str  # short text or code, never personal data
+    channel: str = ""
+    step_key: str = ""
+    at: str = ""  # ISO instant the decision was made or the signal arrived
+
+
+@dataclass(frozen=True)
+class ComplaintOpened:
+    key: str
+    workflow_id: str
+    loan_id: str
+    complaint_id: str
+    category: str
+    at: str  # ISO instant the complaint arrived
+
+
+@dataclass(frozen=True)
+class ComplaintResolved:
+    workflow_id: str
+    loan_id: str
+    complaint_id: str
+    upheld: bool
+    reviewer_id: str  # the reviewer's id, never a name
+    at: str

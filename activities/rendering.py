@@ -16,10 +16,24 @@ names a variable the caller did not pass fails loudly instead of sending a
 message with a hole in it. Only `.html.j2` files are autoescaped. The context
 is exactly CONTEXT_KEYS.
 
+Money and dates are formatted by Babel in the locale of the language the
+message is written in, through two filters the renderer registers:
+
+    {{ amount|money(currency) }}   "¥1,200.00" (zh_CN, CNY), "$1,200.00" (en, USD),
+                                   "NT$1,200.00" (zh_TW, TWD), "JP¥123,456" (zh_CN, JPY)
+    {{ due_date|day }}             "2026年11月1日" (zh_CN, zh_TW), "November 1, 2026" (en)
+
+`amount` is a Decimal (a decimal string or an int is accepted; a float is
+refused: money is never a float), `currency` an ISO 4217 code; the currency's
+own decimals are used (JPY has none). The locale is that of the language
+directory the template came from (LOCALES: zh_CN -> zh_Hans_CN, zh_TW ->
+zh_Hant_TW, en -> en), so a borrower whose language falls back to `en` reads
+English text with English numbers and dates.
+
 Language resolution: the exact language directory (`zh_CN`; `zh-CN` is read
 as `zh_CN`), else the fallback language (`en`). A channel's forms always come
 from one language, so an e-mail never mixes a Chinese subject with an English
-body. There is deliberately no prefix matching (`zh_TW` is not `zh_CN`).
+body. There is deliberately no prefix matching (`zh_HK` is not `zh_TW`).
 
 One TemplateRenderer is meant to be shared: the Jinja environment compiles
 each template once and caches it, and rendering is safe from many threads.
@@ -30,10 +44,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, select_autoescape
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, get_currency_symbol
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, pass_context, select_autoescape
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 CHANNELS: Final = ("sms", "push", "email", "voice")
@@ -44,7 +65,14 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "voice": ("voice",),
     "email": ("email.subject", "email.txt", "email.html"),
 }
-# The variables every template may use, and the only ones.
+# The variables every template may use, and the only ones:
+#   lender_name, borrower_name  str
+#   amount                      Decimal, the outstanding balance; show it with |money(currency)
+#   currency                    str, ISO 4217 code ("CNY", "USD", "TWD")
+#   due_date                    datetime.date; show it with |day
+#   days_past_due               int
+#   pay_link                    str, the signed one-click repayment URL (never in a voice script)
+#   loan_id, stage              str
 CONTEXT_KEYS: Final = frozenset(
     {
         "lender_name",
@@ -59,6 +87,15 @@ CONTEXT_KEYS: Final = frozenset(
     }
 )
 SUFFIX: Final = ".j2"
+
+# Template language directory -> Babel locale for money and dates.
+LOCALES: Final[dict[str, str]] = {"en": "en", "zh_CN": "zh_Hans_CN", "zh_TW": "zh_Hant_TW"}
+# Where CLDR's symbol is ambiguous to the reader: in Taiwan "$" alone reads as
+# US dollars in a loan notice, so the New Taiwan dollar is written "NT$".
+SYMBOL_OVERRIDES: Final[dict[tuple[str, str], str]] = {("zh_Hant_TW", "TWD"): "NT$"}
+# The render context key carrying the Babel locale to the filters (not a template variable).
+_LOCALE_KEY: Final = "_babel_locale"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 _TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:_[A-Za-z0-9]{2,8})?$")
@@ -85,6 +122,67 @@ def _normalise_language(language: str) -> str | None:
     """'zh-CN' -> 'zh_CN'; None for anything that is not a plain language tag."""
     candidate = (language or "").strip().replace("-", "_")
     return candidate if _LANGUAGE.match(candidate) else None
+
+
+@lru_cache(maxsize=64)
+def babel_locale(language: str) -> Locale:
+    """The Babel locale for a template language ('zh_TW' -> zh_Hant_TW); `en` for
+    anything Babel does not know."""
+    normalised = _normalise_language(language) or "en"
+    try:
+        return Locale.parse(LOCALES.get(normalised, normalised))
+    except (ValueError, UnknownLocaleError):
+        return Locale.parse("en")
+
+
+def format_money(amount: Any, currency: str, locale: Locale | str = "en") -> str:
+    """`amount` in `currency`, as the locale writes it, with the currency's decimals."""
+    if isinstance(amount, (float, bool)):
+        raise TypeError(f"money must be a Decimal or a decimal string, not {type(amount).__name__} {amount!r}")
+    try:
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
+    except InvalidOperation:
+        raise ValueError(f"amount {amount!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise ValueError(f"amount {amount!r} is not a finite number")
+    code = str(currency or "").strip().upper()
+    if not _CURRENCY.match(code):
+        raise ValueError(f"currency {currency!r} is not an ISO 4217 code like 'CNY'")
+    where = locale if isinstance(locale, Locale) else babel_locale(locale)
+    text = format_currency(value, code, locale=where)
+    override = SYMBOL_OVERRIDES.get((str(where), code))
+    if override:
+        text = text.replace(get_currency_symbol(code, locale=where), override, 1)
+    return text
+
+
+def format_day(value: Any, locale: Locale | str = "en") -> str:
+    """A calendar date in the locale's long form: "November 1, 2026", "2026年11月1日"."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value.strip())
+    if not isinstance(value, date):
+        raise TypeError(f"day needs a date, not {type(value).__name__} {value!r}")
+    where = locale if isinstance(locale, Locale) else babel_locale(locale)
+    return format_date(value, format="long", locale=where)
+
+
+def _context_locale(ctx: Context) -> Locale:
+    where = ctx.get(_LOCALE_KEY)
+    return where if isinstance(where, Locale) else babel_locale("en")
+
+
+@pass_context
+def _money_filter(ctx: Context, amount: Any, currency: str) -> str:
+    return format_money(amount, currency, _context_locale(ctx))
+
+
+@pass_context
+def _day_filter(ctx: Context, value: Any) -> str:
+    return format_day(value, _context_locale(ctx))
+
+
+# The filters every template may use, and the only ones besides Jinja's own.
+FILTERS: Final = {"money": _money_filter, "day": _day_filter}
 
 
 def _single_line(text: str) -> str:
@@ -125,6 +223,7 @@ class TemplateRenderer:
             cache_size=-1,
             auto_reload=auto_reload,
         )
+        self._env.filters.update(FILTERS)
 
     # ------------------------------------------------------------------ render
     def render(self, template: str, channel: str, language: str, context: Mapping[str, Any]) -> RenderedMessage:
@@ -135,23 +234,45 @@ class TemplateRenderer:
             raise ValueError(f"template {template!r} is not a template name like 'reminder_friendly'")
 
         language_dir, loaded = self._load(template, forms, language)
-        values = dict(context)
-        out: dict[str, str] = {}
-        for form, compiled in zip(forms, loaded, strict=True):
-            name = template_file(language_dir, template, form)
-            try:
-                out[form] = _finish(form, compiled.render(values))
-            except TemplateNotFound as error:  # a layout it extends or includes
-                raise TemplateMissing(
-                    f"{name} needs {error.name}, which is not under {self.templates_dir}"
-                ) from None
-            except Exception as error:
-                error.add_note(f"while rendering {self.templates_dir / name}")
-                raise
-
+        out = {
+            form: self._render_compiled(compiled, language_dir, template, form, context)
+            for form, compiled in zip(forms, loaded, strict=True)
+        }
         if channel == "email":
             return RenderedMessage(subject=out["email.subject"], text=out["email.txt"], html=out["email.html"])
         return RenderedMessage(subject=None, text=out[forms[0]], html=None)
+
+    def render_form(self, language: str, template: str, form: str, context: Mapping[str, Any]) -> str:
+        """One form of a template from exactly this language directory, finished
+        as `render` finishes it (layouts included), with no fallback: for
+        reviewing a language's files (the template lint), not for sending."""
+        if form not in FORMS:
+            raise ValueError(f"form {form!r} is not one of {', '.join(FORMS)}")
+        if not _TEMPLATE_NAME.match(template or ""):
+            raise ValueError(f"template {template!r} is not a template name like 'reminder_friendly'")
+        language_dir = _normalise_language(language)
+        if language_dir is None:
+            raise ValueError(f"language {language!r} is not a language like 'en' or 'zh_CN'")
+        name = template_file(language_dir, template, form)
+        try:
+            compiled = self._env.get_template(name)
+        except TemplateNotFound as error:
+            raise TemplateMissing(f"no template {error.name or name} under {self.templates_dir}") from None
+        return self._render_compiled(compiled, language_dir, template, form, context)
+
+    def _render_compiled(
+        self, compiled: Template, language_dir: str, template: str, form: str, context: Mapping[str, Any]
+    ) -> str:
+        values = dict(context)
+        values[_LOCALE_KEY] = babel_locale(language_dir)
+        name = template_file(language_dir, template, form)
+        try:
+            return _finish(form, compiled.render(values))
+        except TemplateNotFound as error:  # a layout it extends or includes
+            raise TemplateMissing(f"{name} needs {error.name}, which is not under {self.templates_dir}") from None
+        except Exception as error:
+            error.add_note(f"while rendering {self.templates_dir / name}")
+            raise
 
     def _load(self, template: str, forms: tuple[str, ...], language: str) -> tuple[str, list[Template]]:
         """The first language (exact, then fallback) that has every form."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, String, Text
+from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from db.types import Money, UTCDateTime
@@ -77,7 +77,9 @@ class Contact(Base):
     subject: Mapped[str | None] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text(), default="")
     body_html: Mapped[str | None] = mapped_column(Text())
-    status: Mapped[str] = mapped_column(String(32), default="pending")  # pending|sent|failed|skipped_no_address
+    # pending|sent|failed|skipped_no_address, or deferred (a compliance cap
+    # said "not today": not sent, and the same key is tried again later)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text())
@@ -132,3 +134,61 @@ class LegalCase(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32), default="opened")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """The hash-chained audit log (db/audit.py): appended, never updated.
+
+    `hash` = sha256(prev_hash + canonical JSON of seq, at, loan_id,
+    workflow_id, kind and payload), so editing, removing or reordering an entry
+    breaks the chain at that entry. Payloads hold ids, codes and money, never
+    a name, an address or a message body (a contact holds its body's SHA-256).
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    # contact | decision | payment | stage | operator | complaint | closing
+    kind: Mapped[str] = mapped_column(String(16))
+    # Idempotency: a retried activity finds its entry by key and appends nothing.
+    key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payload: Mapped[str] = mapped_column(Text())  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row (id 1): the last entry's seq and hash. Appends lock it, so they
+    take turns (on PostgreSQL a row lock, on SQLite the write lock), and
+    `verify` compares it with the log's end to notice entries cut off it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Complaint(Base):
+    """A borrower's complaint, open until a reviewer resolves it."""
+
+    __tablename__ = "complaints"
+    # Complaint ids come from the complaint channel; one loan's id may be
+    # reused by another loan's caller, so uniqueness is per loan.
+    __table_args__ = (UniqueConstraint("loan_id", "complaint_id", name="uq_complaints_loan_complaint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    complaint_id: Mapped[str] = mapped_column(String(128), index=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    # harassment | wrong_amount | privacy | third_party_contact | identity | other
+    category: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    resolution: Mapped[str | None] = mapped_column(String(16))  # upheld | rejected
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reviewer_id: Mapped[str | None] = mapped_column(String(128))  # an id, never a name

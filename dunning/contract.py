@@ -36,6 +36,8 @@ SIGNAL_DISPUTE_RESOLVED: Final = "dispute_resolved"
 SIGNAL_OPT_OUT: Final = "opt_out"
 SIGNAL_PAUSE: Final = "pause"
 SIGNAL_RESUME: Final = "resume"
+SIGNAL_COMPLAINT: Final = "complaint"
+SIGNAL_COMPLAINT_RESOLVED: Final = "complaint_resolved"
 
 # Query.
 QUERY_STATUS: Final = "status"

@@ -26,9 +26,10 @@ class InputError(ValueError):
 def explain(error: ValidationError, prefix: str = "") -> str:
     parts = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(payload)"
+        key = ".".join(str(p) for p in item["loc"])
+        key = f"{prefix}{key}" if key else (prefix.rstrip(".") or "(payload)")
         message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{prefix}{key}: {message}")
+        parts.append(f"{key}: {message}")
     return "; ".join(parts)
 
 
@@ -106,6 +107,17 @@ class DisputeResolvedSignal(_Payload):
 
 class OptOutSignal(_Payload):
     channel: Literal["sms", "email", "voice", "push", "all"]
+
+
+class ComplaintSignal(_Payload):
+    complaint_id: Identifier
+    category: Literal["harassment", "wrong_amount", "privacy", "third_party_contact", "identity", "other"] = "other"
+
+
+class ComplaintResolvedSignal(_Payload):
+    complaint_id: Identifier
+    upheld: bool
+    reviewer_id: Identifier
 
 
 class HoldSignal(_Payload):

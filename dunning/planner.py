@@ -9,15 +9,17 @@ result in the state, and asks again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from dunning.clock import LoanClock
+from dunning.compliance import PastContact, Profile, check_contact
 from dunning.contract import STAGES
 from dunning.policy import Policy
 from dunning.state import LoanState
 
-ActionKind = Literal["hold", "enter_stage", "write_off", "contact", "skip", "wait"]
+ActionKind = Literal["hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait"]
+VALIDATION_NOTICE = "validation_notice"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Action:
     occurrence: Occurrence | None = None
     # For `skip`: how the skipped contact is shown (skipped_opt_out, ...).
     skip_result: str | None = None
+    # For `defer`: the compliance rule that postponed the contact to `at`.
+    rule: str | None = None
 
 
 def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int) -> list[Occurrence]:
@@ -68,14 +72,51 @@ def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int) -> 
     return sorted(found, key=lambda o: o.at)
 
 
-def next_action(policy: Policy, state: LoanState, clock: LoanClock, now: datetime) -> Action:
+def _hold_reason(state: LoanState) -> str:
+    if state.disputed:
+        return "dispute under review"
+    if state.open_complaints:
+        return f"complaint {', '.join(state.open_complaints)} under internal review"
+    return f"paused by an operator ({state.pause_reason or 'no reason given'})"
+
+
+def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
+    """Where the profile asks for a validation notice (US Reg F 1006.34), it is
+    the loan's first contact: by e-mail, or by SMS when the e-mail could not go."""
+    if profile.notices.validation_notice_within_days is None or state.stage not in STAGES:
+        return None
+    tried = {c.channel: c.result for c in state.contacts if c.template == VALIDATION_NOTICE}
+    if "sent" in tried.values():
+        return None
+    for channel in ("email", "sms"):
+        if channel not in tried and not state.channel_opted_out(channel):
+            return Occurrence(
+                key=f"notice/validation/{channel}", stage=state.stage, day=clock.days_past_due(now),
+                channel=channel, template=VALIDATION_NOTICE, at=now,
+            )
+    return None
+
+
+def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
+    """When the first bureau report may be filed (loan time), or None if not yet known.
+
+    Reg F 1006.30(a) (us): only after a contact and a wait; cn: at once."""
+    if state.bureau_reported or state.stage_rank() < STAGES.index("credit_reporting"):
+        return None
+    wait = profile.notices.bureau_report_wait_days
+    if wait is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    sent = [c.loan_at for c in state.contacts if c.result == "sent"]
+    return min(sent) + timedelta(days=wait) if sent else None
+
+
+def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Action:
     """`now` is loan time (see LoanClock)."""
     today = clock.days_past_due(now)
     if state.on_hold:
-        why = "dispute under review" if state.disputed else f"paused by an operator ({state.pause_reason or 'no reason given'})"
         # Wake at the next local midnight anyway, only to keep days past due
         # current for operators (the status query and DaysPastDue).
-        return Action("hold", f"no contact or escalation: {why}", at=clock.at(today + 1))
+        return Action("hold", f"no contact or escalation: {_hold_reason(state)}", at=clock.at(today + 1))
     if today >= policy.write_off_day:
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 
@@ -84,13 +125,25 @@ def next_action(policy: Policy, state: LoanState, clock: LoanClock, now: datetim
         start_day = policy.stage(due_stage).start_day
         return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
 
-    # Contacts of the current stage from today on; missed days are not replayed.
-    upcoming = []
-    if state.stage in STAGES:
+    report_at = _bureau_report_due(profile, state)
+    if report_at is not None and report_at <= now:
+        return Action("report_to_bureau", f"first credit-bureau report ({profile.name} profile)", at=now)
+
+    # Contacts of the current stage from today on (missed days are not
+    # replayed), and those postponed by a compliance rule from earlier days.
+    upcoming: list[tuple[datetime, Occurrence]] = []
+    notice = _validation_notice(profile, state, clock, now)
+    if notice is not None:
+        upcoming.append((state.deferred.get(notice.key, now), notice))
+    elif state.stage in STAGES:
         done = set(state.done_steps)
-        upcoming = [o for o in occurrences(policy, clock, state.stage, today) if o.key not in done]
-    if upcoming and upcoming[0].at <= now:
-        occurrence = upcoming[0]
+        for o in occurrences(policy, clock, state.stage, policy.stage(state.stage).start_day):
+            if o.key not in done and (o.day >= today or o.key in state.deferred):
+                upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
+        upcoming.sort(key=lambda pair: pair[0])
+
+    if upcoming and upcoming[0][0] <= now:
+        occurrence = upcoming[0][1]
         segment = policy.segment_for(today, state.outstanding)
         if state.channel_opted_out(occurrence.channel):
             return Action(
@@ -102,14 +155,21 @@ def next_action(policy: Policy, state: LoanState, clock: LoanClock, now: datetim
                 "skip", f"segment {segment.name} skips {occurrence.channel}", at=now, occurrence=occurrence,
                 skip_result="skipped_segment",
             )
+        history = [PastContact(c.loan_at, c.channel, c.result) for c in state.contacts]
+        permit = check_contact(profile, occurrence.channel, now, history)
+        if not permit.allowed:
+            return Action("defer", permit.reason, at=permit.not_before, occurrence=occurrence, rule=permit.rule)
         return Action("contact", f"{state.stage} step due on day {occurrence.day}", at=now, occurrence=occurrence)
 
-    # Nothing due now: wake at the earliest of the next contact, the next
-    # stage's first day, or the write-off day.
+    # Nothing due now: wake at the earliest of the next contact, the first
+    # bureau report, the next stage's first day, or the write-off day.
     candidates: list[tuple[datetime, str]] = []
     if upcoming:
-        o = upcoming[0]
-        candidates.append((o.at, f"{o.channel} {o.template} on day {o.day}"))
+        at, o = upcoming[0]
+        postponed = " (postponed by a compliance rule)" if o.key in state.deferred else ""
+        candidates.append((at, f"{o.channel} {o.template} on day {o.day}{postponed}"))
+    if report_at is not None:
+        candidates.append((report_at, "the first credit-bureau report"))
     later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
     if later:
         start_day = policy.stage(later[0]).start_day

@@ -86,6 +86,8 @@ class Stages(_Strict):
 class Policy(_Strict):
     name: str
     description: str = ""
+    # The compliance profile (config/profiles/<name>.toml): the market's rules.
+    profile: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = "cn"
     default_time_zone: str = "Asia/Shanghai"
     default_language: str = "zh_CN"
     contact_time: time = time(9, 0)

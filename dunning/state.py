@@ -16,6 +16,7 @@ from dunning.contract import STAGE_PENDING, STAGES
 
 class ContactEntry(BaseModel):
     at: datetime  # real instant, in the borrower's zone
+    loan_at: datetime  # the same moment on the loan's clock (differs only on a fast demo clock)
     channel: str
     stage: str
     template: str
@@ -59,12 +60,18 @@ class LoanState(BaseModel):
     pause_reason: str = ""
     disputed: bool = False
     dispute_upheld: bool = False
+    open_complaints: list[str] = Field(default_factory=list)
+    resolved_complaints: list[str] = Field(default_factory=list)
+    bureau_reported: bool = False
+    # Contacts a compliance rule postponed: step key -> loan time they may go.
+    deferred: dict[str, datetime] = Field(default_factory=dict)
     # Steps of the current stage already sent or skipped (keys), reset when
     # the stage changes, so the set stays small however long the loan lives.
     done_steps: list[str] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     rejected_signals: list[RejectedSignal] = Field(default_factory=list)
     signals_received: int = 0
+    decisions_recorded: int = 0
 
     @property
     def outstanding(self) -> Decimal:
@@ -72,7 +79,7 @@ class LoanState(BaseModel):
 
     @property
     def on_hold(self) -> bool:
-        return self.paused or self.disputed
+        return self.paused or self.disputed or bool(self.open_complaints)
 
     def stage_rank(self) -> int:
         return STAGES.index(self.stage) if self.stage in STAGES else -1

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         return self.config_dir / "policies"
 
     @property
+    def profiles_dir(self) -> Path:
+        return self.config_dir / "profiles"
+
+    @property
     def templates_dir(self) -> Path:
         return self.config_dir / "templates"
 

@@ -20,6 +20,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.dunning_activities import DunningActivities
 from activities.pay_link import read_pay_token
 from activities.payloads import (
+    BureauReport,
     ContactRequest,
     LoanClosing,
     PaymentRecord,
@@ -297,7 +298,11 @@ def stage(name: str, key: str | None = None) -> StageEntry:
     )
 
 
-def test_entering_a_stage_twice_makes_one_bureau_record_and_one_legal_case(
+def bureau_report(key: str = f"{WORKFLOW_ID}/bureau/first") -> BureauReport:
+    return BureauReport(key=key, workflow_id=WORKFLOW_ID, loan_id="L-1001", days_past_due=60, outstanding="900.00", currency="CNY")
+
+
+def test_entering_a_stage_twice_and_reporting_twice_makes_one_bureau_record_and_one_legal_case(
     env, acts, session_factory, seeded_borrower
 ):
     env.run(acts.prepare_loan, prepare_input())
@@ -305,7 +310,9 @@ def test_entering_a_stage_twice_makes_one_bureau_record_and_one_legal_case(
     assert rows(session_factory, Loan)[0].stage == "reminder"
 
     env.run(acts.enter_stage, stage("credit_reporting"))
-    env.run(acts.enter_stage, stage("credit_reporting"))
+    assert rows(session_factory, BureauRecord) == []  # filed when the profile allows, not at entry
+    env.run(acts.report_to_bureau, bureau_report())
+    env.run(acts.report_to_bureau, bureau_report())
     [record] = rows(session_factory, BureauRecord)
     assert record.balance == Decimal("900.00") and record.days_past_due == 60
     assert rows(session_factory, Loan)[0].stage == "credit_reporting"
@@ -317,9 +324,9 @@ def test_entering_a_stage_twice_makes_one_bureau_record_and_one_legal_case(
 
 
 def test_entering_a_stage_without_a_loan_row_still_keeps_the_record(env, acts, session_factory):
-    env.run(acts.enter_stage, stage("credit_reporting"))
+    env.run(acts.enter_stage, stage("legal"))
 
-    assert len(rows(session_factory, BureauRecord)) == 1
+    assert len(rows(session_factory, LegalCase)) == 1
 
 
 def payment(payment_id: str, amount: str, applied: bool = True, **overrides) -> PaymentRecord:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from dunning.clock import LoanClock
+from dunning.compliance import load_profile
 from dunning.planner import next_action
 from dunning.policy import PolicyError, load_policy
-from dunning.state import LoanState
+from dunning.state import ContactEntry, LoanState
 
 POLICIES = Path(__file__).resolve().parent.parent / "config" / "policies"
+PROFILES = POLICIES.parent / "profiles"
 DUE = date(2026, 11, 1)
 
 
@@ -29,14 +31,15 @@ def new_state(amount="1200.00", **changes) -> LoanState:
     )
 
 
-def walk(policy, state, start: datetime, until_day: int | None = None):
+def walk(policy, state, start: datetime, until_day: int | None = None, call_result: str = "sent"):
     """Do what the planner says, as the workflow does, with every activity
     succeeding at once. Returns (events, final action)."""
+    profile = load_profile(policy.profile, PROFILES)
     clock = LoanClock(start, state.time_zone, state.due_date, policy.day_seconds)
     now, events = start, []
     for _ in range(10_000):
         loan_now = clock.loan_time(now)
-        action = next_action(policy, state, clock, loan_now)
+        action = next_action(policy, profile, state, clock, loan_now)
         if action.kind == "wait":
             if until_day is not None and clock.days_past_due(action.at) >= until_day:
                 return events, action
@@ -45,9 +48,18 @@ def walk(policy, state, start: datetime, until_day: int | None = None):
         elif action.kind == "enter_stage":
             state.stage, state.done_steps = action.stage, []
             events.append(("stage", action.stage, clock.days_past_due(loan_now)))
+        elif action.kind == "report_to_bureau":
+            state.bureau_reported = True
+            events.append(("bureau", clock.days_past_due(loan_now)))
+        elif action.kind == "defer":
+            state.deferred[action.occurrence.key] = action.at
+            events.append(("defer", action.occurrence.channel, action.rule, action.at.strftime("%d %H:%M")))
         elif action.kind in ("contact", "skip"):
             o = action.occurrence
             state.done_steps.append(o.key)
+            state.deferred.pop(o.key, None)
+            result = action.skip_result or (call_result if o.channel == "voice" else "sent")
+            state.contacts.append(ContactEntry(at=now, loan_at=loan_now, channel=o.channel, stage=o.stage, template=o.template, day=o.day, result=result))
             events.append((action.kind, o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
         else:
             events.append((action.kind, clock.days_past_due(loan_now)))
@@ -65,6 +77,7 @@ def test_default_policy_walks_all_five_stages_on_its_days_and_writes_off_on_day_
     events, last = walk(default_policy(), new_state(), local(1, 0, 30))
     stages = [(e[1], e[2]) for e in events if e[0] == "stage"]
     assert stages == [("reminder", 1), ("call", 8), ("negotiation", 16), ("credit_reporting", 31), ("legal", 91)]
+    assert ("bureau", 31) in events  # cn: reported as credit_reporting starts
     assert events[-1] == ("write_off", 180)
     first_day = [e for e in events if e[0] == "contact" and e[3] == 1]
     assert [(e[1], e[2], e[4]) for e in first_day] == [
@@ -85,6 +98,7 @@ def test_a_loan_placed_on_day_40_starts_in_credit_reporting_without_replaying_mi
     # The day-31 notices were never due while the loan was ours; the fortnightly
     # reminder runs on its own days (45, 59).
     assert [(c[1], c[3]) for c in contacts] == [("sms", 45), ("sms", 59)]
+    assert ("bureau", 40) in events
 
 
 def test_a_contact_due_earlier_today_is_still_sent_but_yesterdays_is_not():
@@ -110,14 +124,14 @@ def test_an_opted_out_channel_is_skipped_and_others_still_go_out():
 def test_nothing_happens_on_hold(flags):
     policy, state = default_policy(), new_state(**flags)
     clock = LoanClock(local(100, 9), "Asia/Shanghai", DUE)
-    action = next_action(policy, state, clock, local(100, 9))
+    action = next_action(policy, load_profile("cn", PROFILES), state, clock, local(100, 9))
     assert action.kind == "hold" and action.at == local(101, 0)  # wakes only to count the day
 
 
 def test_before_day_one_the_loan_waits_for_the_reminder_stage():
     policy = default_policy()
     clock = LoanClock(local(0, 15), "Asia/Shanghai", DUE)
-    action = next_action(policy, new_state(), clock, local(0, 15))
+    action = next_action(policy, load_profile("cn", PROFILES), new_state(), clock, local(0, 15))
     assert action.kind == "wait" and action.at == local(1, 0)
 
 

@@ -6,7 +6,8 @@ import base64
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import jinja2
@@ -20,10 +21,15 @@ from activities.rendering import (
     CHANNEL_FORMS,
     CHANNELS,
     CONTEXT_KEYS,
+    FILTERS,
     FORMS,
+    LOCALES,
     RenderedMessage,
     TemplateMissing,
     TemplateRenderer,
+    babel_locale,
+    format_day,
+    format_money,
 )
 from dunning.policy import load_policy
 
@@ -31,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "config" / "templates"
 POLICIES = ROOT / "config" / "policies"
 
-LANGUAGES = ("en", "zh_CN")
+LANGUAGES = ("en", "zh_CN", "zh_TW")
 REQUIRED_TEMPLATES = (
     "reminder_friendly",
     "reminder_followup",
@@ -39,18 +45,19 @@ REQUIRED_TEMPLATES = (
     "plan_offer",
     "bureau_notice",
     "legal_notice",
+    "validation_notice",  # the planner's first contact under the us profile (Reg F 1006.34)
 )
 SECRET = "test-pay-link-secret"
 BASE_URL = "https://pay.example.com/p/"
 LOAN_ID = "L-1001"
 PAY_LINK = make_pay_link(BASE_URL, SECRET, LOAN_ID)
 
-BORROWERS = {"en": "Wang Xiaoming", "zh_CN": "王小明"}
-LENDERS = {"en": "Acme Lending", "zh_CN": "安心小贷"}
+BORROWERS = {"en": "Wang Xiaoming", "zh_CN": "王小明", "zh_TW": "王小明"}
+LENDERS = {"en": "Acme Lending", "zh_CN": "安心小贷", "zh_TW": "安心小貸"}
 
 # Where a reader learns how to stop each kind of message.
-SMS_OPT_OUT = {"en": "Reply STOP to opt out.", "zh_CN": "回复TD退订"}
-EMAIL_OPT_OUT = {"en": "unsubscribe", "zh_CN": "退订"}
+SMS_OPT_OUT = {"en": "Reply STOP to opt out.", "zh_CN": "回复TD退订", "zh_TW": "回覆TD退訂"}
+EMAIL_OPT_OUT = {"en": "unsubscribe", "zh_CN": "退订", "zh_TW": "退訂"}
 
 # Words a consumer collections message must never use (matched as substrings,
 # case-insensitively, over every file, layouts included).
@@ -59,9 +66,11 @@ BANNED_WORDS = (
     "threat", "arrest", "police", "jail", "prison", "blacklist", "black list", "criminal",
     "warrant", "family", "relative", "employer", "workplace", "colleague", "coworker",
     "neighbo", "shame", "expose", "seize",
-    # zh
+    # zh_CN
     "威胁", "恐吓", "逮捕", "警察", "公安", "坐牢", "监狱", "拘留", "刑事", "犯罪", "黑名单",
     "家人", "家属", "亲属", "亲友", "父母", "配偶", "通讯录", "单位", "同事", "领导", "曝光",
+    # zh_TW
+    "威脅", "恐嚇", "監獄", "黑名單", "家屬", "親屬", "親友", "通訊錄", "單位", "主管", "傳票",
 )
 
 
@@ -69,7 +78,7 @@ def context(language: str = "en", **overrides) -> dict:
     values = {
         "lender_name": LENDERS.get(language, "Acme Lending"),
         "borrower_name": BORROWERS.get(language, "Wang Xiaoming"),
-        "amount": "1,200.00",
+        "amount": Decimal("1200.00"),
         "currency": "CNY",
         "due_date": date(2026, 11, 1),
         "days_past_due": 12,
@@ -162,6 +171,7 @@ def test_every_form_renders(renderer, language, channel, template):
 
 def test_templates_use_only_the_context_variables():
     env = jinja2.Environment()
+    env.filters.update(FILTERS)  # an unknown filter fails to parse
     for path in sorted(TEMPLATES.rglob("*.j2")):
         used = meta.find_undeclared_variables(env.parse(path.read_text(encoding="utf-8")))
         assert used <= CONTEXT_KEYS, f"{path.relative_to(TEMPLATES)} uses {sorted(used - CONTEXT_KEYS)}"
@@ -181,7 +191,7 @@ def test_no_template_uses_a_banned_word():
 def test_sms_fits_in_two_segments_with_a_real_link(renderer, language):
     # One segment is 160 GSM-7 characters (70 for Chinese): the link alone takes
     # most of that, so the aim is at most two concatenated segments.
-    limit = {"en": 306, "zh_CN": 134}[language]
+    limit = {"en": 306, "zh_CN": 134, "zh_TW": 134}[language]
     for template in REQUIRED_TEMPLATES:
         text = renderer.render(template, "sms", language, context(language)).text
         assert len(text) <= limit, f"{language} {template}: {len(text)} characters"
@@ -192,21 +202,55 @@ def test_wording_follows_the_numbers(renderer):
     assert "1 day overdue" in en
     en = renderer.render("reminder_followup", "sms", "en", context("en", days_past_due=5)).text
     assert "5 days overdue" in en
+
+    # Money and dates come from Babel, in the locale of the message's language.
     zh = renderer.render("reminder_friendly", "email", "zh_CN", context("zh_CN"))
-    assert "2026年11月1日" in zh.text and "1,200.00元" in zh.text
+    assert "2026年11月1日" in zh.text and "¥1,200.00" in zh.text and "CN¥" not in zh.text
+    assert "¥1,200.00" in zh.html and "¥1,200.00" in zh.subject + zh.text
     usd = renderer.render("reminder_followup", "sms", "zh_CN", context("zh_CN", currency="USD")).text
-    assert "1,200.00 USD" in usd and "元" not in usd
-    assert "2026-11-01" in renderer.render("reminder_friendly", "sms", "en", context("en")).text
+    assert "US$1,200.00" in usd and "元" not in usd
+    en = renderer.render("reminder_friendly", "sms", "en", context("en")).text
+    assert "November 1, 2026" in en and "CN¥1,200.00" in en
+    assert "$1,200.00" in renderer.render("reminder_followup", "sms", "en", context("en", currency="USD")).text
+    tw = renderer.render("reminder_friendly", "sms", "zh_TW", context("zh_TW", currency="TWD")).text
+    assert "NT$1,200.00" in tw and "2026年11月1日" in tw
+    jpy = renderer.render("plan_offer", "sms", "zh_CN", context("zh_CN", amount=Decimal("123456"), currency="JPY"))
+    assert "JP¥123,456" in jpy.text and "123,456.00" not in jpy.text
+    # A decimal string is money too; the amount keeps its precision.
+    odd = renderer.render("plan_offer", "push", "en", context("en", amount="1200.5", currency="USD")).text
+    assert "$1,200.50" in odd
 
 
 def test_notices_say_what_they_are_about(renderer):
-    for language, bureau, legal in (("en", "credit bureau", "legal recovery"), ("zh_CN", "征信", "法律途径")):
+    for language, bureau, legal in (
+        ("en", "credit bureau", "legal recovery"),
+        ("zh_CN", "征信", "法律途径"),
+        ("zh_TW", "徵信", "法律途徑"),
+    ):
         for channel in CHANNELS:
             assert bureau in renderer.render("bureau_notice", channel, language, context(language)).text
             legal_text = renderer.render("legal_notice", channel, language, context(language)).text
             assert legal in legal_text
     email = renderer.render("legal_notice", "email", "en", context("en")).text
     assert "dispute" in email and "instalment plan" in email
+
+
+@pytest.mark.parametrize("language,dispute", [("en", "dispute"), ("zh_CN", "异议"), ("zh_TW", "異議")])
+def test_validation_notice_says_what_regulation_f_asks(renderer, language, dispute):
+    # Who the lender is, what is owed, the 30-day right to dispute, that
+    # collection stops while a dispute is reviewed, and how to dispute.
+    ctx = context(language, currency="USD")
+    for channel in CHANNELS:
+        text = renderer.render("validation_notice", channel, language, ctx).text
+        assert dispute in text and "30" in text, channel
+        assert ctx["lender_name"] in text, channel
+        if channel != "push":
+            assert "US$1,200.00" in text or "$1,200.00" in text, channel
+    email = renderer.render("validation_notice", "email", language, ctx)
+    pause = {"en": "stop collecting", "zh_CN": "暂停催收", "zh_TW": "暫停催收"}[language]
+    how = {"en": "customer service", "zh_CN": "客服", "zh_TW": "客服"}[language]
+    for body in (email.text, email.html):
+        assert pause in body and how in body and ctx["pay_link"] in body and ctx["loan_id"] in body
 
 
 # ------------------------------------------------------------------ renderer
@@ -251,12 +295,103 @@ def test_sandbox_refuses_unsafe_attributes(tmp_path):
         TemplateRenderer(tmp_path).render("evil", "sms", "en", context("en"))
 
 
-@pytest.mark.parametrize("language", ["fr", "zh_TW", "zh", "", "../en", "en/../zh_CN"])
+@pytest.mark.parametrize("language", ["fr", "zh_HK", "zh", "", "../en", "en/../zh_CN"])
 def test_unknown_language_falls_back_to_english(renderer, language):
     for channel in CHANNELS:
         assert renderer.render("reminder_friendly", channel, language, context("en")) == renderer.render(
             "reminder_friendly", channel, "en", context("en")
         )
+    # English text, English numbers and dates.
+    text = renderer.render("reminder_friendly", "sms", language, context("en")).text
+    assert "CN¥1,200.00" in text and "November 1, 2026" in text
+
+
+def test_zh_tw_is_its_own_language(renderer):
+    ctx = context("zh_TW", currency="TWD")
+    for channel in CHANNELS:
+        tw = renderer.render("reminder_followup", channel, "zh_TW", ctx)
+        cn = renderer.render("reminder_followup", channel, "zh_CN", ctx)
+        assert tw != cn
+    sms = renderer.render("reminder_followup", "sms", "zh-TW", ctx).text
+    assert "還款" in sms and "逾期" in sms and "NT$1,200.00" in sms and "回覆TD退訂" in sms
+    assert "还款" not in sms  # Traditional characters, not Simplified
+
+
+# ------------------------------------------------------------------ money and dates
+
+
+def test_locales():
+    assert LOCALES == {"en": "en", "zh_CN": "zh_Hans_CN", "zh_TW": "zh_Hant_TW"}
+    assert str(babel_locale("zh_CN")) == "zh_Hans_CN" and str(babel_locale("zh-TW")) == "zh_Hant_TW"
+    assert str(babel_locale("en")) == "en" and str(babel_locale("xx_YY")) == "en" and str(babel_locale("")) == "en"
+
+
+@pytest.mark.parametrize(
+    "amount,currency,language,expected",
+    [
+        (Decimal("1200"), "CNY", "zh_CN", "¥1,200.00"),
+        (Decimal("1200"), "CNY", "en", "CN¥1,200.00"),
+        (Decimal("1200"), "USD", "en", "$1,200.00"),
+        (Decimal("1200"), "TWD", "zh_TW", "NT$1,200.00"),
+        (Decimal("1200"), "TWD", "en", "NT$1,200.00"),
+        (Decimal("1200"), "USD", "zh_TW", "US$1,200.00"),
+        ("123456", "JPY", "en", "¥123,456"),
+        ("0.5", "usd", "en", "$0.50"),
+        (7, "CNY", "zh_CN", "¥7.00"),
+    ],
+)
+def test_money(amount, currency, language, expected):
+    assert format_money(amount, currency, language) == expected
+
+
+def test_money_refuses_floats_and_bad_input():
+    with pytest.raises(TypeError, match="float"):
+        format_money(1200.0, "CNY", "zh_CN")
+    with pytest.raises(ValueError, match="decimal"):
+        format_money("12,00", "CNY", "zh_CN")
+    with pytest.raises(ValueError, match="currency"):
+        format_money(Decimal("1"), "yuan", "zh_CN")
+    with pytest.raises(ValueError, match="finite"):
+        format_money(Decimal("NaN"), "CNY", "zh_CN")
+
+
+def test_day():
+    assert format_day(date(2026, 11, 1), "en") == "November 1, 2026"
+    assert format_day(date(2026, 11, 1), "zh_CN") == "2026年11月1日"
+    assert format_day("2026-11-01", "zh_TW") == "2026年11月1日"
+    assert format_day(datetime(2026, 11, 1, 23, 0), "en") == "November 1, 2026"
+    with pytest.raises(TypeError):
+        format_day(20261101, "en")
+
+
+def test_filters_use_the_locale_of_the_template_language(tmp_path):
+    for lang in ("en", "zh_CN", "zh_TW"):
+        (tmp_path / lang).mkdir()
+        (tmp_path / lang / "m.sms.j2").write_text("{{ amount|money(currency) }} {{ due_date|day }}")
+    renderer = TemplateRenderer(tmp_path)
+    ctx = context("en", amount=Decimal("1200"), currency="TWD")
+    assert renderer.render("m", "sms", "en", ctx).text == "NT$1,200.00 November 1, 2026"
+    assert renderer.render("m", "sms", "zh_CN", ctx).text == "NT$1,200.00 2026年11月1日"
+    assert renderer.render("m", "sms", "zh_TW", ctx).text == "NT$1,200.00 2026年11月1日"
+    assert renderer.render("m", "sms", "zh_TW", ctx | {"currency": "USD"}).text == "US$1,200.00 2026年11月1日"
+    # A float never becomes money, even from a caller's mistake.
+    with pytest.raises(TypeError):
+        renderer.render("m", "sms", "en", ctx | {"amount": 1200.0})
+
+
+def test_render_form_reads_exactly_one_language(renderer, tmp_path):
+    ctx = context("zh_TW", currency="TWD")
+    assert renderer.render_form("zh_TW", "reminder_followup", "sms", ctx) == renderer.render(
+        "reminder_followup", "sms", "zh_TW", ctx
+    ).text
+    assert renderer.render_form("en", "plan_offer", "email.txt", context("en")).endswith("\n")
+    (tmp_path / "en").mkdir()
+    (tmp_path / "zh_CN").mkdir()
+    (tmp_path / "en" / "n.sms.j2").write_text("hi")
+    with pytest.raises(TemplateMissing):  # no fallback to en
+        TemplateRenderer(tmp_path).render_form("zh_CN", "n", "sms", context("zh_CN"))
+    with pytest.raises(ValueError, match="form"):
+        renderer.render_form("en", "plan_offer", "fax", context("en"))
 
 
 def test_language_tag_with_a_hyphen(renderer):

@@ -8,8 +8,8 @@ only change the state; every decision is the planner's.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -20,7 +20,10 @@ with workflow.unsafe.imports_passed_through():
     from activities import payloads as acts
     from dunning import contract
     from dunning.clock import LoanClock
+    from dunning.compliance import Profile
     from dunning.inputs import (
+        ComplaintResolvedSignal,
+        ComplaintSignal,
         DisputeResolvedSignal,
         DisputeSignal,
         HoldSignal,
@@ -50,6 +53,16 @@ SEND_RETRY = RetryPolicy(
 CARRIED_STATE = "carried_state"
 
 
+@dataclass(frozen=True)
+class _Record:
+    """A record to write, queued by a signal handler (handlers cannot wait for
+    activities) and written by the loop, in order, before it plans again."""
+
+    activity: str
+    arg: Any
+    summary: str
+
+
 @workflow.defn(name=contract.WORKFLOW_TYPE)
 class DunningWorkflow:
     @workflow.init
@@ -59,10 +72,11 @@ class DunningWorkflow:
         self._input_error: str | None = None
         self._state: LoanState | None = None
         self._policy: Policy | None = None
+        self._profile: Profile | None = None
         self._clock: LoanClock | None = None
         self._next: Action | None = None
         self._changed = False
-        self._pending_payment_records: list[acts.PaymentRecord] = []
+        self._records: list[_Record] = []
         self._published: dict[str, Any] = {}
         try:
             parsed = LoanInput.parse(loan)
@@ -91,7 +105,7 @@ class DunningWorkflow:
         await self._prepare()
 
         while True:
-            await self._record_payments()
+            await self._write_records()
             if state.outstanding <= 0:
                 return await self._close(contract.OUTCOME_REPAID)
             if state.dispute_upheld:
@@ -100,7 +114,7 @@ class DunningWorkflow:
                 await self._continue_as_new()
 
             loan_now = self._clock.loan_time(workflow.now())
-            action = next_action(self._policy, state, self._clock, loan_now)
+            action = next_action(self._policy, self._profile, state, self._clock, loan_now)
             self._next = action
             self._publish(loan_now)
 
@@ -117,10 +131,15 @@ class DunningWorkflow:
                 await self._wait(wake - workflow.now())
             elif action.kind == "enter_stage":
                 await self._enter_stage(action.stage, loan_now)
+            elif action.kind == "report_to_bureau":
+                await self._report_to_bureau(loan_now)
             elif action.kind == "write_off":
                 return await self._close(contract.OUTCOME_WRITTEN_OFF)
             elif action.kind == "skip":
-                self._record_contact(action, result=action.skip_result)
+                self._record_contact(action, loan_now, result=action.skip_result)
+                self._queue_decision("decision", action.skip_result, action.reason, action.occurrence.channel, action.occurrence.key)
+            elif action.kind == "defer":
+                self._defer(action.occurrence.key, action.at, action.rule, action.reason, action.occurrence.channel)
             elif action.kind == "contact":
                 await self._contact(action, loan_now)
 
@@ -170,11 +189,10 @@ class DunningWorkflow:
     @workflow.signal(name=contract.SIGNAL_DISPUTE)
     def dispute(self, payload: Any = None) -> None:
         state = self._require_state()
-        if (signal := self._parse_or_reject(contract.SIGNAL_DISPUTE, DisputeSignal, payload)) is None:
+        if self._parse_or_reject(contract.SIGNAL_DISPUTE, DisputeSignal, payload) is None:
             return
         state.disputed = True
-        workflow.logger.info("dispute_opened", extra={"loan_id": state.loan_id})
-        self._touch()
+        self._operator_action(contract.SIGNAL_DISPUTE, "dispute opened: contact and escalation stop")
 
     @workflow.signal(name=contract.SIGNAL_DISPUTE_RESOLVED)
     def dispute_resolved(self, payload: Any = None) -> None:
@@ -186,8 +204,7 @@ class DunningWorkflow:
             return
         state.disputed = False
         state.dispute_upheld = signal.upheld
-        workflow.logger.info("dispute_resolved", extra={"loan_id": state.loan_id, "upheld": signal.upheld})
-        self._touch()
+        self._operator_action(contract.SIGNAL_DISPUTE_RESOLVED, "dispute upheld" if signal.upheld else "dispute rejected: collection resumes")
 
     @workflow.signal(name=contract.SIGNAL_OPT_OUT)
     def opt_out(self, payload: Any = None) -> None:
@@ -196,8 +213,7 @@ class DunningWorkflow:
             return
         if signal.channel not in state.opted_out:
             state.opted_out.append(signal.channel)
-        workflow.logger.info("opted_out", extra={"loan_id": state.loan_id, "channel": signal.channel})
-        self._touch()
+        self._operator_action(contract.SIGNAL_OPT_OUT, f"opted out of {signal.channel}", channel=signal.channel)
 
     @workflow.signal(name=contract.SIGNAL_PAUSE)
     def pause(self, payload: Any = None) -> None:
@@ -205,7 +221,7 @@ class DunningWorkflow:
         if (signal := self._parse_or_reject(contract.SIGNAL_PAUSE, HoldSignal, payload)) is None:
             return
         state.paused, state.pause_reason = True, signal.reason
-        self._touch()
+        self._operator_action(contract.SIGNAL_PAUSE, "paused by an operator")
 
     @workflow.signal(name=contract.SIGNAL_RESUME)
     def resume(self, payload: Any = None) -> None:
@@ -213,6 +229,49 @@ class DunningWorkflow:
         if self._parse_or_reject(contract.SIGNAL_RESUME, HoldSignal, payload) is None:
             return
         state.paused, state.pause_reason = False, ""
+        self._operator_action(contract.SIGNAL_RESUME, "resumed by an operator")
+
+    @workflow.signal(name=contract.SIGNAL_COMPLAINT)
+    def complaint(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_COMPLAINT, ComplaintSignal, payload)) is None:
+            return
+        if signal.complaint_id in state.open_complaints or signal.complaint_id in state.resolved_complaints:
+            return  # the same complaint sent twice
+        state.open_complaints.append(signal.complaint_id)
+        info = workflow.info()
+        self._queue(
+            acts.OPEN_COMPLAINT,
+            acts.ComplaintOpened(
+                key=f"{info.workflow_id}/complaint/{signal.complaint_id}", workflow_id=info.workflow_id,
+                loan_id=state.loan_id, complaint_id=signal.complaint_id, category=signal.category,
+                at=workflow.now().isoformat(),
+            ),
+            f"Open complaint {signal.complaint_id} ({signal.category}) for review",
+        )
+        workflow.logger.info("complaint_opened", extra={"loan_id": state.loan_id, "complaint_id": signal.complaint_id})
+        self._touch()
+
+    @workflow.signal(name=contract.SIGNAL_COMPLAINT_RESOLVED)
+    def complaint_resolved(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_COMPLAINT_RESOLVED, ComplaintResolvedSignal, payload)) is None:
+            return
+        if signal.complaint_id not in state.open_complaints:
+            self._reject(contract.SIGNAL_COMPLAINT_RESOLVED, f"complaint_id: no open complaint {signal.complaint_id!r}")
+            return
+        state.open_complaints.remove(signal.complaint_id)
+        state.resolved_complaints.append(signal.complaint_id)
+        info = workflow.info()
+        self._queue(
+            acts.RESOLVE_COMPLAINT,
+            acts.ComplaintResolved(
+                workflow_id=info.workflow_id, loan_id=state.loan_id, complaint_id=signal.complaint_id,
+                upheld=signal.upheld, reviewer_id=signal.reviewer_id, at=workflow.now().isoformat(),
+            ),
+            f"Resolve complaint {signal.complaint_id}: {'upheld' if signal.upheld else 'not upheld'}",
+        )
+        workflow.logger.info("complaint_resolved", extra={"loan_id": state.loan_id, "complaint_id": signal.complaint_id, "upheld": signal.upheld})
         self._touch()
 
     # ------------------------------------------------------------------- query
@@ -262,6 +321,12 @@ class DunningWorkflow:
             "disputed": state.disputed,
             "pause_reason": state.pause_reason,
             "opted_out": list(state.opted_out),
+            "profile": self._profile.name if self._profile else None,
+            "open_complaints": list(state.open_complaints),
+            "bureau_reported": state.bureau_reported,
+            "postponed_contacts": [
+                {"step": key, "until": zone_clock.real_time(until).isoformat()} for key, until in state.deferred.items()
+            ] if zone_clock else [],
             "next_action": self._next.reason if self._next else None,
             "unapplied_payments": [p.model_dump(mode="json") for p in state.unapplied_payments],
             "rejected_signals": [r.model_dump(mode="json") for r in state.rejected_signals],
@@ -293,6 +358,7 @@ class DunningWorkflow:
             message = cause.message if isinstance(cause, ApplicationError) else str(error)
             raise ApplicationError(f"cannot start loan {state.loan_id}: {message}", type="PolicyError", non_retryable=True) from None
         self._policy = Policy.model_validate(prepared.policy)
+        self._profile = Profile.model_validate(prepared.profile)
         if state.clock_anchor is None:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
             state.clock_anchor = workflow.now()
@@ -317,6 +383,8 @@ class DunningWorkflow:
             summary=f"Enter {stage} on day {day}",
         )
         previous, state.stage, state.done_steps = state.stage, stage, []
+        # Postponed contacts of the old stage give way to the new stage's own.
+        state.deferred = {key: at for key, at in state.deferred.items() if key.startswith("notice/")}
         workflow.logger.info("stage_entered", extra={"loan_id": state.loan_id, "stage": stage, "from": previous, "day": day})
 
     async def _contact(self, action: Action, loan_now) -> None:
@@ -337,6 +405,8 @@ class DunningWorkflow:
             outstanding=format_amount(state.outstanding, state.currency),
             currency=state.currency,
             due_date=state.due_date.isoformat(),
+            # Enforced by the activity, which alone sees the borrower's other loans.
+            voice_daily_cap=self._profile.caps.voice_attempts_per_day_per_borrower,
         )
         try:
             outcome: acts.ContactOutcome = await workflow.execute_activity(
@@ -354,15 +424,41 @@ class DunningWorkflow:
                 "contact_failed", extra={"loan_id": state.loan_id, "key": request.key, "error": str(cause or error)}
             )
             result = "failed"
-        self._record_contact(action, result)
+        if result == "deferred":
+            until = self._clock.loan_time(datetime.fromisoformat(outcome.not_before))
+            self._defer(occurrence.key, until, "voice_daily_cap", outcome.detail or "call cap across the borrower's loans", occurrence.channel)
+            return
+        self._record_contact(action, loan_now, result)
 
-    def _record_contact(self, action: Action, result: str) -> None:
+    async def _report_to_bureau(self, loan_now) -> None:
+        state = self._require_state()
+        info = workflow.info()
+        day = self._clock.days_past_due(loan_now)
+        await workflow.execute_activity(
+            acts.REPORT_TO_BUREAU,
+            acts.BureauReport(
+                key=f"{info.workflow_id}/bureau/first",
+                workflow_id=info.workflow_id,
+                loan_id=state.loan_id,
+                days_past_due=day,
+                outstanding=format_amount(state.outstanding, state.currency),
+                currency=state.currency,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+            summary=f"First credit-bureau report on day {day}",
+        )
+        state.bureau_reported = True
+
+    def _record_contact(self, action: Action, loan_now: datetime, result: str) -> None:
         state = self._require_state()
         occurrence = action.occurrence
         state.done_steps.append(occurrence.key)
+        state.deferred.pop(occurrence.key, None)
         state.contacts.append(
             ContactEntry(
                 at=workflow.now().astimezone(self._clock.zone),
+                loan_at=loan_now,
                 channel=occurrence.channel,
                 stage=occurrence.stage,
                 template=occurrence.template,
@@ -371,23 +467,23 @@ class DunningWorkflow:
             )
         )
 
-    async def _record_payments(self) -> None:
-        while self._pending_payment_records:
-            record = self._pending_payment_records[0]
+    async def _write_records(self) -> None:
+        while self._records:
+            record = self._records[0]
             await workflow.execute_activity(
-                acts.RECORD_PAYMENT,
-                record,
+                record.activity,
+                record.arg,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DATABASE_RETRY,
-                summary=f"Record payment {record.payment_id or '(no id)'}" + ("" if record.applied else " (unapplied)"),
+                summary=record.summary,
             )
-            self._pending_payment_records.pop(0)
+            self._records.pop(0)
 
     async def _close(self, outcome: str) -> dict:
         state = self._require_state()
         # Let signal handlers finish, then record what they queued.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._record_payments()
+        await self._write_records()
         final_stage = state.stage
         state.stage = contract.STAGE_CLOSED
         self._next = None
@@ -419,7 +515,7 @@ class DunningWorkflow:
     async def _continue_as_new(self) -> None:
         state = self._require_state()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._record_payments()
+        await self._write_records()
         carried = {
             "loan_id": state.loan_id,
             "borrower_id": state.borrower_id,
@@ -475,13 +571,17 @@ class DunningWorkflow:
         workflow.logger.warning("signal_rejected", extra={"loan_id": state.loan_id, "signal": name, "error": error})
         self._touch()
 
+    def _queue(self, activity_name: str, arg: Any, summary: str) -> None:
+        self._records.append(_Record(activity_name, arg, summary))
+
     def _queue_payment_record(self, payment_id: str, raw: dict, applied: bool, reason: str = "") -> None:
         state = self._require_state()
         info = workflow.info()
         # A payment id is the key; a payload without one gets a key from its
         # place among this loan's signals, so it is still recorded exactly once.
         suffix = payment_id if applied else f"unapplied-{state.signals_received}-{payment_id or 'no-id'}"
-        self._pending_payment_records.append(
+        self._queue(
+            acts.RECORD_PAYMENT,
             acts.PaymentRecord(
                 key=f"{info.workflow_id}/payment/{suffix}",
                 workflow_id=info.workflow_id,
@@ -492,8 +592,42 @@ class DunningWorkflow:
                 paid_at=str(raw.get("paid_at", "") or workflow.now().isoformat())[:64],
                 applied=applied,
                 reason=reason,
-            )
+            ),
+            f"Record payment {payment_id or '(no id)'}" + ("" if applied else " (unapplied)"),
         )
+
+    def _queue_decision(self, kind: str, rule: str, reason: str, channel: str = "", step_key: str = "") -> None:
+        """Record a compliance decision or an operator action in the audit log."""
+        state = self._require_state()
+        info = workflow.info()
+        state.decisions_recorded += 1
+        self._queue(
+            acts.RECORD_DECISION,
+            acts.DecisionRecord(
+                key=f"{info.workflow_id}/{info.first_execution_run_id}/decision/{state.decisions_recorded}",
+                workflow_id=info.workflow_id,
+                loan_id=state.loan_id,
+                kind=kind,
+                rule=rule,
+                reason=reason,
+                channel=channel,
+                step_key=step_key,
+                at=workflow.now().isoformat(),
+            ),
+            f"Record {kind}: {rule}",
+        )
+
+    def _operator_action(self, signal: str, reason: str, channel: str = "") -> None:
+        workflow.logger.info("operator_action", extra={"loan_id": self._require_state().loan_id, "signal": signal, "reason": reason})
+        self._queue_decision("operator", signal, reason, channel)
+        self._touch()
+
+    def _defer(self, step_key: str, until: datetime, rule: str, reason: str, channel: str) -> None:
+        """A compliance rule said 'not now': the contact waits for `until` (loan time)."""
+        state = self._require_state()
+        state.deferred[step_key] = until
+        self._queue_decision("decision", rule, f"{reason}; postponed to {until.isoformat()}", channel, step_key)
+        workflow.logger.info("contact_deferred", extra={"loan_id": state.loan_id, "key": step_key, "reason": reason})
 
     def _require_state(self) -> LoanState:
         if self._state is None:

@@ -1,0 +1,1 @@
+"""Compliance review tools that run outside the workflow (the template lint)."""

@@ -1,0 +1,98 @@
+"""The compliance reviewer's commands on the audit log.
+
+    python -m compliance.audit_cli verify              # walk the hash chain; exit 1 naming the first bad entry
+    python -m compliance.audit_cli evidence L-1001     # a loan's contacts and decisions, in the borrower's time
+    python -m compliance.audit_cli evidence L-1001 --json
+    python -m compliance.audit_cli evidence L-1001 --time-zone UTC
+
+They read the database named by DUNNING_DATABASE_URL (migrating it first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+
+from compliance.evidence import evidence, format_evidence, loan_time_zone
+from db import audit
+from db.migrate import upgrade_to_head
+from db.models import AuditEntry
+from db.session import make_engine, make_session_factory
+from runtime.settings import get_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compliance.audit_cli", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("verify", help="walk the audit log's hash chain; exit 1 at the first altered or removed entry")
+    shown = commands.add_parser("evidence", help="print a loan's contacts, decisions, payments, stages and complaints")
+    shown.add_argument("loan_id")
+    shown.add_argument("--time-zone", help="show times in this IANA zone (default: the borrower's)")
+    shown.add_argument("--json", action="store_true", help="JSON rows instead of a table")
+    return parser
+
+
+def verify_command(session) -> int:
+    result = audit.verify(session)
+    if result.ok:
+        print(
+            f"audit log verified: {result.entries_checked} entries; "
+            f"head #{result.head_seq} sha256 {result.head_hash}"
+        )
+        return 0
+    print(f"audit log BROKEN: {result.problem}")
+    print(f"entries verified before it: {result.entries_checked}")
+    if result.first_bad_seq is not None:
+        entry = session.get(AuditEntry, result.first_bad_seq)
+        if entry is None:
+            print(f"first bad entry: #{result.first_bad_seq} (not in the log)")
+        else:
+            print(f"first bad entry: #{entry.seq}")
+            for name in ("at", "loan_id", "workflow_id", "kind", "key", "payload", "prev_hash", "hash"):
+                value = getattr(entry, name)
+                print(f"  {name}: {value.isoformat() if hasattr(value, 'isoformat') else value}")
+    return 1
+
+
+def evidence_command(session, loan_id: str, time_zone: str | None, as_json: bool) -> int:
+    rows = evidence(session, loan_id)
+    if not rows:
+        print(f"no contacts or audit entries for loan {loan_id}", file=sys.stderr)
+        return 1
+    zone = time_zone or loan_time_zone(session, loan_id) or "UTC"
+    if as_json:
+        print(json.dumps({"loan_id": loan_id, "time_zone": zone, "rows": rows}, default=_json, ensure_ascii=False, indent=2))
+    else:
+        print(format_evidence(rows, zone), end="")
+        result = audit.verify(session)
+        state = "intact" if result.ok else f"BROKEN ({result.problem})"
+        print(f"audit log: {state}; {result.entries_checked} entries verified")
+    return 0
+
+
+def _json(value):
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with sessions() as session:
+        if args.command == "verify":
+            return verify_command(session)
+        return evidence_command(session, args.loan_id, args.time_zone, args.json)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization: with the Temporal SDK loaded it can crash
+    # at exit, after the work is done and printed.
+    os._exit(code)

@@ -1,0 +1,77 @@
+"""Writing placed loans and their borrowers to the directory, in one transaction.
+
+Placing the same record twice changes nothing. A loan already placed with
+other terms (amount, currency, due date, borrower) is left as it is, since its
+workflow runs on the terms it started with, and reported as a conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Borrower, Loan
+from dunning.contract import STAGE_PENDING, workflow_id_for
+from runtime.placement import Placement
+
+_CONTACT_FIELDS = ("name", "phone", "email", "push_token", "language", "time_zone")
+
+
+@dataclass
+class PlacementSummary:
+    borrowers_created: int = 0
+    borrowers_updated: int = 0
+    loans_created: int = 0
+    loans_unchanged: int = 0
+    # "L-9: already placed with other terms (...); left unchanged"
+    conflicts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[Placement]) -> PlacementSummary:
+    """Upsert the borrowers and insert the loans that are not there yet, all or nothing."""
+    summary = PlacementSummary()
+    with session_factory.begin() as db:
+        for placement in placements:
+            wanted = placement.borrower.directory_fields()
+            borrower = db.get(Borrower, placement.borrower_id)
+            if borrower is None:
+                db.add(Borrower(borrower_id=placement.borrower_id, **wanted))
+                db.flush()  # the loan's foreign key, and a later record of the same borrower, see it
+                summary.borrowers_created += 1
+            elif any(getattr(borrower, name) != wanted[name] for name in _CONTACT_FIELDS):
+                for name in _CONTACT_FIELDS:
+                    setattr(borrower, name, wanted[name])
+                summary.borrowers_updated += 1
+
+            existing = db.get(Loan, placement.loan_id)
+            if existing is None:
+                db.add(
+                    Loan(
+                        loan_id=placement.loan_id,
+                        borrower_id=placement.borrower_id,
+                        amount_due=placement.amount_due,
+                        currency=placement.currency,
+                        due_date=placement.due_date,
+                        policy=placement.policy,
+                        workflow_id=workflow_id_for(placement.loan_id),
+                        stage=STAGE_PENDING,
+                    )
+                )
+                db.flush()
+                summary.loans_created += 1
+            elif (existing.borrower_id, existing.amount_due, existing.currency, existing.due_date) != (
+                placement.borrower_id, placement.amount_due, placement.currency, placement.due_date,
+            ):
+                summary.conflicts.append(
+                    f"{placement.loan_id}: already placed with other terms "
+                    f"({existing.amount_due} {existing.currency} due {existing.due_date}, borrower {existing.borrower_id}); "
+                    "left unchanged"
+                )
+            else:
+                summary.loans_unchanged += 1
+    return summary

@@ -1,0 +1,173 @@
+"""The contact permit check: may this contact go out now, and if not, when?
+
+A compliance profile (config/profiles/<name>.toml) holds a market's rules as
+data: the local contact window, call caps, notices. `check_contact` is a pure
+function of the profile, the loan's contact log and the loan-time now; every
+contact the planner proposes passes through it. Rules that stop a channel for
+good (an opt-out, a segment that does not use it) are the planner's; this
+check answers the ones that only delay: the window and the caps.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dunning.policy import POLICY_NAME, describe_validation_error
+
+Channel = Literal["sms", "email", "voice", "push"]
+# Call results that mean a conversation took place (fed back by the voice provider).
+CONVERSATION_RESULTS = frozenset({"answered", "conversation"})
+# Results that count as a call attempt.
+ATTEMPT_RESULTS = frozenset({"sent", "answered", "conversation", "no_answer", "busy", "voicemail"})
+
+
+class ProfileError(ValueError):
+    """A compliance profile that cannot be used, naming the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Window(_Strict):
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError(f"window.end ({self.end}) must be after window.start ({self.start})")
+        return self
+
+
+class Caps(_Strict):
+    voice_attempts_per_day_per_borrower: Annotated[int, Field(ge=1)] | None = None
+    voice_attempts_per_7_days_per_loan: Annotated[int, Field(ge=1)] | None = None
+    quiet_days_after_conversation: Annotated[int, Field(ge=1)] | None = None
+
+
+class Notices(_Strict):
+    opt_out_instruction_channels: tuple[Channel, ...] = ()
+    validation_notice_within_days: Annotated[int, Field(ge=0)] | None = None
+    validation_period_days: Annotated[int, Field(ge=0)] | None = None
+    bureau_report_wait_days: Annotated[int, Field(ge=0)] | None = None
+
+
+class Rules(_Strict):
+    third_party_contact: bool = False
+    record_calls: bool = True
+    field_visit_min_staff: Annotated[int, Field(ge=1)] | None = None
+    fees_beyond_contract: bool = False
+    records_retention_years: Annotated[int, Field(ge=1)]
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    window: Window
+    caps: Caps = Caps()
+    notices: Notices = Notices()
+    rules: Rules
+
+
+def load_profile(name: str, profiles_dir: Path) -> Profile:
+    if not POLICY_NAME.match(name or ""):
+        raise ProfileError(f"profile: {name!r} is not a profile name")
+    path = profiles_dir / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in profiles_dir.glob("*.toml"))
+        raise ProfileError(f"profile: no compliance profile named {name!r} under {profiles_dir} (known: {', '.join(known)})")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return Profile.model_validate(data)
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: not valid TOML: {error}") from None
+    except ValidationError as error:
+        raise ProfileError(f"{path}: {describe_validation_error(error)}") from None
+
+
+@dataclass(frozen=True)
+class PastContact:
+    at: datetime  # loan time
+    channel: str
+    result: str
+
+
+@dataclass(frozen=True)
+class Permit:
+    allowed: bool
+    rule: str = ""  # which rule said no: window, voice_7_in_7, quiet_after_conversation
+    reason: str = ""
+    not_before: datetime | None = None  # loan time it may go out
+
+
+ALLOWED = Permit(True)
+
+
+def next_window_opening(profile: Profile, now: datetime) -> datetime:
+    """The next moment at or after `now` (aware, borrower's zone) inside the window."""
+    local = now
+    if local.time() < profile.window.start:
+        return local.replace(hour=profile.window.start.hour, minute=profile.window.start.minute, second=0, microsecond=0)
+    if local.time() >= profile.window.end:
+        tomorrow = (local + timedelta(days=1)).date()
+        return datetime.combine(tomorrow, profile.window.start, tzinfo=local.tzinfo)
+    return local
+
+
+def check_contact(profile: Profile, channel: str, now: datetime, history: Sequence[PastContact]) -> Permit:
+    """`now` is loan time in the borrower's zone; `history` is this loan's contacts."""
+    opening = next_window_opening(profile, now)
+    if opening != now:
+        return Permit(
+            False,
+            "window",
+            f"outside the contact window {profile.window.start:%H:%M}-{profile.window.end:%H:%M} "
+            f"borrower local time ({profile.name} profile)",
+            opening,
+        )
+    if channel != "voice":
+        return ALLOWED
+    caps = profile.caps
+    calls = sorted((c for c in history if c.channel == "voice" and c.result in ATTEMPT_RESULTS), key=lambda c: c.at)
+    if caps.quiet_days_after_conversation:
+        conversations = [c.at for c in calls if c.result in CONVERSATION_RESULTS]
+        if conversations and now < conversations[-1] + timedelta(days=caps.quiet_days_after_conversation):
+            until = conversations[-1] + timedelta(days=caps.quiet_days_after_conversation)
+            return Permit(
+                False,
+                "quiet_after_conversation",
+                f"no call within {caps.quiet_days_after_conversation} days after a conversation ({profile.name} profile)",
+                next_window_opening(profile, until.astimezone(now.tzinfo)),
+            )
+    if caps.voice_attempts_per_7_days_per_loan:
+        cap = caps.voice_attempts_per_7_days_per_loan
+        recent = [c.at for c in calls if c.at > now - timedelta(days=7)]
+        if len(recent) >= cap:
+            # Allowed again once the oldest call that counts leaves the 7 days.
+            until = recent[-cap] + timedelta(days=7)
+            return Permit(
+                False,
+                "voice_7_in_7",
+                f"{len(recent)} calls in the last 7 days; at most {cap} ({profile.name} profile)",
+                next_window_opening(profile, until.astimezone(now.tzinfo)),
+            )
+    if caps.voice_attempts_per_day_per_borrower:
+        cap = caps.voice_attempts_per_day_per_borrower
+        today = [c for c in calls if c.at.astimezone(now.tzinfo).date() == now.date()]
+        if len(today) >= cap:
+            tomorrow = datetime.combine(now.date() + timedelta(days=1), profile.window.start, tzinfo=now.tzinfo)
+            return Permit(
+                False,
+                "voice_daily_cap",
+                f"{len(today)} calls today; at most {cap} per day ({profile.name} profile)",
+                tomorrow,
+            )
+    return ALLOWED

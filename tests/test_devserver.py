@@ -1,0 +1,190 @@
+"""The worker process from worker.py against a real `temporal server start-dev`,
+driven the way other teams and operators drive it: the `temporal` CLI with
+plain JSON, and starter.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from db.migrate import upgrade_to_head
+from db.models import Borrower, Loan
+from db.session import make_engine, make_session_factory
+from runtime.temporal import search_attribute_flags
+from tests.conftest import BORROWER
+from tests.temporal_support import binary
+
+pytestmark = pytest.mark.devserver
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DevServer:
+    """`temporal server start-dev` plus `python worker.py`, on free ports."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.database_url = f"sqlite:///{tmp / 'dunning.db'}"
+        self.task_queue = f"dunning-dev-{uuid.uuid4().hex[:6]}"
+        self.env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.address,
+            "DUNNING_DATABASE_URL": self.database_url,
+            "DUNNING_TASK_QUEUE": self.task_queue,
+            "DUNNING_PAY_LINK_SECRET": "devserver-test-secret",
+        }
+        self.log = open(tmp / "processes.log", "ab")
+        self.server = subprocess.Popen(
+            [
+                binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                "--db-filename", str(tmp / "temporal.db"), "--log-level", "error", *search_attribute_flags(),
+            ],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy()
+        upgrade_to_head(self.database_url)
+        self.sessions = make_session_factory(make_engine(self.database_url))
+        self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.temporal("operator", "cluster", "health", check=False).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise RuntimeError("temporal dev server did not start")
+
+    def temporal(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [binary("temporal"), *args, "--address", self.address], capture_output=True, text=True, timeout=60, check=check
+        )
+
+    def starter(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+
+    def stop(self) -> None:
+        for process in (self.worker, self.server):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    server = DevServer(tmp_path_factory.mktemp("devserver"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def eventually(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, subprocess.CalledProcessError, json.JSONDecodeError):
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.5)
+
+
+def due_days_ago(days: int) -> str:
+    return (datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=days)).isoformat()
+
+
+def test_the_temporal_cli_starts_queries_lists_and_repays_a_loan_with_plain_json(dev):
+    with dev.sessions.begin() as db:
+        db.add(Borrower(**{**BORROWER, "borrower_id": "B-CLI"}))
+    loan = {"loan_id": "L-CLI-1", "borrower_id": "B-CLI", "amount_due": "1200.00", "currency": "CNY", "due_date": due_days_ago(2)}
+    dev.temporal(
+        "workflow", "start", "--type", "DunningWorkflow", "--task-queue", dev.task_queue,
+        "--workflow-id", "dunning-L-CLI-1", "--input", json.dumps(loan),
+    )
+    status = eventually(
+        lambda: (s := json.loads(dev.temporal("workflow", "query", "--workflow-id", "dunning-L-CLI-1", "--name", "status", "-o", "json").stdout))
+        and s["queryResult"][0]["stage"] == "reminder" and s["queryResult"][0]
+    )
+    assert status["days_past_due"] == 2 and status["outstanding"] == "1200.00"
+
+    listed = eventually(
+        lambda: "dunning-L-CLI-1" in (out := dev.temporal("workflow", "list", "--query", 'DunningStage="reminder"').stdout) and out
+    )
+    assert "DunningWorkflow" in listed
+
+    payment = {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"}
+    dev.temporal("workflow", "signal", "--workflow-id", "dunning-L-CLI-1", "--name", "repayment", "--input", json.dumps(payment))
+    result = json.loads(dev.temporal("workflow", "result", "--workflow-id", "dunning-L-CLI-1", "-o", "json").stdout)
+    assert result["status"] == "COMPLETED"
+    assert result["result"] == {"loan_id": "L-CLI-1", "outcome": "repaid", "amount_paid": "1200.00", "final_stage": "reminder"}
+
+
+def test_starter_places_loans_once_and_operators_read_list_and_repay_them(dev, tmp_path):
+    records = [
+        {"loan_id": f"L-ST-{n}", "borrower_id": f"B-ST-{n}", "amount_due": "500.00", "currency": "CNY",
+         "due_date": due_days_ago(days), "borrower": {"name": f"借款人{n}", "phone": f"+861380013800{n}", "language": "zh_CN"}}
+        for n, days in ((1, 3), (2, 12))
+    ]
+    path = tmp_path / "loans.json"
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+
+    first = dev.starter("start", str(path))
+    assert first.returncode == 0, first.stderr
+    assert "dunning-L-ST-1\tstarted" in first.stdout
+    again = dev.starter("start", str(path))
+    assert again.returncode == 0, again.stderr
+    assert "dunning-L-ST-1\talready running" in again.stdout
+    runs = dev.temporal("workflow", "list", "--query", 'WorkflowId="dunning-L-ST-1"', "-o", "json").stdout
+    assert len(json.loads(runs)) == 1
+
+    status = eventually(lambda: (s := json.loads(dev.starter("status", "L-ST-2").stdout)) and s["stage"] == "call" and s)
+    assert status["policy"] == "default"
+    listed = eventually(lambda: "dunning-L-ST-1" in (out := dev.starter("list", "--stage", "reminder").stdout) and out)
+    assert "dunning-L-ST-2" not in listed
+
+    repaid = dev.starter("repay", "L-ST-1", "500.00", "--currency", "CNY", "--payment-id", "P-ST-1")
+    assert repaid.returncode == 0, repaid.stderr
+    eventually(lambda: json.loads(dev.starter("status", "L-ST-1").stdout)["stage"] == "closed")
+    with dev.sessions() as db:
+        assert db.get(Loan, "L-ST-1").outcome == "repaid"
+        assert db.get(Borrower, "B-ST-1").name == "借款人1"
+
+
+def test_starter_refuses_a_file_with_a_bad_record_and_places_nothing(dev, tmp_path):
+    good = {"loan_id": "L-BAD-1", "borrower_id": "B-BAD-1", "amount_due": "10.00", "currency": "CNY", "due_date": due_days_ago(1),
+            "borrower": {"name": "好", "phone": "+8613800138000"}}
+    bad = {**good, "loan_id": "L-BAD-2", "due_date": "yesterday"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([good, bad], ensure_ascii=False), encoding="utf-8")
+    placed = dev.starter("start", str(path))
+    assert placed.returncode == 2
+    assert "record 2 (loan_id L-BAD-2): due_date:" in placed.stderr
+    with dev.sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Loan).where(Loan.loan_id.like("L-BAD-%"))) == 0
+    described = dev.temporal("workflow", "describe", "--workflow-id", "dunning-L-BAD-1", check=False)
+    assert described.returncode != 0

@@ -1,0 +1,355 @@
+"""The template lint (compliance/template_lint.py, rules in config/compliance/template_rules.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compliance.template_lint import (
+    DEFAULT_POLICIES,
+    DEFAULT_PROFILES,
+    DEFAULT_RULES,
+    LintFinding,
+    RulesError,
+    lint_templates,
+    load_rules,
+    main,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "config" / "templates"
+RULES = ROOT / "config" / "compliance" / "template_rules.toml"
+
+
+@pytest.fixture
+def templates(tmp_path) -> Path:
+    """A copy of the shipped templates to plant problems in."""
+    copy = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, copy)
+    return copy
+
+
+def lint(templates_dir: Path, **kwargs) -> list[LintFinding]:
+    return lint_templates(templates_dir, RULES, **kwargs)
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8").rstrip("\n") + text + "\n", encoding="utf-8")
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    source = path.read_text(encoding="utf-8")
+    assert old in source, f"{old!r} not in {path}"
+    path.write_text(source.replace(old, new), encoding="utf-8")
+
+
+def only(findings: list[LintFinding], rule: str) -> list[LintFinding]:
+    return [f for f in findings if f.rule == rule]
+
+
+# ------------------------------------------------------------------ shipped
+
+
+def test_the_shipped_templates_lint_clean():
+    assert lint(TEMPLATES) == []
+    assert DEFAULT_RULES == RULES and DEFAULT_POLICIES.is_dir() and DEFAULT_PROFILES.is_dir()
+
+
+def test_the_command_passes_and_says_what_it_checked(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == "7 templates in 3 languages checked, 0 findings"
+
+
+def test_the_module_runs_as_a_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "compliance.template_lint", "--templates", str(TEMPLATES)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("checked, 0 findings")
+
+
+# ------------------------------------------------------------------ banned phrases
+
+
+@pytest.mark.parametrize(
+    "language,threat,phrases",
+    [
+        ("en", " Pay now or we will contact your employer.", {"employer"}),
+        ("zh_CN", "否则通知你的单位和家人", {"单位", "家人"}),
+        ("zh_TW", "否則通知你的單位和家人", {"單位", "家人"}),
+    ],
+)
+def test_a_planted_threat_is_found_in_each_language(templates, capsys, language, threat, phrases):
+    planted = templates / language / "reminder_followup.sms.j2"
+    append(planted, threat)
+
+    findings = lint(templates)
+
+    assert findings, "the planted threat was not found"
+    assert {f.rule for f in findings} == {"banned-phrase"}
+    assert {f.file for f in findings} == {str(planted)}
+    assert all(f.line == 1 and "third_parties" in f.message for f in findings)
+    assert {p for p in phrases if any(f'"{p}"' in f.message for f in findings)} == phrases
+
+    # The command names the file, the line and the rule, and fails.
+    assert main(["--templates", str(templates)]) == 1
+    out = capsys.readouterr()
+    assert f"{planted}:1: banned-phrase: " in out.out
+    assert "finding" in out.err
+
+
+@pytest.mark.parametrize(
+    "language,form,text,category",
+    [
+        ("en", "email.txt", "Failure to pay may lead to your ARREST.", "arrest"),
+        ("en", "voice", "We will sue you.", "lawsuit_threat"),
+        ("en", "push", "You will be put on a blacklist.", "blacklist"),
+        ("en", "email.html", "<p>We may seize your car.</p>", "seizure"),
+        ("en", "sms", "We will tell your neighbours.", "third_parties"),
+        ("en", "email.subject", "Criminal proceedings", "arrest"),
+        ("zh_CN", "voice", "否则我们将报警，警方会上门。", "arrest"),
+        ("zh_CN", "push", "您已被列入黑名单。", "blacklist"),
+        ("zh_CN", "email.txt", "我们将在朋友圈曝光您的欠款。", "shaming"),
+        ("zh_CN", "sms", "我们将起诉你并申请法院传票。", "lawsuit_threat"),
+        ("zh_TW", "voice", "否則將您移送刑事偵辦並逮捕。", "arrest"),
+        ("zh_TW", "sms", "將通知您的通訊錄聯絡人。", "third_parties"),
+        ("zh_TW", "push", "您已被列入黑名單。", "blacklist"),
+    ],
+)
+def test_every_kind_of_banned_phrase_is_found(templates, language, form, text, category):
+    planted = templates / language / f"plan_offer.{form}.j2"
+    append(planted, " " + text)
+
+    findings = lint(templates)
+
+    assert findings and all(f.rule == "banned-phrase" and f.file == str(planted) for f in findings)
+    assert any(category in f.message for f in findings)
+
+
+def test_banned_phrases_in_a_layout_are_found_with_their_line(templates):
+    layout = templates / "en" / "_layout.email.txt.j2"
+    lines = layout.read_text(encoding="utf-8").splitlines()
+    lines.insert(3, "We know where your family lives.")
+    layout.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    [finding] = lint(templates)
+    assert (finding.file, finding.line, finding.rule) == (str(layout), 4, "banned-phrase")
+    assert '"family"' in finding.message
+
+
+def test_english_matches_whole_words_and_chinese_anywhere(templates):
+    # "policeman" is not "police" and "relatively" is not "relatives"; a phrase
+    # ending in "*" is a prefix: "Arrested" is "arrest*", "prisoner" is "prison*".
+    append(templates / "en" / "plan_offer.sms.j2", " relatively policeman")
+    assert lint(templates) == []
+    append(templates / "en" / "plan_offer.sms.j2", " Arrested prisoner")
+    assert {f.message.split('"')[1] for f in lint(templates)} == {"Arrested", "prisoner"}
+
+
+def test_css_and_comments_are_not_read(templates):
+    # "font-family" is CSS; a Jinja comment is never sent.
+    append(templates / "zh_TW" / "plan_offer.sms.j2", "{# 不得提及家人、單位或黑名單 #}")
+    assert lint(templates) == []
+
+
+# ------------------------------------------------------------------ required parts
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN", "zh_TW"])
+def test_a_missing_pay_link_is_reported(templates, language):
+    sms = templates / language / "reminder_friendly.sms.j2"
+    replace(sms, "{{ pay_link }}", "")
+
+    [finding] = lint(templates)
+    assert (finding.file, finding.rule) == (str(sms), "missing-pay-link")
+    assert "link" in finding.message
+
+
+def test_a_pay_link_missing_from_a_layout_is_reported_for_every_email(templates):
+    layout = templates / "zh_CN" / "_layout.email.txt.j2"
+    replace(layout, "安全一键还款：{{ pay_link }}", "")
+
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"missing-pay-link"}
+    assert {Path(f.file).name for f in findings} == {
+        f"{t}.email.txt.j2"
+        for t in ("reminder_friendly", "reminder_followup", "call_script", "plan_offer",
+                  "bureau_notice", "legal_notice", "validation_notice")
+    }
+
+
+def test_a_hard_coded_link_is_not_the_pay_link(templates):
+    sms = templates / "en" / "plan_offer.sms.j2"
+    replace(sms, "{{ pay_link }}", "https://pay.example.com/p/")
+    assert [f.rule for f in lint(templates)] == ["missing-pay-link"]
+
+
+@pytest.mark.parametrize(
+    "language,opt_out", [("en", "Reply STOP to opt out."), ("zh_CN", "回复TD退订"), ("zh_TW", "回覆TD退訂")]
+)
+def test_a_missing_opt_out_line_is_reported(templates, language, opt_out):
+    sms = templates / language / "legal_notice.sms.j2"
+    replace(sms, opt_out, "")
+
+    [finding] = lint(templates)
+    assert (finding.file, finding.rule) == (str(sms), "missing-opt-out")
+    assert "opt-out" in finding.message
+
+
+def test_the_opt_out_must_be_the_one_of_its_language(templates):
+    # Simplified characters in a Traditional message are not its opt-out line.
+    replace(templates / "zh_TW" / "plan_offer.sms.j2", "回覆TD退訂", "回复TD退订")
+    assert [f.rule for f in lint(templates)] == ["missing-opt-out"]
+
+
+def test_a_missing_unsubscribe_line_is_reported(templates):
+    layout = templates / "en" / "_layout.email.html.j2"
+    source = layout.read_text(encoding="utf-8")
+    layout.write_text(source.replace("To unsubscribe from these e-mails", "For help"), encoding="utf-8")
+    replace(layout, 'reply with &quot;unsubscribe&quot; or', "")
+
+    findings = lint(templates)
+    assert findings and {f.rule for f in findings} == {"missing-unsubscribe"}
+    assert all(f.file.endswith(".email.html.j2") and "/en/" in f.file for f in findings)
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN", "zh_TW"])
+def test_a_voice_script_with_the_link_is_reported(templates, language):
+    voice = templates / language / "call_script.voice.j2"
+    append(voice, "\n{{ pay_link }}")
+
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"forbidden-pay-link", "forbidden-web-address"}
+    assert {f.file for f in findings} == {str(voice)}
+    assert [f.line for f in findings if f.rule == "forbidden-pay-link"] == [2]
+
+
+def test_a_voice_script_without_the_identity_check_is_reported(templates):
+    voice = templates / "en" / "reminder_friendly.voice.j2"
+    replace(voice, "If you are not {{ borrower_name }}, please hang up now. ", "")
+    assert [(f.file, f.rule) for f in lint(templates)] == [(str(voice), "missing-identity-check")]
+
+
+def test_the_identity_check_must_come_before_the_debt(templates):
+    voice = templates / "zh_TW" / "reminder_followup.voice.j2"
+    text = voice.read_text(encoding="utf-8")
+    check = "本來電僅限{{ borrower_name }}本人接聽，如您不是本人，請直接掛斷。"
+    voice.write_text(text.replace(check, "") .rstrip("\n") + check + "\n", encoding="utf-8")
+    assert [(f.file, f.rule) for f in lint(templates)] == [(str(voice), "misplaced-identity-check")]
+
+
+# ------------------------------------------------------------------ completeness
+
+
+def test_a_missing_form_is_reported(templates):
+    (templates / "zh_TW" / "bureau_notice.voice.j2").unlink()
+
+    [finding] = lint(templates)
+    assert finding.rule == "missing-form"
+    assert finding.file == str(templates / "zh_TW" / "bureau_notice.voice.j2")
+    assert "voice" in finding.message and "bureau_notice" in finding.message
+
+
+def test_the_validation_notice_is_required_in_every_language(templates):
+    for path in (templates / "zh_CN").glob("validation_notice.*"):
+        path.unlink()
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"missing-form"}
+    assert len(findings) == 6 and all("zh_CN/validation_notice." in f.file for f in findings)
+
+
+def test_a_template_in_one_language_is_needed_in_all(templates):
+    for form in ("sms", "push", "voice", "email.subject", "email.txt", "email.html"):
+        shutil.copy(templates / "en" / f"plan_offer.{form}.j2", templates / "en" / f"welcome.{form}.j2")
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"missing-form"}
+    assert {Path(f.file).parent.name for f in findings} == {"zh_CN", "zh_TW"} and len(findings) == 12
+
+
+def test_a_missing_language_and_an_unknown_one_are_reported(templates):
+    shutil.rmtree(templates / "zh_TW")
+    shutil.copytree(templates / "en", templates / "fr")
+    rules = {(Path(f.file).name, f.rule) for f in lint(templates)}
+    assert rules == {("zh_TW", "missing-language"), ("fr", "unknown-language")}
+
+
+def test_a_template_that_does_not_render_is_reported(templates):
+    sms = templates / "en" / "plan_offer.sms.j2"
+    append(sms, "{{ borrower_phone }}")
+    append(templates / "en" / "plan_offer.push.j2", "{{ amount|moneyy(currency) }}")
+    append(templates / "en" / "plan_offer.voice.j2", "{% if %}")
+    found = {(Path(f.file).name, f.rule) for f in lint(templates)}
+    assert ("plan_offer.sms.j2", "unknown-variable") in found
+    assert ("plan_offer.sms.j2", "render-error") in found
+    assert ("plan_offer.push.j2", "syntax-error") in found
+    assert ("plan_offer.voice.j2", "syntax-error") in found
+
+
+# ------------------------------------------------------------------ profiles, policies, rules
+
+
+def test_a_profile_that_asks_for_an_opt_out_in_a_channel_the_rules_do_not_cover(tmp_path, templates):
+    profiles = tmp_path / "profiles"
+    shutil.copytree(DEFAULT_PROFILES, profiles)
+    replace(profiles / "us.toml", 'opt_out_instruction_channels = ["sms", "email"]',
+            'opt_out_instruction_channels = ["sms", "email", "push"]')
+    [finding] = lint(templates, profiles_dir=profiles)
+    assert (finding.file, finding.rule) == (str(profiles / "us.toml"), "opt-out-rule-missing")
+
+
+def test_the_email_opt_out_follows_the_profiles(tmp_path, templates):
+    # Without a profile that wants it in e-mail (and without the rule), an
+    # e-mail with no unsubscribe line passes; with the us profile it does not.
+    rules = tmp_path / "rules.toml"
+    text = RULES.read_text(encoding="utf-8")
+    text = text.replace('require = ["pay_link", "unsubscribe"]', 'require = ["pay_link"]')
+    rules.write_text(text, encoding="utf-8")
+    for name in ("_layout.email.txt.j2", "_layout.email.html.j2"):
+        layout = templates / "en" / name
+        layout.write_text(layout.read_text(encoding="utf-8").replace("unsubscribe", "stop"), encoding="utf-8")
+
+    cn_only = tmp_path / "profiles"
+    cn_only.mkdir()
+    shutil.copy(DEFAULT_PROFILES / "cn.toml", cn_only / "cn.toml")
+    assert lint_templates(templates, rules, profiles_dir=cn_only) == []
+    findings = lint_templates(templates, rules, profiles_dir=DEFAULT_PROFILES)
+    assert findings and {f.rule for f in findings} == {"missing-unsubscribe"}
+
+
+def test_a_policy_template_that_does_not_exist_is_reported(tmp_path, templates):
+    policies = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES, policies)
+    replace(policies / "default.toml", 'template = "plan_offer" }', 'template = "hardship_offer" }')
+    findings = lint(templates, policies_dir=policies)
+    assert {f.rule for f in findings} == {"missing-form"}
+    assert {Path(f.file).name.split(".")[0] for f in findings} == {"hardship_offer"}
+    assert {Path(f.file).parent.name for f in findings} == {"en", "zh_CN", "zh_TW"}
+
+
+def test_bad_rules_are_refused(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.read_text(encoding="utf-8").replace('require = ["pay_link", "opt_out"]', 'require = ["pay_lnk"]'))
+    with pytest.raises(RulesError, match="pay_lnk"):
+        load_rules(rules)
+    rules.write_text("languages = [\"en\"]\nbanned = []\n")
+    with pytest.raises(RulesError, match="banned"):
+        load_rules(rules)
+    assert main(["--rules", str(tmp_path / "none.toml")]) == 2
+
+
+def test_rules_are_data():
+    rules = load_rules(RULES)
+    assert rules.languages == ("en", "zh_CN", "zh_TW")
+    assert "validation_notice" in rules.required_templates
+    assert rules.parts["opt_out"].by_language == {"en": "Reply STOP", "zh_CN": "回复TD退订", "zh_TW": "回覆TD退訂"}
+    assert rules.opt_out_parts == {"sms": "opt_out", "email": "unsubscribe"}
+    assert "pay_link" in rules.forbid["voice"] and "identity_check" in rules.require["voice"]
+    for form in ("sms", "email.txt", "email.html"):
+        assert "pay_link" in rules.require[form]
+    assert str(LintFinding("a/b.sms.j2", 3, "banned-phrase", "x")) == "a/b.sms.j2:3: banned-phrase: x"
