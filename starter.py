@@ -1,13 +1,15 @@
 """The command line for backends and operators.
 
-    python starter.py start loans.json [--policy demo]   place overdue loans
+    python starter.py start loans.json [--policy demo]   place overdue loans (JSON array or CSV)
     python starter.py status L-1001                      the status query, as JSON
-    python starter.py list [--stage call]                open loans, by stage
+    python starter.py list [--stage call]                dunning workflows, by stage
     python starter.py repay L-1001 300.00                signal a repayment
     python starter.py signal L-1001 pause '{"reason": "hardship"}'
 
-Names and contact details go to the borrower directory (the database), never
-to Temporal: workflows get ids, money and dates.
+Settings come from the environment (runtime/settings.py): TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, DUNNING_TASK_QUEUE, DUNNING_DATABASE_URL. Names and contact
+details go to the borrower directory (the database), never to Temporal:
+workflows get ids, money and dates.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, NoReturn, Optional
 
 import typer
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 
 from dunning import contract
 from runtime.settings import Settings, get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n\n")[0])
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=(__doc__ or "").split("\n\n")[0],
+)
 
 OPERATOR_SIGNALS = (
     contract.SIGNAL_DISPUTE,
@@ -40,179 +44,286 @@ OPERATOR_SIGNALS = (
     contract.SIGNAL_COMPLAINT,
     contract.SIGNAL_COMPLAINT_RESOLVED,
 )
+LISTABLE_STAGES = (contract.STAGE_PENDING, *contract.STAGES, contract.STAGE_CLOSED)
 
 
-def _finish(code: int = 0) -> None:
+def _finish(code: int = 0) -> NoReturn:
     """Flush and leave at once: a short-lived Temporal client process can abort
     in interpreter finalization (sdk-python #300) after its work is done."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     _finish(code)
 
 
-async def _client(settings: Settings) -> Client:
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
+
+
+async def _client(settings: Settings):
     from runtime.temporal import connect
 
     try:
         return await connect(settings)
-    except Exception as error:  # connection refused, TLS, DNS: one clear line
-        _fail(f"cannot reach Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace}): {error}")
-        raise
+    except Exception as error:  # refused, DNS, TLS, unknown namespace: one clear line
+        _fail(
+            f"cannot reach Temporal at {settings.temporal_address} "
+            f"(namespace {settings.temporal_namespace}): {_one_line(error)}"
+        )
+
+
+def _run(coroutine, what: str) -> Any:
+    """Run a client coroutine; a Temporal error becomes one line and exit 1."""
+    from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return asyncio.run(coroutine)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            _fail(f"{what}: no such workflow")
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            settings = get_settings()
+            _fail(f"cannot reach Temporal at {settings.temporal_address}: {_one_line(error)}")
+        _fail(f"{what}: {_one_line(error)}")
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+        _fail(f"{what}: {_one_line(error)}")
 
 
 @app.command()
 def start(
-    file: Path = typer.Argument(..., help="JSON array of records, or CSV with borrower.* columns"),
+    file: Path = typer.Argument(..., help="a JSON array of records (or one object), or a CSV with borrower.* columns"),
     policy: Optional[str] = typer.Option(None, help="policy for records that name none"),
 ) -> None:
-    """Place overdue loans: write borrowers to the directory, start one workflow per loan."""
+    """Place overdue loans: borrowers to the directory, one workflow per loan."""
+    from sqlalchemy import select
+
     from db.directory import upsert_placements
     from db.migrate import upgrade_to_head
+    from db.models import Loan
     from db.session import make_engine, make_session_factory
     from runtime.logging import configure_logging
     from runtime.placement import PlacementError, read_placements, validate_placements
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # Every record is checked before anything is written anywhere.
     try:
         placements = validate_placements(read_placements(file), default_policy=policy)
     except PlacementError as error:
-        _fail(f"nothing was placed:\n{error}", code=2)
-    upgrade_to_head(settings.database_url)
-    summary = upsert_placements(make_session_factory(make_engine(settings.database_url)), placements)
-    for conflict in summary.conflicts:
-        typer.echo(f"warning: {conflict}", err=True)
+        _fail(f"nothing was placed; fix these records:\n{error}", code=2)
+    if not placements:
+        _fail(f"{file}: no records", code=2)
 
-    async def start_all() -> None:
+    async def place() -> None:
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.common import (
+            SearchAttributePair,
+            TypedSearchAttributes,
+            WorkflowIDConflictPolicy,
+            WorkflowIDReusePolicy,
+        )
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+        from temporalio.service import RPCError, RPCStatusCode
+
         from workflows.search_attributes import DUNNING_POLICY, LOAN_ID
 
-        client = await _client(settings)
-        for placement in placements:
-            loan = placement.loan
-            workflow_id = contract.workflow_id_for(loan.loan_id)
-            handle = await client.start_workflow(
-                contract.WORKFLOW_TYPE,
-                placement.workflow_input(),
-                id=workflow_id,
-                task_queue=settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=(
-                    f"Loan {loan.loan_id}: {loan.amount_due} {loan.currency} due {loan.due_date}, policy {loan.policy}"
-                ),
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(LOAN_ID, loan.loan_id), SearchAttributePair(DUNNING_POLICY, loan.policy)]
-                ),
-            )
-            description = await handle.describe()
-            fresh = description.start_time >= started_at
-            typer.echo(f"{workflow_id}\t{'started' if fresh else 'already running'}\trun {handle.result_run_id}")
+        client = await _client(settings)  # before writing: no Temporal, nothing written
 
-    started_at = datetime.now(timezone.utc).replace(microsecond=0)
-    asyncio.run(start_all())
-    typer.echo(
-        f"placed {len(placements)} loans: {summary.borrowers_created} borrowers new, "
-        f"{summary.borrowers_updated} updated, {summary.loans_created} loans new"
-    )
+        upgrade_to_head(settings.database_url)
+        sessions = make_session_factory(make_engine(settings.database_url))
+        summary = upsert_placements(sessions, placements)
+        for conflict in summary.conflicts:
+            typer.echo(f"warning: {conflict}", err=True)
+        with sessions() as db:
+            ids = [p.loan_id for p in placements]
+            closed = dict(db.execute(select(Loan.loan_id, Loan.outcome).where(Loan.loan_id.in_(ids), Loan.outcome.is_not(None))).all())
+
+        for placement in placements:
+            workflow_id = contract.workflow_id_for(placement.loan_id)
+            if placement.loan_id in closed:
+                typer.echo(f"{workflow_id}\tclosed\toutcome {closed[placement.loan_id]}; not started again")
+                continue
+            try:
+                running = await client.get_workflow_handle(workflow_id).describe()
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                running = None
+            if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+                typer.echo(f"{workflow_id}\talready running\trun {running.run_id}")
+                continue
+            try:
+                handle = await client.start_workflow(
+                    contract.WORKFLOW_TYPE,
+                    placement.workflow_input(),
+                    id=workflow_id,
+                    task_queue=settings.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    # A loan whose workflow completed (repaid, written off, ...) is
+                    # not dunned again; one that failed or was terminated can be.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    static_summary=(
+                        f"Loan {placement.loan_id}: {placement.amount_due} {placement.currency} "
+                        f"due {placement.due_date}, policy {placement.policy}"
+                    ),
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(LOAN_ID, placement.loan_id),
+                            SearchAttributePair(DUNNING_POLICY, placement.policy),
+                        ]
+                    ),
+                )
+            except WorkflowAlreadyStartedError as error:
+                typer.echo(f"{workflow_id}\tclosed\trun {error.run_id}; completed, not started again")
+                continue
+            word = "restarted" if running is not None else "started"
+            typer.echo(f"{workflow_id}\t{word}\trun {handle.result_run_id}")
+        typer.echo(
+            f"placed {len(placements)} loans: borrowers {summary.borrowers_created} new, "
+            f"{summary.borrowers_updated} updated; loans {summary.loans_created} new, "
+            f"{summary.loans_unchanged} unchanged, {len(summary.conflicts)} conflicts"
+        )
+
+    _run(place(), "start")
     _finish(0)
 
 
 @app.command()
 def status(loan_id: str) -> None:
-    """Print a loan's status query as JSON."""
+    """Print a loan's `status` query answer as JSON."""
 
-    async def run() -> dict:
+    async def ask() -> Any:
         client = await _client(get_settings())
         return await client.get_workflow_handle(contract.workflow_id_for(loan_id)).query(contract.QUERY_STATUS)
 
-    try:
-        answer = asyncio.run(run())
-    except RPCError as error:
-        _fail(f"loan {loan_id}: {error}")
+    answer = _run(ask(), f"loan {loan_id}")
     typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
     _finish(0)
 
 
+def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    cells = [header, *[tuple("" if v is None else str(v) for v in row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
 @app.command(name="list")
-def list_loans(stage: Optional[str] = typer.Option(None, help="only loans in this stage")) -> None:
-    """List dunning workflows (by stage) from Temporal's visibility."""
-    if stage is not None and stage not in (*contract.STAGES, contract.STAGE_PENDING, contract.STAGE_CLOSED):
-        _fail(f"stage: must be one of {', '.join(contract.STAGES)}, pending, closed", code=2)
+def list_loans(stage: Optional[str] = typer.Option(None, help="only loans in this stage (DunningStage)")) -> None:
+    """List dunning workflows from Temporal's visibility, optionally by stage."""
+    if stage is not None and stage not in LISTABLE_STAGES:
+        _fail(f"--stage: must be one of {', '.join(LISTABLE_STAGES)}", code=2)
     query = f'WorkflowType="{contract.WORKFLOW_TYPE}"' + (f' AND DunningStage="{stage}"' if stage else "")
 
-    async def run() -> list[tuple]:
+    async def listing() -> list[tuple]:
+        from workflows.search_attributes import DAYS_PAST_DUE, DUNNING_STAGE, OUTSTANDING_AMOUNT
+
         client = await _client(get_settings())
         rows = []
         async for execution in client.list_workflows(query):
-            attributes = execution.typed_search_attributes
-            values = {key.name: value for key, value in ((p.key, p.value) for p in attributes)}
+            found = execution.typed_search_attributes
+            outstanding = found.get(OUTSTANDING_AMOUNT)
             rows.append(
                 (
                     execution.id,
-                    WorkflowExecutionStatus(execution.status).name.lower() if execution.status else "",
-                    values.get("DunningStage", ""),
-                    values.get("DaysPastDue", ""),
-                    values.get("OutstandingAmount", ""),
+                    execution.status.name.lower() if execution.status else "",
+                    found.get(DUNNING_STAGE) or "",
+                    found.get(DAYS_PAST_DUE),
+                    f"{outstanding:.2f}" if outstanding is not None else "",
                 )
             )
         return rows
 
-    rows = asyncio.run(run())
-    typer.echo("workflow_id\tstatus\tstage\tdays_past_due\toutstanding")
-    for row in rows:
-        typer.echo("\t".join(str(v) for v in row))
+    rows = _run(listing(), "list")
+    typer.echo(_table(("WORKFLOW ID", "STATUS", "STAGE", "DAYS PAST DUE", "OUTSTANDING"), rows))
+    typer.echo(f"({len(rows)} workflows)")
+    _finish(0)
+
+
+def _signal(loan_id: str, name: str, payload: dict) -> NoReturn:
+    async def send() -> None:
+        client = await _client(get_settings())
+        await client.get_workflow_handle(contract.workflow_id_for(loan_id)).signal(name, payload)
+
+    _run(send(), f"loan {loan_id}")
+    typer.echo(f"sent {name} to {contract.workflow_id_for(loan_id)}: {json.dumps(payload, ensure_ascii=False)}")
     _finish(0)
 
 
 @app.command()
 def repay(
     loan_id: str,
-    amount: str,
-    currency: str = typer.Option("CNY"),
+    amount: str = typer.Argument(..., help='a decimal string, such as "300.00"'),
+    currency: str = typer.Option("CNY", help="ISO 4217 code"),
     payment_id: Optional[str] = typer.Option(None, help="the payment service's id (default: a new one)"),
-    paid_at: Optional[str] = typer.Option(None, help="ISO 8601 instant with offset (default: now)"),
+    paid_at: Optional[str] = typer.Option(None, help="ISO 8601 instant with an offset (default: now)"),
 ) -> None:
     """Signal a repayment to a loan."""
+    from dunning.inputs import InputError, RepaymentSignal, parse_signal
+    from dunning.money import parse_amount
+
     payload = {
-        "payment_id": payment_id or f"P-{uuid.uuid4().hex[:12]}",
+        "payment_id": payment_id or f"P-{uuid.uuid4().hex[:16]}",
         "amount": amount,
         "currency": currency,
         "paid_at": paid_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    try:
+        parse_signal(RepaymentSignal, payload)
+        parse_amount(amount, currency)
+    except InputError as error:
+        _fail(str(error), code=2)
+    except ValueError as error:
+        _fail(f"amount: {error}", code=2)
     _signal(loan_id, contract.SIGNAL_REPAYMENT, payload)
 
 
 @app.command()
-def signal(loan_id: str, name: str, payload: str = typer.Argument("{}", help="JSON object")) -> None:
-    """Send an operator signal: dispute, dispute_resolved, opt_out, pause, resume, complaint, complaint_resolved."""
-    if name not in OPERATOR_SIGNALS:
-        _fail(f"name: must be one of {', '.join(OPERATOR_SIGNALS)}", code=2)
+def signal(
+    loan_id: str,
+    name: str = typer.Argument(..., help=f"one of {', '.join(OPERATOR_SIGNALS)}"),
+    payload: str = typer.Argument("{}", help="the signal's JSON object"),
+) -> None:
+    """Send an operator signal (dispute, dispute_resolved, opt_out, pause, resume, ...)."""
+    from dunning import inputs
+
+    models = {
+        contract.SIGNAL_DISPUTE: inputs.DisputeSignal,
+        contract.SIGNAL_DISPUTE_RESOLVED: inputs.DisputeResolvedSignal,
+        contract.SIGNAL_OPT_OUT: inputs.OptOutSignal,
+        contract.SIGNAL_PAUSE: inputs.HoldSignal,
+        contract.SIGNAL_RESUME: inputs.HoldSignal,
+        contract.SIGNAL_COMPLAINT: inputs.ComplaintSignal,
+        contract.SIGNAL_COMPLAINT_RESOLVED: inputs.ComplaintResolvedSignal,
+    }
+    if name == contract.SIGNAL_REPAYMENT:
+        _fail("name: use `starter.py repay` for repayments", code=2)
+    if name not in models:
+        _fail(f"name: must be one of {', '.join(models)}", code=2)
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as error:
         _fail(f"payload: not valid JSON: {error}", code=2)
-    _signal(loan_id, name, data)
-
-
-def _signal(loan_id: str, name: str, payload: dict) -> None:
-    async def run() -> None:
-        client = await _client(get_settings())
-        await client.get_workflow_handle(contract.workflow_id_for(loan_id)).signal(name, payload)
-
     try:
-        asyncio.run(run())
-    except RPCError as error:
-        _fail(f"loan {loan_id}: {error}")
-    typer.echo(f"sent {name} to {contract.workflow_id_for(loan_id)}: {json.dumps(payload, ensure_ascii=False)}")
-    _finish(0)
+        inputs.parse_signal(models[name], data)
+    except inputs.InputError as error:
+        _fail(str(error), code=2)
+    _signal(loan_id, name, data)
 
 
 if __name__ == "__main__":
     try:
         app()
     except SystemExit as exit_:
-        _finish(exit_.code if isinstance(exit_.code, int) else 1)
+        code = exit_.code
+        _finish(code if isinstance(code, int) else (0 if code is None else 1))
+    except KeyboardInterrupt:
+        _finish(130)
+    _finish(0)

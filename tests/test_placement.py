@@ -93,3 +93,62 @@ def test_placing_a_loan_again_with_other_terms_keeps_the_first_and_says_so(sessi
 def test_a_borrower_without_phone_or_email_cannot_be_reached_and_is_refused():
     with pytest.raises(PlacementError, match="borrower: .*needs a phone or an email"):
         validate_placements([record(phone=None, email=None)])
+
+
+@pytest.mark.parametrize(
+    "phone, expected",
+    [("+8613800138000", "+8613800138000"), ("+86 138-0013-8000", "+8613800138000"), ("+1 (212) 555-0123", "+12125550123")],
+)
+def test_phones_are_kept_in_e164(phone, expected):
+    [placement] = validate_placements([record(phone=phone)])
+    assert placement.borrower.phone == expected
+
+
+@pytest.mark.parametrize("phone", ["13800138000", "+86123", "+999 1234 5678", "call me"])
+def test_a_phone_that_is_not_a_valid_international_number_is_refused(phone):
+    with pytest.raises(PlacementError, match=r"^record 1 \(loan_id L-1\): borrower\.phone: "):
+        validate_placements([record(phone=phone)])
+
+
+def test_the_time_zone_comes_from_the_record_else_the_phone_else_shanghai():
+    given, from_us_phone, email_only = validate_placements(
+        [
+            record("L-1", time_zone="Europe/Berlin"),
+            record("L-2", phone="+14155550142", email=None),
+            record("L-3", phone=None, email="a@example.com"),
+        ]
+    )
+    assert given.borrower.time_zone == "Europe/Berlin"
+    assert from_us_phone.borrower.time_zone.startswith("America/")
+    assert email_only.borrower.time_zone == "Asia/Shanghai"
+    with pytest.raises(PlacementError, match="borrower.time_zone: must be an IANA time zone"):
+        validate_placements([record(time_zone="Mars/Olympus")])
+
+
+def test_a_record_is_the_loan_input_plus_the_borrower(session_factory):
+    [placement] = validate_placements([record(language="en")], default_policy="demo")
+    assert (placement.loan_id, placement.policy, str(placement.amount_due)) == ("L-1", "demo", "1200.00")
+    assert placement.loan.model_dump(mode="json") == placement.workflow_input()
+    assert "borrower" not in placement.workflow_input()
+    upsert_placements(session_factory, [placement])
+    with session_factory() as db:
+        borrower = db.get(Borrower, "B-1")
+        assert (borrower.name, borrower.language, borrower.time_zone) == ("王小明", "en", "Asia/Shanghai")
+        assert db.get(Loan, "L-1").stage == "pending"
+
+
+def test_the_shipped_samples_are_valid(session_factory):
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    placements = validate_placements(read_placements(samples / "loans.csv")) + validate_placements(
+        read_placements(samples / "loans.json")
+    )
+    assert len(placements) == 8
+    summary = upsert_placements(session_factory, placements)
+    assert summary.loans_created == 8 and not summary.conflicts
+
+
+def test_the_same_loan_twice_in_one_file_is_refused():
+    with pytest.raises(PlacementError, match=r"record 2 \(loan_id L-1\): loan_id: L-1 appears more than once"):
+        validate_placements([record(), record()])
