@@ -389,6 +389,7 @@ class DunningWorkflow:
 
     async def _contact(self, action: Action, loan_now) -> None:
         state = self._require_state()
+        decided_at = workflow.now()  # the contact's time is when it went to the provider
         occurrence = action.occurrence
         info = workflow.info()
         request = acts.ContactRequest(
@@ -428,7 +429,7 @@ class DunningWorkflow:
             until = self._clock.loan_time(datetime.fromisoformat(outcome.not_before))
             self._defer(occurrence.key, until, "voice_daily_cap", outcome.detail or "call cap across the borrower's loans", occurrence.channel)
             return
-        self._record_contact(action, loan_now, result)
+        self._record_contact(action, loan_now, result, at=decided_at)
 
     async def _report_to_bureau(self, loan_now) -> None:
         state = self._require_state()
@@ -450,14 +451,14 @@ class DunningWorkflow:
         )
         state.bureau_reported = True
 
-    def _record_contact(self, action: Action, loan_now: datetime, result: str) -> None:
+    def _record_contact(self, action: Action, loan_now: datetime, result: str, at: datetime | None = None) -> None:
         state = self._require_state()
         occurrence = action.occurrence
         state.done_steps.append(occurrence.key)
         state.deferred.pop(occurrence.key, None)
         state.contacts.append(
             ContactEntry(
-                at=workflow.now().astimezone(self._clock.zone),
+                at=(at or workflow.now()).astimezone(self._clock.zone),
                 loan_at=loan_now,
                 channel=occurrence.channel,
                 stage=occurrence.stage,
@@ -485,9 +486,6 @@ class DunningWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._write_records()
         final_stage = state.stage
-        state.stage = contract.STAGE_CLOSED
-        self._next = None
-        self._publish(self._clock.loan_time(workflow.now()))
         await workflow.execute_activity(
             acts.CLOSE_LOAN,
             acts.LoanClosing(
@@ -503,6 +501,11 @@ class DunningWorkflow:
             retry_policy=DATABASE_RETRY,
             summary=f"Close loan: {outcome}",
         )
+        # `closed` is shown only once the database says so too.
+        state.stage = contract.STAGE_CLOSED
+        self._next = None
+        self._publish(self._clock.loan_time(workflow.now()))
+        await self._write_records()  # what signals queued while the loan closed
         workflow.set_current_details(f"Closed: {outcome} at {final_stage}.")
         workflow.logger.info("loan_closed", extra={"loan_id": state.loan_id, "outcome": outcome, "final_stage": final_stage})
         return {
