@@ -52,3 +52,15 @@ def seeded_borrower(session_factory) -> str:
     with session_factory.begin() as db:
         db.add(Borrower(**BORROWER))
     return BORROWER["borrower_id"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report how many random lifecycles the compliance properties checked."""
+    import sys
+
+    properties = sys.modules.get("tests.test_compliance_properties")
+    if properties is not None and properties.checked["lifecycles"]:
+        terminalreporter.write_line(
+            f"compliance properties: {properties.checked['lifecycles']} lifecycles through the workflow, "
+            f"{properties.checked['contacts']} contacts checked"
+        )
