@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dunning.policy import POLICY_NAME, describe_validation_error
+from dunning.policy import describe_validation_error, named_config_file
 
 Channel = Literal["sms", "email", "voice", "push"]
 # Call results that mean a conversation took place (fed back by the voice provider).
@@ -78,12 +78,7 @@ class Profile(_Strict):
 
 
 def load_profile(name: str, profiles_dir: Path) -> Profile:
-    if not POLICY_NAME.match(name or ""):
-        raise ProfileError(f"profile: {name!r} is not a profile name")
-    path = profiles_dir / f"{name}.toml"
-    if not path.is_file():
-        known = sorted(p.stem for p in profiles_dir.glob("*.toml"))
-        raise ProfileError(f"profile: no compliance profile named {name!r} under {profiles_dir} (known: {', '.join(known)})")
+    path = named_config_file("profile", name, profiles_dir, ProfileError)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return Profile.model_validate(data)

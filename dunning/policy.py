@@ -163,13 +163,19 @@ def parse_policy(data: dict, source: str = "policy") -> Policy:
         raise PolicyError(f"{source}: {describe_validation_error(error)}") from None
 
 
-def load_policy(name: str, policies_dir: Path) -> Policy:
-    if not POLICY_NAME.match(name or ""):
-        raise PolicyError(f"policy: {name!r} is not a policy name (lowercase letters, digits, - and _)")
-    path = policies_dir / f"{name}.toml"
+def named_config_file(kind: str, name: str, directory: Path, error: type[ValueError]) -> Path:
+    """config/<kind>s/<name>.toml, or `error` saying which names there are."""
+    if not isinstance(name, str) or not POLICY_NAME.match(name):
+        raise error(f"{kind}: {name!r} is not a {kind} name (lowercase letters, digits, - and _)")
+    path = directory / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in policies_dir.glob("*.toml"))
-        raise PolicyError(f"policy: no policy named {name!r} under {policies_dir} (known: {', '.join(known)})")
+        known = sorted(p.stem for p in directory.glob("*.toml"))
+        raise error(f"{kind}: no {kind} named {name!r} under {directory} (known: {', '.join(known)})")
+    return path
+
+
+def load_policy(name: str, policies_dir: Path) -> Policy:
+    path = named_config_file("policy", name, policies_dir, PolicyError)
     data = _read_with_base(path, policies_dir, seen=())
     policy = parse_policy(data, str(path))
     if policy.name != name:

@@ -110,7 +110,7 @@ class DunningWorkflow:
                 return await self._close(contract.OUTCOME_REPAID)
             if state.dispute_upheld:
                 return await self._close(contract.OUTCOME_DISPUTE_UPHELD)
-            if info.is_continue_as_new_suggested():
+            if workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
 
             loan_now = self._clock.loan_time(workflow.now())
@@ -119,7 +119,7 @@ class DunningWorkflow:
             self._publish(loan_now)
 
             if action.kind == "hold":
-                workflow.set_current_details(f"On hold: {action.reason}. Waiting for resume or dispute_resolved.")
+                workflow.set_current_details(f"On hold: {action.reason}. Waiting for the hold to be lifted.")
                 await self._wait(self._clock.real_time(action.at) - workflow.now())
             elif action.kind == "wait":
                 wake = self._clock.real_time(action.at)
