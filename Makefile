@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo worker test lint-templates clean
+.PHONY: install demo worker test lint-templates clean gateway
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,6 @@ lint-templates: install
 
 clean:
 	rm -rf .dunning .pytest_cache
+
+gateway: install
+	$(PY) -m uvicorn gateway.app:app --port 8000

@@ -103,11 +103,8 @@ def start(
     policy: Optional[str] = typer.Option(None, help="policy for records that name none"),
 ) -> None:
     """Place overdue loans: borrowers to the directory, one workflow per loan."""
-    from sqlalchemy import select
-
     from db.directory import upsert_placements
     from db.migrate import upgrade_to_head
-    from db.models import Loan
     from db.session import make_engine, make_session_factory
     from runtime.logging import configure_logging
     from runtime.placement import PlacementError, read_placements, validate_placements
@@ -123,17 +120,7 @@ def start(
         _fail(f"{file}: no records", code=2)
 
     async def place() -> None:
-        from temporalio.client import WorkflowExecutionStatus
-        from temporalio.common import (
-            SearchAttributePair,
-            TypedSearchAttributes,
-            WorkflowIDConflictPolicy,
-            WorkflowIDReusePolicy,
-        )
-        from temporalio.exceptions import WorkflowAlreadyStartedError
-        from temporalio.service import RPCError, RPCStatusCode
-
-        from workflows.search_attributes import DUNNING_POLICY, LOAN_ID
+        from runtime.placing import closed_outcomes, start_placement
 
         client = await _client(settings)  # before writing: no Temporal, nothing written
 
@@ -142,50 +129,11 @@ def start(
         summary = upsert_placements(sessions, placements)
         for conflict in summary.conflicts:
             typer.echo(f"warning: {conflict}", err=True)
-        with sessions() as db:
-            ids = [p.loan_id for p in placements]
-            closed = dict(db.execute(select(Loan.loan_id, Loan.outcome).where(Loan.loan_id.in_(ids), Loan.outcome.is_not(None))).all())
+        closed = closed_outcomes(sessions, [p.loan_id for p in placements])
 
         for placement in placements:
-            workflow_id = contract.workflow_id_for(placement.loan_id)
-            if placement.loan_id in closed:
-                typer.echo(f"{workflow_id}\tclosed\toutcome {closed[placement.loan_id]}; not started again")
-                continue
-            try:
-                running = await client.get_workflow_handle(workflow_id).describe()
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                running = None
-            if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
-                typer.echo(f"{workflow_id}\talready running\trun {running.run_id}")
-                continue
-            try:
-                handle = await client.start_workflow(
-                    contract.WORKFLOW_TYPE,
-                    placement.workflow_input(),
-                    id=workflow_id,
-                    task_queue=settings.task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    # A loan whose workflow completed (repaid, written off, ...) is
-                    # not dunned again; one that failed or was terminated can be.
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                    static_summary=(
-                        f"Loan {placement.loan_id}: {placement.amount_due} {placement.currency} "
-                        f"due {placement.due_date}, policy {placement.policy}"
-                    ),
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(LOAN_ID, placement.loan_id),
-                            SearchAttributePair(DUNNING_POLICY, placement.policy),
-                        ]
-                    ),
-                )
-            except WorkflowAlreadyStartedError as error:
-                typer.echo(f"{workflow_id}\tclosed\trun {error.run_id}; completed, not started again")
-                continue
-            word = "restarted" if running is not None else "started"
-            typer.echo(f"{workflow_id}\t{word}\trun {handle.result_run_id}")
+            result = await start_placement(client, settings.task_queue, placement, closed.get(placement.loan_id))
+            typer.echo(result.line())
         typer.echo(
             f"placed {len(placements)} loans: borrowers {summary.borrowers_created} new, "
             f"{summary.borrowers_updated} updated; loans {summary.loans_created} new, "

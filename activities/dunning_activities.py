@@ -456,6 +456,7 @@ class DunningActivities:
             text=row.body_text,
             subject=row.subject,
             html=row.body_html,
+            category=row.stage,
         )
 
     def _finish(self, key: str, status: str, provider: str = "", message_id: str = "", error: str = "") -> ContactOutcome:

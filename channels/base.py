@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlencode
 
 
 @dataclass(frozen=True)
@@ -15,12 +16,19 @@ class OutboundMessage:
     text: str
     subject: str | None = None
     html: str | None = None
+    # A short, non-personal label for provider reports (SendGrid categories):
+    # the stage. None lets the provider derive it from the key.
+    category: str | None = None
 
 
 @dataclass(frozen=True)
 class ProviderReceipt:
     provider: str
     message_id: str
+
+
+class ProviderConfigError(Exception):
+    """A selected provider lacks a setting it needs; raised when the worker starts."""
 
 
 class PermanentSendError(Exception):
@@ -43,3 +51,9 @@ def mask(recipient: str) -> str:
         local, _, domain = recipient.partition("@")
         return f"{local[:1]}***@{domain}"
     return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 6 else "***"
+
+
+def callback_url(public_base_url: str, path: str, key: str) -> str:
+    """A webhook URL on the gateway that names the outbox row (`?key=`): the
+    key is workflow id + step, ids only, never an address."""
+    return f"{public_base_url.rstrip('/')}{path}?{urlencode({'key': key})}"

@@ -1,13 +1,76 @@
-"""Which provider serves which channel, from settings."""
+"""Which provider serves which channel, from settings.
+
+Every channel is local capture unless its `DUNNING_<CHANNEL>_PROVIDER` names a
+real provider; a real provider whose settings are incomplete stops the worker
+at start with a `ProviderConfigError` naming the missing variables.
+"""
 
 from __future__ import annotations
 
-from channels.base import Channel
+from channels.base import Channel, ProviderConfigError
 from channels.local import LocalCaptureChannel
 from dunning.contract import CHANNELS
 from runtime.settings import Settings
 
 
+def _require(settings: Settings, selector: str, needed: dict[str, str], one_of: dict[str, str] | None = None) -> None:
+    """`needed`: env name -> value, all required; `one_of`: at least one of them."""
+    missing = [name for name, value in needed.items() if not value]
+    if one_of and not any(one_of.values()):
+        missing.append(" or ".join(one_of))
+    if missing:
+        raise ProviderConfigError(f"{selector} needs {', '.join(missing)}; set {'them' if len(missing) > 1 else 'it'} "
+                                  f"or choose the local provider")
+
+
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    # Only local capture so far; Twilio, SendGrid and app push plug in here.
-    return {channel: LocalCaptureChannel(channel) for channel in CHANNELS}
+    channels: dict[str, Channel] = {channel: LocalCaptureChannel(channel) for channel in CHANNELS}
+    twilio_client = None
+
+    def twilio():
+        nonlocal twilio_client
+        if twilio_client is None:
+            from channels.twilio_sms import make_twilio_client
+
+            twilio_client = make_twilio_client(settings.twilio_account_sid, settings.twilio_auth_token,
+                                               settings.twilio_api_base_url, settings.provider_timeout_seconds)
+        return twilio_client
+
+    twilio_credentials = {"TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+                          "TWILIO_AUTH_TOKEN": settings.twilio_auth_token}
+
+    if settings.sms_provider == "twilio":
+        from channels.twilio_sms import TwilioSmsChannel
+
+        _require(settings, "DUNNING_SMS_PROVIDER=twilio", twilio_credentials,
+                 one_of={"TWILIO_FROM_NUMBER": settings.twilio_from_number,
+                         "TWILIO_MESSAGING_SERVICE_SID": settings.twilio_messaging_service_sid})
+        channels["sms"] = TwilioSmsChannel(twilio(), settings.public_base_url, settings.twilio_from_number,
+                                           settings.twilio_messaging_service_sid)
+
+    if settings.voice_provider == "twilio":
+        from channels.twilio_voice import TwilioVoiceChannel
+
+        _require(settings, "DUNNING_VOICE_PROVIDER=twilio",
+                 {**twilio_credentials, "TWILIO_FROM_NUMBER": settings.twilio_from_number})
+        channels["voice"] = TwilioVoiceChannel(twilio(), settings.public_base_url, settings.twilio_from_number)
+
+    if settings.email_provider == "sendgrid":
+        from channels.sendgrid_email import SendGridEmailChannel
+
+        _require(settings, "DUNNING_EMAIL_PROVIDER=sendgrid",
+                 {"SENDGRID_API_KEY": settings.sendgrid_api_key, "SENDGRID_FROM_EMAIL": settings.sendgrid_from_email})
+        channels["email"] = SendGridEmailChannel(
+            settings.sendgrid_api_key, settings.sendgrid_from_email, settings.lender_name,
+            settings.sendgrid_api_host, settings.provider_timeout_seconds,
+        )
+
+    if settings.push_provider == "push":
+        from channels.push import AppPushChannel
+
+        _require(settings, "DUNNING_PUSH_PROVIDER=push",
+                 {"DUNNING_PUSH_URL": settings.push_url, "DUNNING_PUSH_TOKEN": settings.push_token})
+        channels["push"] = AppPushChannel(settings.push_url, settings.push_token, settings.lender_name,
+                                          settings.provider_timeout_seconds)
+
+    return channels

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,27 @@ class Settings(BaseSettings):
     pay_link_max_age_days: int = _env("DUNNING_PAY_LINK_MAX_AGE_DAYS", default=30)
     lender_name: str = _env("DUNNING_LENDER_NAME", default="Example Lender")
     log_level: str = _env("DUNNING_LOG_LEVEL", default="INFO")
+
+    # Providers, per channel (channels/registry.py). `local` captures messages
+    # on this machine and needs no credentials; a real provider needs its own.
+    sms_provider: Literal["local", "twilio"] = _env("DUNNING_SMS_PROVIDER", default="local")
+    voice_provider: Literal["local", "twilio"] = _env("DUNNING_VOICE_PROVIDER", default="local")
+    email_provider: Literal["local", "sendgrid"] = _env("DUNNING_EMAIL_PROVIDER", default="local")
+    push_provider: Literal["local", "push"] = _env("DUNNING_PUSH_PROVIDER", default="local")
+    # The gateway's public URL: providers' status, gather and event callbacks.
+    public_base_url: str = _env("DUNNING_PUBLIC_BASE_URL", default="http://localhost:8000")
+    twilio_account_sid: str = _env("TWILIO_ACCOUNT_SID", default="")
+    twilio_auth_token: str = _env("TWILIO_AUTH_TOKEN", default="")
+    twilio_from_number: str = _env("TWILIO_FROM_NUMBER", default="")
+    twilio_messaging_service_sid: str = _env("TWILIO_MESSAGING_SERVICE_SID", default="")
+    twilio_api_base_url: str = _env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
+    sendgrid_api_key: str = _env("SENDGRID_API_KEY", default="")
+    sendgrid_from_email: str = _env("SENDGRID_FROM_EMAIL", default="")
+    sendgrid_api_host: str = _env("SENDGRID_API_HOST", default="https://api.sendgrid.com")
+    push_url: str = _env("DUNNING_PUSH_URL", default="")
+    push_token: str = _env("DUNNING_PUSH_TOKEN", default="")
+    # Seconds a provider call may take before it counts as a transient failure.
+    provider_timeout_seconds: float = _env("DUNNING_PROVIDER_TIMEOUT_SECONDS", default=30.0)
 
     @property
     def policies_dir(self) -> Path:

@@ -1,0 +1,651 @@
+"""The HTTP edge: backends, the payment service, Twilio, SendGrid and borrowers
+reach the workflows through here (docs/gateway.md).
+
+    uvicorn gateway.app:app --port 8000
+
+Every request that changes something is authenticated: payments with an
+HMAC-SHA256 signature (401 when missing, forged or stale), Twilio webhooks
+with X-Twilio-Signature (403), SendGrid events with the signed event webhook
+key (403). A malformed body is a 422 whose `loc` names the field. Nothing
+personal is sent to Temporal: signals carry ids, money and channel names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.pay_link import PayLinkInvalid, read_pay_token
+from channels.base import mask
+from db.directory import upsert_placements
+from db.migrate import upgrade_to_head
+from db.models import Borrower, Contact, Loan, Payment
+from db.session import make_engine, make_session_factory
+from dunning import contract
+from dunning.inputs import ID_PATTERN, Currency, Identifier, Instant
+from dunning.money import parse_amount
+from gateway.settings import GatewaySettings, get_gateway_settings
+from runtime.placement import Placement
+from runtime.placing import closed_outcomes, start_placement
+from runtime.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+ClientFactory = Callable[[], "Client | Awaitable[Client]"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# Inbound SMS words that opt the sender out of SMS (carrier keywords, and the
+# Chinese 退订 / TD that Chinese senders use).
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "退订", "TD"})
+SMS_DELIVERED = {"delivered"}
+SMS_FAILED = {"undelivered", "failed"}
+CALL_COMPLETED = {"completed"}
+CALL_NOT_REACHED = {"no-answer", "busy"}  # an attempt was made: it still counts towards call caps
+CALL_FAILED = {"failed", "canceled"}
+SENDGRID_OPT_OUT = {"unsubscribe", "spamreport", "group_unsubscribe"}
+SENDGRID_FAILED = {"bounce", "dropped"}
+
+
+class PaymentNotification(BaseModel):
+    """POST /payments: what the payment service reports (becomes the `repayment` signal)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    loan_id: Identifier
+    payment_id: Identifier
+    currency: Currency
+    amount: str
+    paid_at: Instant | None = None
+
+
+class _Seen:
+    """A bounded set of recently handled delivery keys, per process."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> bool:
+        """True if the key is new."""
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys[key] = None
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+            return True
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+
+def _form_schema(properties: dict[str, str], required: list[str] | None = None) -> dict:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {name: {"type": "string", "description": text} for name, text in properties.items()},
+                        "required": required or [],
+                    }
+                }
+            },
+        }
+    }
+
+
+def _invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ("body", field), "msg": message, "input": None}])
+
+
+def sign_payment(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The X-Dunning-Signature header for `body` (what the payment service computes)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def check_payment_signature(secret: str, header: str | None, body: bytes, max_age: int, now: float | None = None) -> str | None:
+    """None if the signature is good, else why not."""
+    if not secret:
+        return "no payments secret is configured"
+    if not header:
+        return "missing X-Dunning-Signature"
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        parts.setdefault(name, []).append(value)
+    try:
+        t = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return "malformed X-Dunning-Signature: no t=<unix time>"
+    now = time.time() if now is None else now
+    if abs(now - t) > max_age:
+        return "stale X-Dunning-Signature: outside the replay window"
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected.encode(), v.encode("utf-8", "replace")) for v in parts.get("v1", [])):
+        return "X-Dunning-Signature does not match"
+    return None
+
+
+def create_app(
+    settings: Settings | None = None,
+    client_factory: ClientFactory | None = None,
+    gateway_settings: GatewaySettings | None = None,
+) -> FastAPI:
+    """The gateway. `client_factory` returns a connected Temporal client (or an
+    awaitable of one); by default it connects with the settings."""
+    core = settings or get_settings()
+    gw = gateway_settings or get_gateway_settings()
+
+    async def _default_factory() -> Client:
+        from runtime.temporal import connect
+
+        return await connect(core)
+
+    factory = client_factory or _default_factory
+    state: dict[str, Any] = {}
+    migrate_lock = threading.Lock()
+    payments_seen, messages_seen, events_seen = _Seen(), _Seen(), _Seen()
+    pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
+
+    app = FastAPI(
+        title="dunning gateway",
+        version="0.1.0",
+        description="The HTTP edge of the dunning service: placing loans, payments, provider webhooks, the repayment page.",
+    )
+
+    # ------------------------------------------------------------ helpers
+
+    async def temporal() -> Client:
+        client = state.get("client")
+        if client is None:
+            try:
+                client = factory()
+                if inspect.isawaitable(client):
+                    client = await client
+            except Exception as error:
+                log.warning("temporal_unavailable", error=str(error)[:300])
+                raise HTTPException(503, "Temporal is not reachable") from None
+            state["client"] = client
+        return client
+
+    def sessions():
+        factory_ = state.get("sessions")
+        if factory_ is None:
+            with migrate_lock:
+                factory_ = state.get("sessions")
+                if factory_ is None:
+                    upgrade_to_head(core.database_url)
+                    factory_ = state["sessions"] = make_session_factory(make_engine(core.database_url))
+        return factory_
+
+    async def signal(workflow_id: str, name: str, payload: dict) -> bool:
+        """True if delivered; False if there is no such (open) workflow."""
+        client = await temporal()
+        try:
+            await client.get_workflow_handle(workflow_id).signal(name, payload)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise HTTPException(503, "Temporal is not reachable") from None
+            raise
+        log.info("gateway_signal", workflow_id=workflow_id, signal=name)
+        return True
+
+    async def loan_status(loan_id: str) -> dict | None:
+        client = await temporal()
+        try:
+            return await client.get_workflow_handle(contract.workflow_id_for(loan_id)).query(contract.QUERY_STATUS)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise HTTPException(503, "Temporal is not reachable") from None
+            raise
+        except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+            raise HTTPException(502, f"the status query failed: {str(error)[:200]}") from None
+
+    async def twilio_params(request: Request) -> dict[str, Any]:
+        """The form, after X-Twilio-Signature is checked against the public URL; else 403."""
+        form = await request.form()
+        params: dict[str, Any] = {}
+        for name in form.keys():
+            values = [v for v in form.getlist(name) if isinstance(v, str)]
+            params[name] = values if len(values) > 1 else (values[0] if values else "")
+        signature = request.headers.get("X-Twilio-Signature")
+        if not gw.twilio_auth_token or not signature:
+            raise HTTPException(403, "missing or unverifiable X-Twilio-Signature")
+        from twilio.request_validator import RequestValidator
+
+        url = gw.public_base_url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            good = RequestValidator(gw.twilio_auth_token).validate(url, params, signature)
+        except Exception:  # a form the validator cannot read (repeated keys, ...) is not verified
+            good = False
+        if not good:
+            log.warning("twilio_signature_refused", path=request.url.path)
+            raise HTTPException(403, "X-Twilio-Signature does not match")
+        return params
+
+    # ------------------------------------------------------------ loans
+
+    @app.post("/loans/overdue", status_code=201, tags=["loans"])
+    async def place_loan(placement: Placement) -> dict:
+        """Place one overdue loan (the starter's record: workflow input + `borrower` block); idempotent."""
+        client = await temporal()  # before writing: no Temporal, nothing written
+        db = sessions()
+        summary = upsert_placements(db, [placement])
+        for conflict in summary.conflicts:
+            log.warning("placement_conflict", detail=conflict)
+        closed = closed_outcomes(db, [placement.loan_id])
+        try:
+            result = await start_placement(client, core.task_queue, placement, closed.get(placement.loan_id))
+        except RPCError as error:
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise HTTPException(503, "Temporal is not reachable") from None
+            raise
+        log.info("loan_placed", loan_id=placement.loan_id, state=result.state)
+        return {
+            "workflow_id": result.workflow_id,
+            "run_id": result.run_id,
+            "started": result.started,
+            "state": result.state,
+        }
+
+    @app.get("/loans/{loan_id}", tags=["loans"], responses={404: {"description": "no such loan workflow"}})
+    async def get_loan(loan_id: str = PathParam(..., pattern=ID_PATTERN)) -> dict:
+        """The loan workflow's `status` query answer."""
+        answer = await loan_status(loan_id)
+        if answer is None:
+            raise HTTPException(404, f"no workflow {contract.workflow_id_for(loan_id)}")
+        return answer
+
+    # ------------------------------------------------------------ payments
+
+    @app.post(
+        "/payments",
+        status_code=202,
+        tags=["payments"],
+        responses={401: {"description": "missing, forged or stale X-Dunning-Signature"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PaymentNotification.model_json_schema()}},
+            },
+            "parameters": [
+                {
+                    "name": "X-Dunning-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": 't=<unix time>,v1=<hex HMAC-SHA256 of f"{t}.{raw body}">',
+                }
+            ],
+        },
+    )
+    async def payment(request: Request) -> JSONResponse:
+        """A payment notification: signals `repayment` to dunning-<loan_id>, once per payment_id."""
+        body = await request.body()
+        problem = check_payment_signature(
+            gw.payments_secret, request.headers.get("X-Dunning-Signature"), body, gw.payments_max_age_seconds
+        )
+        if problem is not None:
+            log.warning("payment_signature_refused", reason=problem)
+            raise HTTPException(401, problem)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _invalid("(payload)", "must be a JSON object", "json_invalid") from None
+        if not isinstance(data, dict):
+            raise _invalid("(payload)", "must be a JSON object", "model_attributes_type")
+        try:
+            notice = PaymentNotification.model_validate(data)
+        except ValidationError as error:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"]), "input": None, "ctx": None} for e in error.errors()]
+            ) from None
+        try:
+            parse_amount(notice.amount, notice.currency)
+        except ValueError as error:
+            raise _invalid("amount", str(error)) from None
+
+        workflow_id = contract.workflow_id_for(notice.loan_id)
+        answer = {"loan_id": notice.loan_id, "payment_id": notice.payment_id, "workflow_id": workflow_id}
+        key = f"{notice.loan_id}/{notice.payment_id}"
+        with sessions()() as db:
+            recorded = db.scalar(
+                select(Payment.id).where(
+                    Payment.loan_id == notice.loan_id, Payment.payment_id == notice.payment_id, Payment.applied.is_(True)
+                )
+            )
+        if recorded is not None or not payments_seen.add(key):
+            log.info("payment_duplicate", loan_id=notice.loan_id, payment_id=notice.payment_id)
+            return JSONResponse({**answer, "signaled": False, "duplicate": True}, status_code=202)
+        payload = {"payment_id": notice.payment_id, "amount": notice.amount, "currency": notice.currency}
+        if notice.paid_at is not None:
+            payload["paid_at"] = data["paid_at"]
+        try:
+            delivered = await signal(workflow_id, contract.SIGNAL_REPAYMENT, payload)
+        except BaseException:
+            payments_seen.discard(key)  # not delivered: a retry may try again
+            raise
+        if not delivered:
+            payments_seen.discard(key)
+            raise HTTPException(404, f"no open workflow {workflow_id}")
+        return JSONResponse({**answer, "signaled": True, "duplicate": False}, status_code=202)
+
+    # ------------------------------------------------------------ Twilio
+
+    @app.post(
+        "/webhooks/twilio/status",
+        status_code=204,
+        tags=["webhooks"],
+        responses={403: {"description": "missing or forged X-Twilio-Signature"}},
+        openapi_extra={
+            "parameters": [
+                {"name": "key", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the outbox key"},
+                {"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            **_form_schema(
+                {
+                    "MessageSid": "SMS id",
+                    "MessageStatus": "queued, sent, delivered, undelivered, failed",
+                    "CallSid": "call id",
+                    "CallStatus": "completed, no-answer, busy, failed",
+                    "ErrorCode": "Twilio error code",
+                }
+            ),
+        },
+    )
+    async def twilio_status(request: Request) -> Response:
+        """Message and call status callbacks: update the outbox row named by `key`."""
+        params = await twilio_params(request)
+        key = request.query_params.get("key")
+        sid = str(params.get("MessageSid") or params.get("CallSid") or "")
+        is_call = bool(params.get("CallSid")) and not params.get("MessageSid")
+        raw = str(params.get("CallStatus") if is_call else params.get("MessageStatus") or params.get("SmsStatus") or "")
+        if not key:
+            return Response(status_code=204)
+        code = str(params.get("ErrorCode") or "")
+        kind = "call" if is_call else "sms"
+        with sessions().begin() as db:
+            row = db.scalar(select(Contact).where(Contact.key == key))
+            if row is None:
+                log.warning("twilio_status_unknown_key", key=key[:255], status=raw)
+                return Response(status_code=204)
+            if sid and not row.provider_message_id:
+                row.provider_message_id = sid[:128]  # a send whose record was lost: reconciled from the callback
+                row.provider = row.provider or "twilio"
+            succeeded = (raw in CALL_COMPLETED) if is_call else (raw in SMS_DELIVERED)
+            if succeeded or (is_call and raw in CALL_NOT_REACHED):
+                if row.status == "pending":
+                    row.status, row.sent_at = "sent", row.sent_at or datetime.now(timezone.utc)
+                if not succeeded:
+                    row.error = f"twilio {kind} {raw}"
+            elif raw in (CALL_FAILED if is_call else SMS_FAILED):
+                if row.status in ("pending", "sent"):
+                    row.status = "failed"
+                row.error = f"twilio {kind} {raw}" + (f" (error {code})" if code else "")
+        log.info("twilio_status", key=key[:255], channel=kind, status=raw)
+        return Response(status_code=204)
+
+    @app.post(
+        "/webhooks/twilio/inbound",
+        tags=["webhooks"],
+        responses={403: {"description": "missing or forged X-Twilio-Signature"}},
+        response_class=Response,
+        openapi_extra={
+            "parameters": [{"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}}],
+            **_form_schema({"MessageSid": "SMS id", "From": "sender (E.164)", "Body": "text"}),
+        },
+    )
+    async def twilio_inbound(request: Request) -> Response:
+        """Inbound SMS: a stop word opts the sender's open loans out of SMS; other replies are kept for an agent."""
+        params = await twilio_params(request)
+        sender = str(params.get("From") or "")
+        text = str(params.get("Body") or "").strip()
+        sid = str(params.get("MessageSid") or "")
+        with sessions()() as db:
+            borrower_ids = list(db.scalars(select(Borrower.borrower_id).where(Borrower.phone == sender))) if sender else []
+            loans = (
+                list(
+                    db.scalars(
+                        select(Loan.loan_id).where(Loan.borrower_id.in_(borrower_ids), Loan.outcome.is_(None))
+                    )
+                )
+                if borrower_ids
+                else []
+            )
+        from twilio.twiml.messaging_response import MessagingResponse
+
+        first_word = text.split()[0].upper() if text.split() else ""
+        if first_word in STOP_WORDS or text in STOP_WORDS:
+            if not sid or messages_seen.add(f"stop/{sid}"):
+                for loan_id in loans:
+                    await signal(contract.workflow_id_for(loan_id), contract.SIGNAL_OPT_OUT, {"channel": "sms"})
+            log.info("sms_opt_out", sender=mask(sender), loans=loans)
+        elif text:
+            if not sid or messages_seen.add(f"reply/{sid}"):
+                _keep_reply(
+                    {
+                        "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "message_sid": sid,
+                        "from": sender,
+                        "borrower_ids": borrower_ids,
+                        "loan_ids": loans,
+                        "body": text[:1600],
+                    }
+                )
+            log.info("sms_reply_received", sender=mask(sender), loans=loans, message_sid=sid)
+        return Response(str(MessagingResponse()), media_type="application/xml")
+
+    def _keep_reply(record: dict) -> None:
+        path = Path(gw.inbound_replies_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with migrate_lock, path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    @app.post(
+        "/webhooks/twilio/gather",
+        tags=["webhooks"],
+        responses={403: {"description": "missing or forged X-Twilio-Signature"}},
+        response_class=Response,
+        openapi_extra={
+            "parameters": [
+                {"name": "language", "in": "query", "required": False, "schema": {"type": "string", "enum": ["zh_CN", "zh_TW", "en"]}},
+                {"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            **_form_schema({"CallSid": "call id", "Digits": "the keys pressed"}),
+        },
+    )
+    async def twilio_gather(request: Request) -> Response:
+        """The call's keypad menu: 1 repayment link by SMS, 2 promise to pay, 3 agent or dispute."""
+        params = await twilio_params(request)
+        from twilio.twiml.voice_response import VoiceResponse
+
+        language = request.query_params.get("language", "en")
+        words = _GATHER_WORDS.get(language, _GATHER_WORDS["en"])
+        digits = str(params.get("Digits") or "").strip()[:1]
+        response = VoiceResponse()
+        response.say(words.get(digits, words["other"]), language=words["voice"])
+        response.hangup()
+        log.info("twilio_gather", call_sid=str(params.get("CallSid") or "")[:64], digits=digits)
+        return Response(str(response), media_type="application/xml")
+
+    # ------------------------------------------------------------ SendGrid
+
+    @app.post(
+        "/webhooks/sendgrid/events",
+        tags=["webhooks"],
+        responses={403: {"description": "missing or forged event webhook signature"}},
+        openapi_extra={
+            "parameters": [
+                {"name": "X-Twilio-Email-Event-Webhook-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
+                {"name": "X-Twilio-Email-Event-Webhook-Timestamp", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+            },
+        },
+    )
+    async def sendgrid_events(request: Request) -> dict:
+        """SendGrid's signed event webhook: delivery results to the outbox, unsubscribes to `opt_out` email."""
+        body = await request.body()
+        signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature")
+        timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp")
+        if not (gw.sendgrid_webhook_public_key and signature and timestamp):
+            raise HTTPException(403, "missing or unverifiable event webhook signature")
+        from sendgrid.helpers.eventwebhook import EventWebhook
+
+        try:
+            verifier = EventWebhook()
+            key = verifier.convert_public_key_to_ecdsa(gw.sendgrid_webhook_public_key)
+            good = verifier.verify_signature(body.decode("utf-8"), signature, timestamp, key)
+        except Exception:  # bad base64, bad DER, not UTF-8, bad key: not verified
+            good = False
+        if not good:
+            log.warning("sendgrid_signature_refused")
+            raise HTTPException(403, "event webhook signature does not match")
+        try:
+            events = json.loads(body)
+        except json.JSONDecodeError:
+            raise _invalid("(payload)", "must be a JSON array of events", "json_invalid") from None
+        if not isinstance(events, list):
+            raise _invalid("(payload)", "must be a JSON array of events", "list_type")
+        processed = opted_out = 0
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            kind, key = event.get("event"), event.get("dunning_key")
+            if not isinstance(kind, str) or not isinstance(key, str) or not key:
+                continue
+            event_id = event.get("sg_event_id")
+            if isinstance(event_id, str) and not events_seen.add(event_id):
+                continue
+            with sessions().begin() as db:
+                row = db.scalar(select(Contact).where(Contact.key == key))
+                if row is None:
+                    continue
+                workflow_id = row.workflow_id
+                message_id = event.get("sg_message_id")
+                if isinstance(message_id, str) and not row.provider_message_id:
+                    row.provider_message_id, row.provider = message_id[:128], row.provider or "sendgrid"
+                if kind == "delivered" and row.status == "pending":
+                    row.status, row.sent_at = "sent", row.sent_at or datetime.now(timezone.utc)
+                elif kind in SENDGRID_FAILED:
+                    if row.status in ("pending", "sent"):
+                        row.status = "failed"
+                    code = event.get("status") if isinstance(event.get("status"), str) else ""
+                    row.error = f"sendgrid {kind}" + (f" ({code[:16]})" if code else "")
+            processed += 1
+            if kind in SENDGRID_OPT_OUT:
+                await signal(workflow_id, contract.SIGNAL_OPT_OUT, {"channel": "email"})
+                opted_out += 1
+            log.info("sendgrid_event", key=key[:255], kind=kind)
+        return {"processed": processed, "opted_out": opted_out}
+
+    # ------------------------------------------------------------ the repayment page
+
+    def page(name: str, status: int, **values) -> HTMLResponse:
+        return HTMLResponse(pages.get_template(name).render(**values), status_code=status)
+
+    @app.get("/pay/{token}", response_class=HTMLResponse, tags=["borrowers"])
+    async def pay_page(token: str) -> HTMLResponse:
+        """The one-click repayment page of a signed pay link (403 forged, 410 expired)."""
+        try:
+            loan_id = read_pay_token(core.signing_secret(), token, core.pay_link_max_age_days * 86400)
+        except PayLinkInvalid as error:
+            expired = "expired" in str(error)
+            return page("link_refused.html", 410 if expired else 403, expired=expired)
+        try:
+            status = await loan_status(loan_id)
+        except HTTPException as error:
+            return page("link_refused.html", error.status_code, unavailable=True)
+        if status is None:
+            return page("link_refused.html", 404, missing=True)
+        query = {"loan": loan_id}
+        return page(
+            "pay.html",
+            200,
+            loan_id=loan_id,
+            outstanding=status.get("outstanding"),
+            currency=status.get("currency"),
+            days_past_due=status.get("days_past_due"),
+            closed=status.get("stage") == contract.STAGE_CLOSED or _is_zero(status.get("outstanding")),
+            plan=status.get("plan"),
+            pay_url=f"{gw.lender_pay_url}?{urlencode(query)}",
+            plan_url=f"{gw.lender_pay_url}?{urlencode({**query, 'action': 'plan'})}",
+            dispute_url=f"{gw.lender_pay_url}?{urlencode({**query, 'action': 'dispute'})}",
+            lender_name=core.lender_name,
+        )
+
+    return app
+
+
+def _is_zero(amount: Any) -> bool:
+    try:
+        return float(amount) <= 0
+    except (TypeError, ValueError):
+        return False
+
+
+_GATHER_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "voice": "en-US",
+        "1": "Thank you. We are sending the repayment link to your phone by text message.",
+        "2": "Thank you. Your promise to pay has been noted; an agent will confirm it with you.",
+        "3": "Thank you. An agent will contact you about your question or dispute.",
+        "other": "Sorry, that is not an option. Goodbye.",
+    },
+    "zh_CN": {
+        "voice": "zh-CN",
+        "1": "谢谢。我们将通过短信把还款链接发送到您的手机。",
+        "2": "谢谢。您的还款承诺已记录，客服将与您确认。",
+        "3": "谢谢。客服将就您的问题或异议与您联系。",
+        "other": "抱歉，没有这个选项。再见。",
+    },
+    "zh_TW": {
+        "voice": "zh-TW",
+        "1": "謝謝。我們將透過簡訊把還款連結傳送到您的手機。",
+        "2": "謝謝。您的還款承諾已記錄，客服將與您確認。",
+        "3": "謝謝。客服將就您的問題或異議與您聯絡。",
+        "other": "抱歉，沒有這個選項。再見。",
+    },
+}
+
+
+def __getattr__(name: str):
+    # `uvicorn gateway.app:app`: built on first access, from the environment.
+    if name == "app":
+        built = globals()["app"] = create_app()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,318 @@
+"""The gateway (gateway/app.py) on the time-skipping test server with a
+running worker: placing loans, payments, Twilio and SendGrid webhooks, the
+repayment page, and a property-based run against its own OpenAPI schema.
+
+Requests go through httpx's ASGI transport, in the test's event loop, so the
+gateway uses the test server's client directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import date, timedelta
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from twilio.request_validator import RequestValidator
+
+from activities.pay_link import SALT, make_pay_link
+from db.models import Contact
+from gateway.app import create_app, sign_payment
+from gateway.settings import GatewaySettings
+from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
+from tests.temporal_support import overdue_since, running_worker, time_env  # noqa: F401 (fixture)
+
+PAYMENTS_SECRET = "payments-test-secret"
+TWILIO_TOKEN = "twilio-test-token"
+PUBLIC = "https://gw.example.com"
+
+_SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
+SENDGRID_PUBLIC_KEY = base64.b64encode(
+    _SENDGRID_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
+
+
+def gateway_settings(tmp_path) -> GatewaySettings:
+    return GatewaySettings(
+        DUNNING_PAYMENTS_SECRET=PAYMENTS_SECRET,
+        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        DUNNING_PUBLIC_BASE_URL=PUBLIC,
+        SENDGRID_WEBHOOK_PUBLIC_KEY=SENDGRID_PUBLIC_KEY,
+        DUNNING_LENDER_PAY_URL="https://lender.example/pay",
+        DUNNING_INBOUND_REPLIES_PATH=str(tmp_path / "inbound.jsonl"),
+    )
+
+
+def record(loan_id: str, due_date, amount: str = "1200.00") -> dict:
+    borrower = {k: v for k, v in BORROWER.items() if k != "borrower_id"}
+    return {
+        "loan_id": loan_id,
+        "borrower_id": BORROWER["borrower_id"],
+        "amount_due": amount,
+        "currency": "CNY",
+        "due_date": due_date.isoformat(),
+        "policy": "default",
+        "borrower": borrower,
+    }
+
+
+def twilio_signed(path: str, params: dict, token: str = TWILIO_TOKEN) -> dict:
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
+
+
+def sendgrid_signed(body: str, key=_SENDGRID_KEY) -> dict:
+    timestamp = str(int(time.time()))
+    signature = key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256()))
+    return {
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
+
+
+def payment_body(loan_id: str, payment_id: str, amount: str) -> bytes:
+    return json.dumps(
+        {"loan_id": loan_id, "payment_id": payment_id, "amount": amount, "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"}
+    ).encode()
+
+
+@pytest.fixture
+async def gateway(time_env, settings, tmp_path):
+    """(http client, loans on a running worker) with the gateway on that worker's task queue."""
+    async with running_worker(time_env.client, settings) as loans:
+        core = settings.model_copy(update={"task_queue": loans.task_queue})
+        app = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+            yield http, loans
+        # Let the work the last signals caused finish while the worker is up: a
+        # task in flight when its workflow is terminated holds up the test
+        # server's clock for the next test.
+        await time_env.sleep(timedelta(seconds=1))
+
+
+async def place(http, loans, time_env, loan_id: str, days: int = 2) -> dict:
+    response = await http.post("/loans/overdue", json=record(loan_id, await overdue_since(time_env, days)))
+    assert response.status_code == 201, response.text
+    loans.handles.append(loans.client.get_workflow_handle(response.json()["workflow_id"]))  # terminated at the end
+    return response.json()
+
+
+async def status_when(http, time_env, loan_id: str, condition, tries: int = 20) -> dict:
+    for _ in range(tries):
+        answer = (await http.get(f"/loans/{loan_id}")).json()
+        if condition(answer):
+            return answer
+        await time_env.sleep(timedelta(seconds=30))
+    raise AssertionError(f"status never met the condition: {answer}")
+
+
+async def test_placing_a_loan_twice_starts_one_run_and_its_status_is_readable(gateway, time_env):
+    http, loans = gateway
+    first = await place(http, loans, time_env, "L-GW-1")
+    again = await place(http, loans, time_env, "L-GW-1")
+
+    assert first["workflow_id"] == "dunning-L-GW-1" and first["started"] is True
+    assert again["started"] is False and again["run_id"] == first["run_id"]
+    status = await status_when(http, time_env, "L-GW-1", lambda s: s.get("stage") == "reminder")
+    assert status["loan_id"] == "L-GW-1" and status["outstanding"] == "1200.00"
+    assert (await http.get("/loans/L-NO-SUCH")).status_code == 404
+
+
+async def test_a_bad_placement_is_a_422_naming_the_field(gateway):
+    http, _ = gateway
+    bad = record("L-GW-BAD", date(2026, 1, 1), amount="12.345")
+    response = await http.post("/loans/overdue", json=bad)
+    assert response.status_code == 422
+    assert ["body", "amount_due"] in [e["loc"] for e in response.json()["detail"]]
+    del bad["borrower"]["phone"], bad["borrower"]["email"]
+    bad["amount_due"] = "12.34"
+    response = await http.post("/loans/overdue", json=bad)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == ["body", "borrower"]
+
+
+async def test_a_signed_payment_ends_the_loan_repaid_and_a_redelivery_does_not_signal_again(gateway, time_env):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-PAY")
+    body = payment_body("L-GW-PAY", "P-GW-1", "1200.00")
+    headers = {"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body), "Content-Type": "application/json"}
+
+    first = await http.post("/payments", content=body, headers=headers)
+    second = await http.post("/payments", content=body, headers=headers)
+
+    assert first.status_code == 202 and first.json()["signaled"] is True
+    assert second.status_code == 202 and second.json()["signaled"] is False
+    result = await loans.client.get_workflow_handle("dunning-L-GW-PAY").result()
+    assert result["outcome"] == "repaid" and result["amount_paid"] == "1200.00"
+
+
+async def test_unsigned_forged_or_stale_payments_are_refused_and_never_signaled(gateway, time_env):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-FORGE")
+    body = payment_body("L-GW-FORGE", "P-GW-2", "100.00")
+    forged = sign_payment("not-the-secret", body)
+    stale = sign_payment(PAYMENTS_SECRET, body, timestamp=int(time.time()) - 600)
+    tampered = sign_payment(PAYMENTS_SECRET, body).replace("v1=", "v1=0")
+
+    for headers in ({}, {"X-Dunning-Signature": forged}, {"X-Dunning-Signature": stale},
+                    {"X-Dunning-Signature": tampered}, {"X-Dunning-Signature": "garbage"}):
+        response = await http.post("/payments", content=body, headers=headers)
+        assert response.status_code == 401, headers
+    other_body = payment_body("L-GW-FORGE", "P-GW-2", "1200.00")  # signed body swapped for another
+    response = await http.post("/payments", content=other_body, headers={"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body)})
+    assert response.status_code == 401
+
+    await time_env.sleep(timedelta(seconds=30))
+    status = (await http.get("/loans/L-GW-FORGE")).json()
+    assert status["amount_paid"] == "0.00" and status["unapplied_payments"] == []
+
+
+async def test_a_malformed_payment_is_a_422_naming_the_field(gateway):
+    http, _ = gateway
+    for payload, field in (
+        ({"loan_id": "L-1", "payment_id": "P-1", "amount": "1.234", "currency": "CNY"}, "amount"),
+        ({"loan_id": "L-1", "payment_id": "P-1", "amount": "1.00", "currency": "cny"}, "currency"),
+        ({"loan_id": "L-1", "amount": "1.00", "currency": "CNY"}, "payment_id"),
+        ({"loan_id": "L-1", "payment_id": "P-1", "amount": "1.00", "currency": "CNY", "paid_at": "yesterday"}, "paid_at"),
+    ):
+        body = json.dumps(payload).encode()
+        response = await http.post("/payments", content=body, headers={"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body)})
+        assert response.status_code == 422, response.text
+        assert ["body", field] in [e["loc"] for e in response.json()["detail"]], response.text
+
+
+async def test_an_inbound_stop_opts_the_borrowers_loans_out_of_sms_and_other_replies_are_kept(gateway, time_env, tmp_path):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-STOP")
+    params = {"MessageSid": "SM-1", "From": BORROWER["phone"], "Body": " stop "}
+
+    response = await http.post("/webhooks/twilio/inbound", data=params, headers=twilio_signed("/webhooks/twilio/inbound", params))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
+    status = await status_when(http, time_env, "L-GW-STOP", lambda s: s.get("opted_out"))
+    assert status["opted_out"] == ["sms"]
+
+    reply = {"MessageSid": "SM-2", "From": BORROWER["phone"], "Body": "I will pay on Friday"}
+    response = await http.post("/webhooks/twilio/inbound", data=reply, headers=twilio_signed("/webhooks/twilio/inbound", reply))
+    assert response.status_code == 200
+    [kept] = [json.loads(line) for line in (tmp_path / "inbound.jsonl").read_text().splitlines()]
+    assert kept["body"] == "I will pay on Friday" and kept["loan_ids"] == ["L-GW-STOP"]
+
+
+async def test_forged_or_missing_twilio_signatures_are_403(gateway):
+    http, _ = gateway
+    params = {"MessageSid": "SM-3", "From": BORROWER["phone"], "Body": "STOP"}
+    for headers in ({}, twilio_signed("/webhooks/twilio/inbound", params, token="wrong-token"),
+                    twilio_signed("/webhooks/twilio/elsewhere", params)):  # signed for another URL
+        for path in ("/webhooks/twilio/inbound", "/webhooks/twilio/status", "/webhooks/twilio/gather"):
+            assert (await http.post(path, data=params, headers=headers)).status_code == 403
+
+
+async def test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answers_twiml(gateway, session_factory):
+    http, _ = gateway
+    with session_factory.begin() as db:
+        for key, channel in (("k-sms", "sms"), ("k-call", "voice")):
+            db.add(Contact(key=key, workflow_id="dunning-L-X", loan_id="L-X", borrower_id="B-77", stage="reminder",
+                           channel=channel, template="t", language="en", status="sent", provider="twilio"))
+    path = "/webhooks/twilio/status?" + urlencode({"key": "k-sms"})
+    params = {"MessageSid": "SM-9", "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    assert (await http.post(path, data=params, headers=twilio_signed(path, params))).status_code == 204
+    path = "/webhooks/twilio/status?" + urlencode({"key": "k-call"})
+    params = {"CallSid": "CA-9", "CallStatus": "no-answer"}
+    assert (await http.post(path, data=params, headers=twilio_signed(path, params))).status_code == 204
+    with session_factory() as db:
+        sms = db.query(Contact).filter_by(key="k-sms").one()
+        call = db.query(Contact).filter_by(key="k-call").one()
+    assert (sms.status, sms.error, sms.provider_message_id) == ("failed", "twilio sms undelivered (error 30003)", "SM-9")
+    assert (call.status, call.error) == ("sent", "twilio call no-answer")  # an attempt: still counts towards call caps
+
+    for digits, words in (("1", "text message"), ("2", "promise to pay"), ("3", "dispute")):
+        params = {"CallSid": "CA-9", "Digits": digits}
+        response = await http.post("/webhooks/twilio/gather", data=params, headers=twilio_signed("/webhooks/twilio/gather", params))
+        assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
+        assert response.text.startswith("<?xml") and "<Say" in response.text and words in response.text
+
+
+async def test_a_sendgrid_unsubscribe_opts_the_loan_out_of_email_and_a_forged_event_is_403(gateway, time_env, session_factory):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-MAIL")
+    with session_factory.begin() as db:
+        db.add(Contact(key="dunning-L-GW-MAIL/test-email", workflow_id="dunning-L-GW-MAIL", loan_id="L-GW-MAIL",
+                       borrower_id="B-77", stage="reminder", channel="email", template="t", language="zh_CN", status="sent"))
+    events = json.dumps([
+        {"event": "unsubscribe", "dunning_key": "dunning-L-GW-MAIL/test-email", "sg_event_id": "e-1", "timestamp": 1},
+        {"event": "open", "dunning_key": "unknown-key"},
+    ])
+    forger = ec.generate_private_key(ec.SECP256R1())
+
+    assert (await http.post("/webhooks/sendgrid/events", content=events, headers=sendgrid_signed(events, key=forger))).status_code == 403
+    assert (await http.post("/webhooks/sendgrid/events", content=events, headers={"Content-Type": "application/json"})).status_code == 403
+    tampered = sendgrid_signed(events)
+    assert (await http.post("/webhooks/sendgrid/events", content=events.replace("e-1", "e-2"), headers=tampered)).status_code == 403
+    assert (await http.get("/loans/L-GW-MAIL")).json()["opted_out"] == []
+
+    response = await http.post("/webhooks/sendgrid/events", content=events, headers=sendgrid_signed(events))
+    assert response.status_code == 200 and response.json() == {"processed": 1, "opted_out": 1}
+    status = await status_when(http, time_env, "L-GW-MAIL", lambda s: s.get("opted_out"))
+    assert status["opted_out"] == ["email"]
+
+
+async def test_the_pay_page_shows_the_amount_and_refuses_forged_or_expired_links(gateway, time_env):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-LINK", days=5)
+    link = make_pay_link("http://testserver/pay", TEST_PAY_LINK_SECRET, "L-GW-LINK")
+
+    await status_when(http, time_env, "L-GW-LINK", lambda s: s.get("days_past_due") is not None)
+    page = await http.get(link)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "1200.00" in page.text and "CNY" in page.text and "5 days past due" in page.text
+    assert 'href="https://lender.example/pay?loan=L-GW-LINK"' in page.text
+    assert "instalment plan" in page.text and "Dispute" in page.text
+    assert BORROWER["name"] not in page.text and BORROWER["phone"] not in page.text
+
+    token = link.rsplit("/", 1)[1]
+    forged = make_pay_link("http://testserver/pay", "another-secret", "L-GW-LINK").rsplit("/", 1)[1]
+    assert (await http.get(f"/pay/{forged}")).status_code == 403
+    assert (await http.get(f"/pay/{token[:-2]}xx")).status_code == 403
+
+    class LongAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 40 * 86400
+
+    expired = URLSafeTimedSerializer(TEST_PAY_LINK_SECRET, salt=SALT, signer=LongAgo).dumps("L-GW-LINK")
+    response = await http.get(f"/pay/{expired}")
+    assert response.status_code == 410 and "expired" in response.text
+
+
+def test_no_input_from_the_openapi_schema_makes_a_500(settings, tmp_path):
+    """Schemathesis against the gateway's own schema, Temporal unreachable (503
+    there): every other answer is a 2xx or a 4xx, never a 500."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+
+    def no_temporal():
+        raise ConnectionError("no Temporal in this test")
+
+    app = create_app(settings, no_temporal, gateway_settings(tmp_path))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: list[str] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 8
+
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(max_examples=30, deadline=None, database=None,
+                             suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
+            response = case.call()
+            if response.status_code == 500 or (response.status_code >= 500 and response.status_code != 503):
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")
+
+        check()
+    assert failures == []
