@@ -123,6 +123,9 @@ class Rules:
     opt_out_parts: Mapping[str, str]  # channel -> part name
     sample: Mapping[str, Any]
     sample_by_language: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Templates sent on some channels only (the pay link asked for on a
+    # call goes by SMS): template -> channels. Required in every language.
+    channel_templates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _strings(value: Any, key: str) -> tuple[str, ...]:
@@ -163,7 +166,7 @@ def load_rules(path: Path) -> Rules:
 def _parse_rules(data: Mapping[str, Any]) -> Rules:
     known = {
         "languages", "required_templates", "whole_word_languages", "ignore_patterns",
-        "banned", "parts", "forms", "opt_out_parts", "sample",
+        "banned", "parts", "forms", "opt_out_parts", "sample", "channel_templates",
     }
     extra = set(data) - known
     if extra:
@@ -252,7 +255,16 @@ def _parse_rules(data: Mapping[str, Any]) -> Rules:
                 f"sample (with sample.language.{language}) must give exactly the template variables; "
                 f"missing {sorted(CONTEXT_KEYS - keys)}, unknown {sorted(keys - CONTEXT_KEYS)}"
             )
+    channel_templates = {}
+    for name, channels in (data.get("channel_templates") or {}).items():
+        if not _TEMPLATE_NAME.match(name):
+            raise RulesError(f"channel_templates: {name!r} is not a template name")
+        channel_templates[name] = _strings(channels, f"channel_templates.{name}")
+        unknown = [c for c in channel_templates[name] if c not in CHANNEL_FORMS]
+        if unknown:
+            raise RulesError(f"channel_templates.{name}: {unknown} not in {list(CHANNEL_FORMS)}")
     return Rules(
+        channel_templates=channel_templates,
         languages=languages,
         required_templates=required,
         banned=tuple(banned),
@@ -346,14 +358,20 @@ def lint_templates(
     # Completeness.
     names = renderer.names()
     templates = {t for _, t, _ in names} | {t for _, t in used} | set(rules.required_templates)
+    templates |= set(rules.channel_templates)
     why: dict[str, str] = {}
     for channel, template in sorted(used):
         why[template] = (why[template] + ", " if template in why else "a policy's ") + f"{channel} step"
     for template in rules.required_templates:
         why.setdefault(template, "required_templates in the rules")
+    for template in rules.channel_templates:
+        why.setdefault(template, "channel_templates in the rules")
     for language in present:
         for template in sorted(templates):
-            for form in required_forms:
+            forms = required_forms
+            if template in rules.channel_templates:
+                forms = [f for c in rules.channel_templates[template] for f in CHANNEL_FORMS[c]]
+            for form in forms:
                 if (language, template, form) not in names:
                     source = why.get(template, f"other languages have {template}")
                     report(

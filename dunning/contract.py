@@ -38,6 +38,8 @@ SIGNAL_PAUSE: Final = "pause"
 SIGNAL_RESUME: Final = "resume"
 SIGNAL_COMPLAINT: Final = "complaint"
 SIGNAL_COMPLAINT_RESOLVED: Final = "complaint_resolved"
+SIGNAL_CONTACT_OUTCOME: Final = "contact_outcome"
+SIGNAL_SEND_PAY_LINK: Final = "send_pay_link"
 
 # Query.
 QUERY_STATUS: Final = "status"

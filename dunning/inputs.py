@@ -120,6 +120,14 @@ class ComplaintResolvedSignal(_Payload):
     reviewer_id: Identifier
 
 
+class ContactOutcomeSignal(_Payload):
+    """What a provider reported about a contact after it was sent (a call's
+    outcome, say), so that call caps count real attempts and conversations."""
+
+    step: Annotated[str, Field(min_length=1, max_length=255)]
+    result: Literal["answered", "no_answer", "busy", "voicemail", "failed", "delivered", "undelivered", "bounced"]
+
+
 class HoldSignal(_Payload):
     """pause / resume."""
 

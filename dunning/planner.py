@@ -20,6 +20,7 @@ from dunning.state import LoanState
 
 ActionKind = Literal["hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait"]
 VALIDATION_NOTICE = "validation_notice"
+PAY_LINK = "pay_link"
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now
     the loan's first contact: by e-mail, or by SMS when the e-mail could not go."""
     if profile.notices.validation_notice_within_days is None or state.stage not in STAGES:
         return None
-    tried = {c.channel: c.result for c in state.contacts if c.template == VALIDATION_NOTICE}
-    if "sent" in tried.values():
+    tried = {c.channel: c for c in state.contacts if c.template == VALIDATION_NOTICE}
+    if any(c.went_out for c in tried.values()):
         return None
     for channel in ("email", "sms"):
         if channel not in tried and not state.channel_opted_out(channel):
@@ -95,6 +96,19 @@ def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now
                 channel=channel, template=VALIDATION_NOTICE, at=now,
             )
     return None
+
+
+def _requested_pay_link(state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
+    """A repayment link the borrower asked for and has not been sent yet."""
+    if state.stage not in STAGES:
+        return None
+    handled = sum(1 for c in state.contacts if c.template == PAY_LINK)
+    if handled >= state.pay_link_requests:
+        return None
+    return Occurrence(
+        key=f"request/pay_link/{handled + 1}", stage=state.stage, day=clock.days_past_due(now),
+        channel="sms", template=PAY_LINK, at=now,
+    )
 
 
 def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
@@ -106,7 +120,7 @@ def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
     wait = profile.notices.bureau_report_wait_days
     if wait is None:
         return datetime.min.replace(tzinfo=timezone.utc)
-    sent = [c.loan_at for c in state.contacts if c.result == "sent"]
+    sent = [c.loan_at for c in state.contacts if c.went_out]
     return min(sent) + timedelta(days=wait) if sent else None
 
 
@@ -132,7 +146,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     # Contacts of the current stage from today on (missed days are not
     # replayed), and those postponed by a compliance rule from earlier days.
     upcoming: list[tuple[datetime, Occurrence]] = []
-    notice = _validation_notice(profile, state, clock, now)
+    notice = _validation_notice(profile, state, clock, now) or _requested_pay_link(state, clock, now)
     if notice is not None:
         upcoming.append((state.deferred.get(notice.key, now), notice))
     elif state.stage in STAGES:

@@ -21,7 +21,14 @@ class ContactEntry(BaseModel):
     stage: str
     template: str
     day: int
+    step: str = ""  # the planner's step key, which a provider's outcome names
     result: str  # sent | failed | skipped_no_address | skipped_opt_out | skipped_segment
+
+
+    @property
+    def went_out(self) -> bool:
+        """Sent to the provider (whatever it reported after: answered, busy, ...)."""
+        return self.result not in ("failed", "undelivered", "bounced") and not self.result.startswith("skipped")
 
 
 class UnappliedPayment(BaseModel):
@@ -72,6 +79,9 @@ class LoanState(BaseModel):
     rejected_signals: list[RejectedSignal] = Field(default_factory=list)
     signals_received: int = 0
     decisions_recorded: int = 0
+    # The borrower asked for the repayment link (keypad 1 on a call): each
+    # request is one SMS, sent by the planner like any other contact.
+    pay_link_requests: int = 0
 
     @property
     def outstanding(self) -> Decimal:

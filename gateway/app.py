@@ -12,6 +12,8 @@ personal is sent to Temporal: signals carry ids, money and channel names.
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import hmac
 import inspect
@@ -64,6 +66,13 @@ SMS_FAILED = {"undelivered", "failed"}
 CALL_COMPLETED = {"completed"}
 CALL_NOT_REACHED = {"no-answer", "busy"}  # an attempt was made: it still counts towards call caps
 CALL_FAILED = {"failed", "canceled"}
+
+
+def call_outcome(call_status: str, answered_by: str) -> str | None:
+    """A finished call's outcome in the contract's words, or None while it runs."""
+    if call_status == "completed":
+        return "voicemail" if answered_by.startswith(("machine", "fax")) else "answered"
+    return {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "failed"}.get(call_status)
 SENDGRID_OPT_OUT = {"unsubscribe", "spamreport", "group_unsubscribe"}
 SENDGRID_FAILED = {"bounce", "dropped"}
 
@@ -415,6 +424,55 @@ def create_app(
                     row.status = "failed"
                 row.error = f"twilio {kind} {raw}" + (f" (error {code})" if code else "")
         log.info("twilio_status", key=key[:255], channel=kind, status=raw)
+        outcome = call_outcome(raw, str(params.get("AnsweredBy") or "")) if is_call else None
+        if outcome is not None and key.count("/") >= 2:
+            # The workflow counts call attempts and conversations for its caps.
+            await signal(row.workflow_id, "contact_outcome", {"step": key.split("/", 2)[2], "result": outcome})
+        return Response(status_code=204)
+
+    @app.post(
+        "/webhooks/twilio/amd",
+        status_code=204,
+        tags=["webhooks"],
+        responses={403: {"description": "missing or forged X-Twilio-Signature"}},
+        openapi_extra={
+            "parameters": [
+                {"name": "key", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the outbox key"},
+                {"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            **_form_schema({"CallSid": "call id", "AnsweredBy": "human, machine_start, machine_end_beep, fax, unknown"}),
+        },
+    )
+    async def twilio_amd(request: Request) -> Response:
+        """Answering-machine detection: a machine or fax must not hear the debt.
+
+        The call is ended at once (through Twilio's REST API when the worker's
+        Twilio credentials are set here too) and the workflow is told it was
+        a voicemail, which counts as an attempt but not a conversation."""
+        params = await twilio_params(request)
+        key = request.query_params.get("key") or ""
+        answered_by = str(params.get("AnsweredBy") or "")
+        if not answered_by.startswith(("machine", "fax")) or not key:
+            return Response(status_code=204)
+        call_sid = str(params.get("CallSid") or "")
+        core_settings = core
+        if call_sid and core_settings.twilio_account_sid and core_settings.twilio_auth_token:
+            from channels.twilio_sms import make_twilio_client
+
+            client = make_twilio_client(core_settings.twilio_account_sid, core_settings.twilio_auth_token, core_settings.twilio_api_base_url)
+            try:
+                await asyncio.to_thread(lambda: client.calls(call_sid).update(status="completed"))
+            except Exception as error:  # the call may have ended already
+                log.warning("twilio_amd_hangup_failed", key=key[:255], error=str(error)[:200])
+        with sessions().begin() as db:
+            row = db.scalar(select(Contact).where(Contact.key == key))
+            if row is None:
+                return Response(status_code=204)
+            row.error = f"twilio call answered by {answered_by[:32]}: ended before the message"
+            workflow_id = row.workflow_id
+        if key.count("/") >= 2:
+            await signal(workflow_id, "contact_outcome", {"step": key.split("/", 2)[2], "result": "voicemail"})
+        log.info("twilio_amd_machine", key=key[:255], answered_by=answered_by[:32])
         return Response(status_code=204)
 
     @app.post(
@@ -491,12 +549,23 @@ def create_app(
         params = await twilio_params(request)
         from twilio.twiml.voice_response import VoiceResponse
 
-        language = request.query_params.get("language", "en")
+        key = request.query_params.get("key") or ""
+        row_language = workflow_id = None
+        if key:
+            with sessions().begin() as db:
+                row = db.scalar(select(Contact).where(Contact.key == key))
+                if row is not None:
+                    row_language, workflow_id = row.language, row.workflow_id
+        # The call's own language (from its outbox row), else the query's.
+        language = row_language or request.query_params.get("language", "en")
         words = _GATHER_WORDS.get(language, _GATHER_WORDS["en"])
         digits = str(params.get("Digits") or "").strip()[:1]
         response = VoiceResponse()
         response.say(words.get(digits, words["other"]), language=words["voice"])
         response.hangup()
+        if digits == "1" and workflow_id:
+            # The SMS goes out through the workflow, like every contact: window, opt-out and outbox apply.
+            await signal(workflow_id, "send_pay_link", {})
         log.info("twilio_gather", call_sid=str(params.get("CallSid") or "")[:64], digits=digits)
         return Response(str(response), media_type="application/xml")
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from dunning.compliance import Profile
     from dunning.inputs import (
         ComplaintResolvedSignal,
+        ContactOutcomeSignal,
         ComplaintSignal,
         DisputeResolvedSignal,
         DisputeSignal,
@@ -274,6 +275,26 @@ class DunningWorkflow:
         workflow.logger.info("complaint_resolved", extra={"loan_id": state.loan_id, "complaint_id": signal.complaint_id, "upheld": signal.upheld})
         self._touch()
 
+    @workflow.signal(name=contract.SIGNAL_SEND_PAY_LINK)
+    def send_pay_link(self, payload: Any = None) -> None:
+        """The borrower asked for the repayment link (keypad 1 on a call)."""
+        state = self._require_state()
+        state.pay_link_requests += 1
+        self._operator_action(contract.SIGNAL_SEND_PAY_LINK, "borrower asked for the repayment link by SMS", channel="sms")
+
+    @workflow.signal(name=contract.SIGNAL_CONTACT_OUTCOME)
+    def contact_outcome(self, payload: Any = None) -> None:
+        state = self._require_state()
+        if (signal := self._parse_or_reject(contract.SIGNAL_CONTACT_OUTCOME, ContactOutcomeSignal, payload)) is None:
+            return
+        entry = next((c for c in reversed(state.contacts) if c.step == signal.step), None)
+        if entry is None or entry.result.startswith("skipped"):
+            self._reject(contract.SIGNAL_CONTACT_OUTCOME, f"step: no contact {signal.step!r} was sent")
+            return
+        entry.result = signal.result
+        workflow.logger.info("contact_outcome", extra={"loan_id": state.loan_id, "key": signal.step, "outcome": signal.result})
+        self._touch()
+
     # ------------------------------------------------------------------- query
 
     @workflow.query(name=contract.QUERY_STATUS)
@@ -309,6 +330,7 @@ class DunningWorkflow:
                     "result": c.result,
                     "template": c.template,
                     "day": c.day,
+                    "step": c.step,
                 }
                 for c in state.contacts
             ],
@@ -384,7 +406,7 @@ class DunningWorkflow:
         )
         previous, state.stage, state.done_steps = state.stage, stage, []
         # Postponed contacts of the old stage give way to the new stage's own.
-        state.deferred = {key: at for key, at in state.deferred.items() if key.startswith("notice/")}
+        state.deferred = {key: at for key, at in state.deferred.items() if key.startswith(("notice/", "request/"))}
         workflow.logger.info("stage_entered", extra={"loan_id": state.loan_id, "stage": stage, "from": previous, "day": day})
 
     async def _contact(self, action: Action, loan_now) -> None:
@@ -460,6 +482,7 @@ class DunningWorkflow:
             ContactEntry(
                 at=(at or workflow.now()).astimezone(self._clock.zone),
                 loan_at=loan_now,
+                step=occurrence.key,
                 channel=occurrence.channel,
                 stage=occurrence.stage,
                 template=occurrence.template,
