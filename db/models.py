@@ -192,3 +192,14 @@ class Complaint(Base):
     resolution: Mapped[str | None] = mapped_column(String(16))  # upheld | rejected
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reviewer_id: Mapped[str | None] = mapped_column(String(128))  # an id, never a name
+
+
+class WebhookDelivery(Base):
+    """Webhook deliveries the gateway has acted on, by the sender's id, so a
+    replayed or redelivered webhook (to any gateway process, after any
+    restart) never signals a workflow twice."""
+
+    __tablename__ = "webhook_deliveries"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)  # e.g. payment/L-1/P-9, stop/SM..., sendgrid/<sg_event_id>
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -20,7 +20,6 @@ import inspect
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +33,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -42,7 +42,7 @@ from activities.pay_link import PayLinkInvalid, read_pay_token
 from channels.base import mask
 from db.directory import upsert_placements
 from db.migrate import upgrade_to_head
-from db.models import Borrower, Contact, Loan, Payment
+from db.models import Borrower, Contact, Loan, Payment, WebhookDelivery
 from db.session import make_engine, make_session_factory
 from dunning import contract
 from dunning.inputs import ID_PATTERN, Currency, Identifier, Instant
@@ -90,26 +90,25 @@ class PaymentNotification(BaseModel):
 
 
 class _Seen:
-    """A bounded set of recently handled delivery keys, per process."""
+    """Delivery keys the gateway has acted on, kept in the database
+    (`webhook_deliveries`), so every gateway process and restart sees them."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
+    def __init__(self, sessions: Callable[[], Any], prefix: str) -> None:
+        self._sessions, self._prefix = sessions, prefix
 
     def add(self, key: str) -> bool:
-        """True if the key is new."""
-        with self._lock:
-            if key in self._keys:
-                return False
-            self._keys[key] = None
-            while len(self._keys) > self._size:
-                self._keys.popitem(last=False)
-            return True
+        """True if the key is new (and now recorded)."""
+        try:
+            with self._sessions().begin() as db:
+                db.add(WebhookDelivery(key=f"{self._prefix}/{key}"[:255]))
+        except IntegrityError:
+            return False
+        return True
 
     def discard(self, key: str) -> None:
-        with self._lock:
-            self._keys.pop(key, None)
+        """Forget a key whose work did not happen, so a retry can try again."""
+        with self._sessions().begin() as db:
+            db.execute(delete(WebhookDelivery).where(WebhookDelivery.key == f"{self._prefix}/{key}"[:255]))
 
 
 def _form_schema(properties: dict[str, str], required: list[str] | None = None) -> dict:
@@ -181,7 +180,6 @@ def create_app(
     factory = client_factory or _default_factory
     state: dict[str, Any] = {}
     migrate_lock = threading.Lock()
-    payments_seen, messages_seen, events_seen = _Seen(), _Seen(), _Seen()
     pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
 
     app = FastAPI(
@@ -214,6 +212,8 @@ def create_app(
                     upgrade_to_head(core.database_url)
                     factory_ = state["sessions"] = make_session_factory(make_engine(core.database_url))
         return factory_
+
+    payments_seen, messages_seen, events_seen = _Seen(sessions, "payment"), _Seen(sessions, "twilio"), _Seen(sessions, "sendgrid")
 
     async def signal(workflow_id: str, name: str, payload: dict) -> bool:
         """True if delivered; False if there is no such (open) workflow."""

@@ -393,3 +393,22 @@ async def test_pressing_1_on_a_call_sends_the_repayment_link_by_sms_through_the_
     with session_factory() as db:
         row = db.query(Contact).filter_by(loan_id="L-GW-KEY1", template="pay_link").one()
     assert "/pay/" in row.body_text and "回复TD退订" in row.body_text
+
+
+async def test_a_replayed_webhook_never_signals_twice_even_to_another_gateway_process(gateway, time_env, settings, tmp_path):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-REPLAY")
+    params = {"MessageSid": "SM-REPLAY", "From": BORROWER["phone"], "Body": "STOP"}
+    headers = twilio_signed("/webhooks/twilio/inbound", params)
+    assert (await http.post("/webhooks/twilio/inbound", data=params, headers=headers)).status_code == 200
+
+    # A second gateway process (same database), as after a restart or behind a load balancer.
+    core = settings.model_copy(update={"task_queue": loans.task_queue})
+    other = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://testserver") as http2:
+        assert (await http2.post("/webhooks/twilio/inbound", data=params, headers=headers)).status_code == 200
+    await status_when(http, time_env, "L-GW-REPLAY", lambda s: s.get("opted_out"))
+
+    history = await loans.client.get_workflow_handle("dunning-L-GW-REPLAY").fetch_history()
+    signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert [e.workflow_execution_signaled_event_attributes.signal_name for e in signals] == ["opt_out"]
