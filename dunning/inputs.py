@@ -125,7 +125,9 @@ class ContactOutcomeSignal(_Payload):
     outcome, say), so that call caps count real attempts and conversations."""
 
     step: Annotated[str, Field(min_length=1, max_length=255)]
-    result: Literal["answered", "no_answer", "busy", "voicemail", "failed", "delivered", "undelivered", "bounced"]
+    result: Literal[
+        "answered", "no_answer", "busy", "voicemail", "failed", "delivered", "undelivered", "bounced", "opened", "clicked"
+    ]
 
 
 class HoldSignal(_Payload):

@@ -62,10 +62,20 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Chinese 退订 / TD that Chinese senders use).
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "退订", "TD"})
 SMS_DELIVERED = {"delivered"}
+# Any of these proves Twilio took the message: a `pending` outbox row (a worker
+# that crashed between sending and recording) becomes `sent`, so the retried
+# activity, which Temporal runs only after its timeout, finds it and does not
+# send again.
+SMS_ACCEPTED = {"accepted", "queued", "sending", "sent", "delivered"}
 SMS_FAILED = {"undelivered", "failed"}
 CALL_COMPLETED = {"completed"}
+CALL_PLACED = {"initiated", "ringing", "in-progress", "answered"}  # the call exists: reconciles a pending row
 CALL_NOT_REACHED = {"no-answer", "busy"}  # an attempt was made: it still counts towards call caps
 CALL_FAILED = {"failed", "canceled"}
+
+
+# SendGrid events the loan's status shows on the e-mail contact.
+SENDGRID_OUTCOMES = {"delivered": "delivered", "bounce": "bounced", "dropped": "bounced", "open": "opened", "click": "clicked"}
 
 
 def call_outcome(call_status: str, answered_by: str) -> str | None:
@@ -413,18 +423,21 @@ def create_app(
             if sid and not row.provider_message_id:
                 row.provider_message_id = sid[:128]  # a send whose record was lost: reconciled from the callback
                 row.provider = row.provider or "twilio"
-            succeeded = (raw in CALL_COMPLETED) if is_call else (raw in SMS_DELIVERED)
-            if succeeded or (is_call and raw in CALL_NOT_REACHED):
+            succeeded = (raw in CALL_COMPLETED) if is_call else (raw in SMS_ACCEPTED)
+            if succeeded or (is_call and raw in CALL_NOT_REACHED | CALL_PLACED):
                 if row.status == "pending":
                     row.status, row.sent_at = "sent", row.sent_at or datetime.now(timezone.utc)
-                if not succeeded:
+                if is_call and raw in CALL_NOT_REACHED:
                     row.error = f"twilio {kind} {raw}"
             elif raw in (CALL_FAILED if is_call else SMS_FAILED):
                 if row.status in ("pending", "sent"):
                     row.status = "failed"
                 row.error = f"twilio {kind} {raw}" + (f" (error {code})" if code else "")
         log.info("twilio_status", key=key[:255], channel=kind, status=raw)
-        outcome = call_outcome(raw, str(params.get("AnsweredBy") or "")) if is_call else None
+        if is_call:
+            outcome = call_outcome(raw, str(params.get("AnsweredBy") or ""))
+        else:
+            outcome = "delivered" if raw in SMS_DELIVERED else ("undelivered" if raw in SMS_FAILED else None)
         if outcome is not None and key.count("/") >= 2:
             # The workflow counts call attempts and conversations for its caps.
             await signal(row.workflow_id, "contact_outcome", {"step": key.split("/", 2)[2], "result": outcome})
@@ -636,6 +649,9 @@ def create_app(
                     code = event.get("status") if isinstance(event.get("status"), str) else ""
                     row.error = f"sendgrid {kind}" + (f" ({code[:16]})" if code else "")
             processed += 1
+            outcome = SENDGRID_OUTCOMES.get(kind)
+            if outcome is not None and key.count("/") >= 2:
+                await signal(workflow_id, contract.SIGNAL_CONTACT_OUTCOME, {"step": key.split("/", 2)[2], "result": outcome})
             if kind in SENDGRID_OPT_OUT:
                 await signal(workflow_id, contract.SIGNAL_OPT_OUT, {"channel": "email"})
                 opted_out += 1

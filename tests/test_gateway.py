@@ -412,3 +412,43 @@ async def test_a_replayed_webhook_never_signals_twice_even_to_another_gateway_pr
     history = await loans.client.get_workflow_handle("dunning-L-GW-REPLAY").fetch_history()
     signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
     assert [e.workflow_execution_signaled_event_attributes.signal_name for e in signals] == ["opt_out"]
+
+
+async def test_delivery_and_engagement_reports_show_on_the_loans_contacts(gateway, time_env, session_factory):
+    http, loans = gateway
+    await place(http, loans, time_env, "L-GW-OPEN", days=1)
+    await status_when(http, time_env, "L-GW-OPEN", lambda s: len(s.get("contacts", [])) >= 3, tries=100)
+    with session_factory() as db:
+        email_key = db.query(Contact).filter_by(loan_id="L-GW-OPEN", channel="email").one().key
+        sms_key = db.query(Contact).filter_by(loan_id="L-GW-OPEN", channel="sms").one().key
+    events = json.dumps([{"event": "open", "dunning_key": email_key, "sg_event_id": "open-1", "timestamp": 1}])
+    assert (await http.post("/webhooks/sendgrid/events", content=events, headers=sendgrid_signed(events))).status_code == 200
+    path = "/webhooks/twilio/status?" + urlencode({"key": sms_key})
+    params = {"MessageSid": "SM-OPEN", "MessageStatus": "delivered"}
+    assert (await http.post(path, data=params, headers=twilio_signed(path, params))).status_code == 204
+
+    status = await status_when(
+        http, time_env, "L-GW-OPEN",
+        lambda s: {c["channel"]: c["result"] for c in s["contacts"]}.get("email") == "opened"
+        and {c["channel"]: c["result"] for c in s["contacts"]}.get("sms") == "delivered",
+    )
+    assert {c["channel"]: c["result"] for c in status["contacts"]}["push"] == "sent"
+
+
+async def test_a_callback_reconciles_a_message_whose_worker_died_before_recording_it(gateway, session_factory):
+    http, _ = gateway
+    with session_factory.begin() as db:
+        for key, channel in (("dunning-L-Z/run/reminder/d1/0-sms", "sms"), ("dunning-L-Z/run/call/d8/0-voice", "voice")):
+            db.add(Contact(key=key, workflow_id="dunning-L-Z", loan_id="L-Z", borrower_id="B-77", stage="reminder",
+                           channel=channel, template="t", language="en", status="pending"))
+    for key, params in (
+        ("dunning-L-Z/run/reminder/d1/0-sms", {"MessageSid": "SM-LOST", "MessageStatus": "queued"}),
+        ("dunning-L-Z/run/call/d8/0-voice", {"CallSid": "CA-LOST", "CallStatus": "ringing"}),
+    ):
+        path = "/webhooks/twilio/status?" + urlencode({"key": key})
+        assert (await http.post(path, data=params, headers=twilio_signed(path, params))).status_code == 204
+    with session_factory() as db:
+        rows = {row.channel: row for row in db.query(Contact).filter_by(loan_id="L-Z")}
+    # The retried send_contact finds these rows final and sends nothing again.
+    assert (rows["sms"].status, rows["sms"].provider_message_id, rows["sms"].error) == ("sent", "SM-LOST", None)
+    assert (rows["voice"].status, rows["voice"].provider_message_id, rows["voice"].error) == ("sent", "CA-LOST", None)
