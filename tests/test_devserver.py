@@ -38,7 +38,7 @@ def free_port() -> int:
 class DevServer:
     """`temporal server start-dev` plus `python worker.py`, on free ports."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, server_flags: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'dunning.db'}"
@@ -56,6 +56,7 @@ class DevServer:
                 binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                 "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
                 "--db-filename", str(tmp / "temporal.db"), "--log-level", "error", *search_attribute_flags(),
+                *server_flags,
             ],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
