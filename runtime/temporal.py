@@ -6,6 +6,7 @@ import structlog
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, RPCStatusCode
 
 from dunning.contract import SEARCH_ATTRIBUTES
@@ -23,8 +24,19 @@ _INDEXED_TYPES = {
 }
 
 
+def connect_config(settings: Settings) -> dict:
+    """Client.connect's arguments: the SDK's environment configuration
+    (TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE,
+    as for the `temporal` CLI), so the same service runs on Temporal Cloud,
+    with the address and namespace from our settings."""
+    config = dict(ClientConfigProfile.load().to_client_connect_config())
+    config["target_host"] = settings.temporal_address
+    config["namespace"] = settings.temporal_namespace
+    return config
+
+
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    return await Client.connect(**connect_config(settings))
 
 
 def search_attribute_flags() -> list[str]:
