@@ -23,7 +23,7 @@ from db.migrate import upgrade_to_head
 from db.session import make_engine, make_session_factory
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
-from runtime.temporal import connect, ensure_search_attributes
+from runtime.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.dunning import DunningWorkflow
 
 log = structlog.get_logger("worker")
@@ -70,7 +70,7 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     upgrade_to_head(settings.database_url)
-    client = await connect(settings)
+    client = await connect(settings, metrics_runtime(settings))
     await ensure_search_attributes(client, settings.temporal_namespace)
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor)

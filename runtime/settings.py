@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     pay_link_max_age_days: int = _env("DUNNING_PAY_LINK_MAX_AGE_DAYS", default=30)
     lender_name: str = _env("DUNNING_LENDER_NAME", default="Example Lender")
     log_level: str = _env("DUNNING_LOG_LEVEL", default="INFO")
+    # Prometheus metrics (the SDK's and the service's own) on this port of the
+    # worker, at /metrics; unset, none are served.
+    metrics_port: int | None = _env("DUNNING_METRICS_PORT", default=None)
 
     # Providers, per channel (channels/registry.py). `local` captures messages
     # on this machine and needs no credentials; a real provider needs its own.

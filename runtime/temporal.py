@@ -7,6 +7,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from dunning.contract import SEARCH_ATTRIBUTES
@@ -35,8 +36,19 @@ def connect_config(settings: Settings) -> dict:
     return config
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    if runtime is not None:
+        return await Client.connect(**connect_config(settings), runtime=runtime)
     return await Client.connect(**connect_config(settings))
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A runtime exporting Prometheus metrics on DUNNING_METRICS_PORT: the SDK's
+    own (task latencies, schedule-to-start, failures) and the service's
+    (dunning_* counters from the workflow and activities)."""
+    if not settings.metrics_port:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}")))
 
 
 def search_attribute_flags() -> list[str]:

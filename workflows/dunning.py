@@ -180,6 +180,7 @@ class DunningWorkflow:
             return
         state.applied_payment_ids.append(payment.payment_id)
         state.amount_paid += amount
+        self._count("dunning_payments_applied", "repayments applied", currency=state.currency)
         self._queue_payment_record(payment.payment_id, raw, applied=True)
         workflow.logger.info(
             "payment_applied",
@@ -405,6 +406,7 @@ class DunningWorkflow:
             summary=f"Enter {stage} on day {day}",
         )
         previous, state.stage, state.done_steps = state.stage, stage, []
+        self._count("dunning_stage_transitions", "loans entering a stage", stage=stage, policy=state.policy)
         # Postponed contacts of the old stage give way to the new stage's own.
         state.deferred = {key: at for key, at in state.deferred.items() if key.startswith(("notice/", "request/"))}
         workflow.logger.info("stage_entered", extra={"loan_id": state.loan_id, "stage": stage, "from": previous, "day": day})
@@ -478,6 +480,7 @@ class DunningWorkflow:
         occurrence = action.occurrence
         state.done_steps.append(occurrence.key)
         state.deferred.pop(occurrence.key, None)
+        self._count("dunning_contacts", "contacts by channel and result", channel=occurrence.channel, result=result)
         state.contacts.append(
             ContactEntry(
                 at=(at or workflow.now()).astimezone(self._clock.zone),
@@ -564,6 +567,11 @@ class DunningWorkflow:
             await workflow.wait_condition(lambda: self._changed, timeout=timeout)
         except TimeoutError:
             pass
+
+    def _count(self, name: str, description: str, **attributes: str) -> None:
+        """A service metric (Prometheus, when the worker exports them). The
+        workflow's meter counts nothing while a history replays."""
+        workflow.metric_meter().create_counter(name, description).add(1, attributes)
 
     def _touch(self) -> None:
         self._require_state().signals_received += 1
@@ -652,6 +660,7 @@ class DunningWorkflow:
         """A compliance rule said 'not now': the contact waits for `until` (loan time)."""
         state = self._require_state()
         state.deferred[step_key] = until
+        self._count("dunning_permits_denied", "contacts a compliance rule postponed", rule=rule, channel=channel)
         self._queue_decision("decision", rule, f"{reason}; postponed to {until.isoformat()}", channel, step_key)
         workflow.logger.info("contact_deferred", extra={"loan_id": state.loan_id, "key": step_key, "reason": reason})
 
