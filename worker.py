@@ -59,8 +59,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[DunningWorkflow],
-        activities=[acts.prepare_loan, acts.send_contact, acts.enter_stage, acts.record_payment, acts.close_loan,
-                    acts.record_decision, acts.open_complaint, acts.resolve_complaint, acts.report_to_bureau],
+        activities=acts.registered(),
         activity_executor=executor,
         workflow_runner=sandbox_runner(),
     )

@@ -13,6 +13,7 @@ outcome or a failure, and the engine hides SQL parameters from its errors.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -27,8 +28,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import exports
 from activities.pay_link import make_pay_link
 from activities.payloads import (
+    ASSIGN_FIELD_VISIT,
+    RECORD_ARRANGEMENT,
+    RECORD_LEGAL_OUTCOME,
+    RECORD_VISIT,
+    ArrangementEvent,
+    FieldVisitAssignment,
+    LegalOutcomeRecord,
+    VisitOutcome,
     CLOSE_LOAN,
     ENTER_STAGE,
     OPEN_COMPLAINT,
@@ -53,7 +63,20 @@ from activities.payloads import (
 from activities.rendering import TemplateMissing, TemplateRenderer
 from channels.base import Channel, OutboundMessage, PermanentSendError, mask
 from db import audit
-from db.models import Borrower, BureauRecord, Complaint, Contact, LegalCase, Loan, Payment
+from db.models import (
+    Borrower,
+    BureauRecord,
+    Complaint,
+    Contact,
+    FieldVisitRecord,
+    LegalCase,
+    Loan,
+    Payment,
+    PlanInstallment,
+    PlanRecord,
+    PromiseRecord,
+)
+from db.models import StageEntry as StageEntryRow
 from dunning.contract import STAGE_CLOSED
 from dunning.compliance import ProfileError, load_profile
 from dunning.policy import PolicyError, load_policy
@@ -158,7 +181,140 @@ class _Claim:
     outcome: ContactOutcome | None
 
 
-class DunningActivities:
+class ArrangementActivities:
+    """Plans, promises, field visits and legal outcomes: the records the
+    deep stages keep (a mixin of DunningActivities)."""
+
+    @activity.defn(name=RECORD_ARRANGEMENT)
+    def record_arrangement(self, event: ArrangementEvent) -> None:
+        at = _aware(event.at)
+
+        def work(db: Session) -> bool:
+            if audit.has_key(db, _audit_key(event.key)):
+                return False  # recorded by an earlier attempt
+            family_key = event.key.split(f"/{event.kind}")[0]
+            if event.kind == "plan_accepted":
+                plan = PlanRecord(
+                    key=family_key, loan_id=event.loan_id, workflow_id=event.workflow_id, plan_no=event.number,
+                    status="active", total=Decimal(event.amount), currency=event.currency,
+                    waived_fees=Decimal(event.waived_fees), waived_interest=Decimal(event.waived_interest),
+                    policy=event.policy or None, segment=event.segment or None, days_past_due=event.days_past_due,
+                    accepted_at=at,
+                )
+                db.add(plan)
+                db.flush()
+                for item in event.schedule or []:
+                    db.add(PlanInstallment(
+                        plan_id=plan.id, number=int(item["number"]), due_date=date.fromisoformat(item["due_date"]),
+                        amount=Decimal(item["amount"]),
+                    ))
+            elif event.kind.startswith(("plan_", "installment_")):
+                plan = db.scalar(select(PlanRecord).where(PlanRecord.key == family_key))
+                if plan is not None and event.kind == "installment_paid":
+                    row = db.scalar(select(PlanInstallment).where(
+                        PlanInstallment.plan_id == plan.id, PlanInstallment.number == event.installment))
+                    if row is not None:
+                        row.paid_at = at
+                elif plan is not None:
+                    plan.status, plan.ended_at = event.kind.removeprefix("plan_"), at
+            elif event.kind == "promise_made":
+                db.add(PromiseRecord(
+                    key=family_key, loan_id=event.loan_id, workflow_id=event.workflow_id, promise_no=event.number,
+                    amount=Decimal(event.amount), currency=event.currency, by_date=date.fromisoformat(event.due_date),
+                    status="open", source=event.source or "borrower", policy=event.policy or None,
+                    segment=event.segment or None, made_at=at,
+                ))
+            else:
+                promise = db.scalar(select(PromiseRecord).where(PromiseRecord.key == family_key))
+                if promise is not None:
+                    promise.status, promise.ended_at = event.kind.removeprefix("promise_"), at
+            db.flush()
+            audit.append(
+                db, "arrangement", event.loan_id, event.workflow_id,
+                {"key": event.key, "kind": event.kind, "number": event.number, "amount": event.amount,
+                 "currency": event.currency, "due_date": event.due_date, "installment": event.installment,
+                 "waived_fees": event.waived_fees, "waived_interest": event.waived_interest, "source": event.source},
+                at=at,
+                key=_audit_key(event.key),
+            )
+            return True
+
+        recorded = self._in_transaction(work)
+        _bound_log(loan_id=event.loan_id).info("arrangement_recorded", kind=event.kind, number=event.number, new=recorded)
+
+    @activity.defn(name=ASSIGN_FIELD_VISIT)
+    def assign_field_visit(self, assignment: FieldVisitAssignment) -> None:
+        """The field team's assignment row; they work from the database."""
+        at = _aware(assignment.at)
+
+        def work(db: Session) -> bool:
+            if not _insert_once(db, FieldVisitRecord, assignment.key, lambda: FieldVisitRecord(
+                key=assignment.key, visit_id=assignment.visit_id, loan_id=assignment.loan_id,
+                workflow_id=assignment.workflow_id, staff_required=assignment.staff_required,
+                days_past_due=assignment.days_past_due, outstanding=Decimal(assignment.outstanding),
+                currency=assignment.currency, status="assigned", assigned_at=at,
+            )):
+                return False
+            db.flush()
+            audit.append(
+                db, "visit", assignment.loan_id, assignment.workflow_id,
+                {"visit_id": assignment.visit_id, "action": "assigned", "staff_required": assignment.staff_required,
+                 "days_past_due": assignment.days_past_due},
+                at=at,
+                key=_audit_key(assignment.key, "assigned"),
+            )
+            return True
+
+        new = self._in_transaction(work)
+        _bound_log(loan_id=assignment.loan_id).info("field_visit_assigned", visit_id=assignment.visit_id, new=new)
+
+    @activity.defn(name=RECORD_VISIT)
+    def record_visit(self, outcome: VisitOutcome) -> None:
+        at = _aware(outcome.at)
+
+        def work(db: Session) -> bool:
+            row = db.scalar(select(FieldVisitRecord).where(FieldVisitRecord.visit_id == outcome.visit_id))
+            if row is None or row.status == "done":
+                return False
+            row.status, row.outcome, row.reported_at = "done", outcome.outcome, at
+            row.staff_ids = json.dumps(list(outcome.staff_ids))
+            db.flush()
+            audit.append(
+                db, "visit", outcome.loan_id, outcome.workflow_id,
+                {"visit_id": outcome.visit_id, "action": "reported", "outcome": outcome.outcome,
+                 "staff_ids": list(outcome.staff_ids)},
+                at=at,
+                key=_audit_key(outcome.key),
+            )
+            return True
+
+        new = self._in_transaction(work)
+        _bound_log(loan_id=outcome.loan_id).info("field_visit_reported", visit_id=outcome.visit_id, outcome=outcome.outcome, new=new)
+
+    @activity.defn(name=RECORD_LEGAL_OUTCOME)
+    def record_legal_outcome(self, record: LegalOutcomeRecord) -> None:
+        at = _aware(record.at)
+
+        def work(db: Session) -> bool:
+            if audit.has_key(db, _audit_key(record.key)):
+                return False
+            case = db.scalar(select(LegalCase).where(LegalCase.loan_id == record.loan_id).order_by(LegalCase.id.desc()))
+            if case is not None:
+                case.status, case.outcome_at = record.outcome, at
+                case.case_ref = record.case_ref or case.case_ref
+            audit.append(
+                db, "legal", record.loan_id, record.workflow_id,
+                {"outcome": record.outcome, "case_ref": record.case_ref},
+                at=at,
+                key=_audit_key(record.key),
+            )
+            return True
+
+        new = self._in_transaction(work)
+        _bound_log(loan_id=record.loan_id).info("legal_outcome_recorded", outcome=record.outcome, new=new)
+
+
+class DunningActivities(ArrangementActivities):
     def __init__(
         self,
         session_factory: sessionmaker[Session],
@@ -173,6 +329,14 @@ class DunningActivities:
         self._settings = settings
         # Now, as an aware UTC instant: sent_at, the audit log, the call cap.
         self._clock = clock or attempt_time
+
+    def registered(self) -> list:
+        """Every activity, for the worker to register."""
+        return [
+            self.prepare_loan, self.send_contact, self.enter_stage, self.record_payment, self.close_loan,
+            self.record_decision, self.open_complaint, self.resolve_complaint, self.report_to_bureau,
+            self.record_arrangement, self.assign_field_visit, self.record_visit, self.record_legal_outcome,
+        ]
 
     def _in_transaction(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction; if a concurrent attempt of the same
@@ -428,9 +592,11 @@ class DunningActivities:
         context = {
             "lender_name": self._settings.lender_name,
             "borrower_name": borrower.name,
-            "amount": Decimal(request.outstanding),  # the templates format it: |money(currency)
+            # The templates format it: |money(currency). A plan's message
+            # states its installment and that installment's date instead.
+            "amount": Decimal(request.message_amount or request.outstanding),
             "currency": request.currency,
-            "due_date": date.fromisoformat(request.due_date),
+            "due_date": date.fromisoformat(request.message_due_date or request.due_date),
             "days_past_due": request.days_past_due,
             "pay_link": make_pay_link(
                 self._settings.pay_link_base_url, self._settings.signing_secret(), request.loan_id
@@ -492,6 +658,13 @@ class DunningActivities:
             changed = loan is not None and loan.stage not in (STAGE_CLOSED, entry.stage)
             if loan is not None and loan.stage != STAGE_CLOSED:
                 loan.stage = entry.stage
+                loan.max_days_past_due = max(loan.max_days_past_due or 0, entry.days_past_due)
+                if entry.segment:
+                    loan.segment = entry.segment
+            _insert_once(db, StageEntryRow, entry.key, lambda: StageEntryRow(
+                key=entry.key, loan_id=entry.loan_id, stage=entry.stage, days_past_due=entry.days_past_due,
+                segment=entry.segment or None, outstanding=Decimal(entry.outstanding), entered_at=self._clock(),
+            ))
             record = ""
             # The bureau record is not opened here: its time is the compliance
             # profile's (report_to_bureau), which may wait after the stage starts.
@@ -501,6 +674,10 @@ class DunningActivities:
                     days_past_due=entry.days_past_due, outstanding=Decimal(entry.outstanding), currency=entry.currency,
                 )):
                     record = "legal_case"
+                    db.flush()
+                    case = db.scalar(select(LegalCase).where(LegalCase.key == entry.key))
+                    # The case file for the lawyers, from the records as they are now.
+                    case.documents = exports.write_legal_documents(db, self._settings.export_dir, entry.loan_id)
             # Only a change is audited: a retry finds the loan at this stage
             # already (or, without a loan row, its entry by key).
             if changed or record or loan is None:
@@ -523,22 +700,41 @@ class DunningActivities:
 
     @activity.defn(name=REPORT_TO_BUREAU)
     def report_to_bureau(self, report: BureauReport) -> None:
-        def work(db: Session) -> None:
+        """One Metro 2-like record: a row, then the cycle's export file
+        rewritten from the rows (so a retry or a crash never leaves a line
+        twice or missing in it)."""
+        cycle = report.cycle or self._clock().strftime("%Y-%m")
+
+        def work(db: Session) -> bool:
             if _insert_once(db, BureauRecord, report.key, lambda: BureauRecord(
                 key=report.key, loan_id=report.loan_id, workflow_id=report.workflow_id,
                 days_past_due=report.days_past_due, balance=Decimal(report.outstanding), currency=report.currency,
+                kind=report.kind, cycle=cycle, account_status=report.account_status or None,
+                special_comment=report.special_comment or None, compliance_code=report.compliance_code or None,
+                first_delinquency=date.fromisoformat(report.first_delinquency) if report.first_delinquency else None,
+                amount_past_due=Decimal(report.amount_past_due) if report.amount_past_due else None,
+                original_amount=Decimal(report.original_amount) if report.original_amount else None,
+                reported_on=date.fromisoformat(report.reported_on) if report.reported_on else None,
+                created_at=self._clock(),
             )):
                 db.flush()
                 audit.append(
                     db, "stage", report.loan_id, report.workflow_id,
-                    {"key": report.key, "record": "bureau_record", "days_past_due": report.days_past_due,
-                     "outstanding": report.outstanding, "currency": report.currency},
+                    {"key": report.key, "record": "bureau_record", "kind": report.kind, "cycle": cycle,
+                     "account_status": report.account_status, "compliance_code": report.compliance_code,
+                     "days_past_due": report.days_past_due, "outstanding": report.outstanding, "currency": report.currency},
                     at=self._clock(),
                     key=_audit_key(report.key, "bureau"),
                 )
+                return True
+            return False
 
-        self._in_transaction(work)
-        _bound_log(loan_id=report.loan_id).info("bureau_reported", days_past_due=report.days_past_due)
+        inserted = self._in_transaction(work)
+        with self._sessions() as db:
+            path = exports.write_bureau_cycle(db, self._settings.export_dir, cycle)
+        _bound_log(loan_id=report.loan_id).info(
+            "bureau_reported", kind=report.kind, cycle=cycle, status=report.account_status, new=inserted, file=str(path)
+        )
 
     # ---------------------------------------------------------- record_payment
 
@@ -592,6 +788,11 @@ class DunningActivities:
                 loan.stage, loan.outcome = STAGE_CLOSED, closing.outcome
                 loan.amount_paid = Decimal(closing.amount_paid)
                 loan.closed_at = _aware(closing.closed_at)
+                loan.max_days_past_due = max(loan.max_days_past_due or 0, closing.days_past_due)
+                loan.segment = closing.segment or loan.segment
+                loan.waived = Decimal(closing.waived)
+                loan.fees_charged = Decimal(closing.fees_charged)
+                loan.interest_charged = Decimal(closing.interest_charged)
             if changed:  # without a loan row, the entry's key keeps a retry from a second one
                 audit.append(
                     db, "closing", closing.loan_id, closing.workflow_id,

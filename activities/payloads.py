@@ -20,6 +20,10 @@ REPORT_TO_BUREAU = "report_to_bureau"
 RECORD_DECISION = "record_decision"
 OPEN_COMPLAINT = "open_complaint"
 RESOLVE_COMPLAINT = "resolve_complaint"
+RECORD_ARRANGEMENT = "record_arrangement"
+ASSIGN_FIELD_VISIT = "assign_field_visit"
+RECORD_VISIT = "record_visit"
+RECORD_LEGAL_OUTCOME = "record_legal_outcome"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class ContactRequest:
     # their loans (cn: 6); None for no such cap. Only the activity sees the
     # borrower's other loans, so it enforces it.
     voice_daily_cap: int | None = None
+    # For a plan's messages: the amount and date the message states (an
+    # installment's), when not the outstanding balance and the loan's due date.
+    message_amount: str = ""
+    message_due_date: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class StageEntry:
     days_past_due: int
     outstanding: str
     currency: str
+    segment: str = ""  # the loan's risk segment from this stage on
 
 
 @dataclass(frozen=True)
@@ -114,16 +123,95 @@ class LoanClosing:
     outstanding: str
     final_stage: str
     closed_at: str
+    # For the KPIs: where the loan was when it ended.
+    days_past_due: int = 0
+    segment: str = ""
+    waived: str = "0"
+    fees_charged: str = "0"
+    interest_charged: str = "0"
 
 
 @dataclass(frozen=True)
 class BureauReport:
-    key: str  # one first report per loan
+    """One Metro 2-like record (dunning/bureau.py); one per key, ever."""
+
+    key: str
     workflow_id: str
     loan_id: str
     days_past_due: int
     outstanding: str
     currency: str
+    kind: str = "first"  # first | regular | correction | final
+    cycle: str = ""  # "YYYY-MM", the reporting cycle (export file) it belongs to
+    account_status: str = ""
+    special_comment: str = ""
+    compliance_code: str = ""
+    first_delinquency: str = ""  # ISO date, never moves
+    amount_past_due: str = ""
+    original_amount: str = ""
+    reported_on: str = ""  # the borrower's local date
+
+
+@dataclass(frozen=True)
+class ArrangementEvent:
+    """A plan or a promise to pay: made, an installment paid, kept or broken."""
+
+    key: str
+    workflow_id: str
+    loan_id: str
+    # plan_accepted | installment_paid | plan_kept | plan_broken |
+    # promise_made | promise_kept | promise_broken
+    kind: str
+    number: int  # plan_no or promise_no
+    currency: str
+    at: str  # ISO instant
+    amount: str = ""  # the plan's total, the installment's or the promise's amount
+    due_date: str = ""  # the promise's by_date, the installment's due date
+    installment: int = 0
+    # For plan_accepted: [{"number", "due_date", "amount"}], and the waivers.
+    schedule: list | None = None
+    waived_fees: str = "0"
+    waived_interest: str = "0"
+    source: str = ""  # borrower | field_visit
+    days_past_due: int = 0
+    policy: str = ""
+    segment: str = ""
+
+
+@dataclass(frozen=True)
+class FieldVisitAssignment:
+    key: str
+    workflow_id: str
+    loan_id: str
+    visit_id: str
+    staff_required: int  # the profile's field_visit_min_staff (cn: 2)
+    days_past_due: int
+    outstanding: str
+    currency: str
+    at: str
+
+
+@dataclass(frozen=True)
+class VisitOutcome:
+    """The field team's outcome; their notes are in the database already."""
+
+    key: str
+    workflow_id: str
+    loan_id: str
+    visit_id: str
+    outcome: str
+    staff_ids: list
+    at: str
+
+
+@dataclass(frozen=True)
+class LegalOutcomeRecord:
+    key: str
+    workflow_id: str
+    loan_id: str
+    outcome: str  # filed | judgment | settled | withdrawn
+    case_ref: str
+    at: str
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,10 @@ GENESIS_HASH = "0" * 64
 HEAD_ID = 1
 _HEAD = AuditHead.__table__
 _LOG = AuditEntry.__table__
-KINDS = frozenset({"contact", "decision", "payment", "stage", "operator", "complaint", "closing"})
+KINDS = frozenset({
+    "contact", "decision", "payment", "stage", "operator", "complaint", "closing",
+    "arrangement", "visit", "legal",  # plans and promises, field visits, legal outcomes
+})
 
 
 def _default(value: Any) -> Any:
@@ -132,6 +135,11 @@ def append(
     session.flush()
     session.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(hash=entry.hash))
     return entry
+
+
+def has_key(session: Session, key: str) -> bool:
+    """An entry was appended under `key` (by an earlier attempt of an activity)."""
+    return session.scalar(select(AuditEntry.seq).where(AuditEntry.key == key)) is not None
 
 
 def head(session: Session) -> tuple[int, str]:

@@ -56,6 +56,13 @@ class Loan(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     placed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # For the KPIs (compliance/kpi.py): the risk segment, the deepest day past
+    # due reached (at stage changes and at the end) and what was charged or waived.
+    segment: Mapped[str | None] = mapped_column(String(64))
+    max_days_past_due: Mapped[int] = mapped_column(Integer, default=0)
+    fees_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    interest_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    waived: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
 
 
 class Contact(Base):
@@ -120,6 +127,16 @@ class BureauRecord(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The Metro 2-like fields (dunning/bureau.py); `cycle` names the export file.
+    kind: Mapped[str] = mapped_column(String(16), default="first")  # first | regular | correction | final
+    cycle: Mapped[str | None] = mapped_column(String(7), index=True)  # YYYY-MM
+    account_status: Mapped[str | None] = mapped_column(String(2))
+    special_comment: Mapped[str | None] = mapped_column(String(2))
+    compliance_code: Mapped[str | None] = mapped_column(String(2))
+    first_delinquency: Mapped[date | None] = mapped_column(Date())
+    amount_past_due: Mapped[Decimal | None] = mapped_column(Money())
+    original_amount: Mapped[Decimal | None] = mapped_column(Money())
+    reported_on: Mapped[date | None] = mapped_column(Date())
 
 
 class LegalCase(Base):
@@ -132,8 +149,106 @@ class LegalCase(Base):
     days_past_due: Mapped[int]
     outstanding: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32), default="opened")
+    status: Mapped[str] = mapped_column(String(32), default="opened")  # opened | filed | judgment | settled | withdrawn
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # JSON list of {"name", "path"}: the contract, the statement of account and
+    # the contact evidence from the audit log, written for the lawyers.
+    documents: Mapped[str | None] = mapped_column(Text())
+    case_ref: Mapped[str | None] = mapped_column(String(64))
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StageEntry(Base):
+    """Each stage a loan entered, for cure and roll rates."""
+
+    __tablename__ = "stage_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    days_past_due: Mapped[int]
+    segment: Mapped[str | None] = mapped_column(String(64))
+    outstanding: Mapped[Decimal] = mapped_column(Money())
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PlanRecord(Base):
+    """An installment plan: accepted, then kept or broken."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    plan_no: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | kept | broken
+    total: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    waived_fees: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    waived_interest: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    policy: Mapped[str | None] = mapped_column(String(64))
+    segment: Mapped[str | None] = mapped_column(String(64))
+    days_past_due: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PlanInstallment(Base):
+    __tablename__ = "plan_installments"
+    __table_args__ = (UniqueConstraint("plan_id", "number", name="uq_plan_installments_plan_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    number: Mapped[int]
+    due_date: Mapped[date] = mapped_column(Date())
+    amount: Mapped[Decimal] = mapped_column(Money())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PromiseRecord(Base):
+    """A promise to pay: open, then kept or broken."""
+
+    __tablename__ = "promises"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    promise_no: Mapped[int]
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    by_date: Mapped[date] = mapped_column(Date())
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | kept | broken
+    source: Mapped[str] = mapped_column(String(16), default="borrower")  # borrower | field_visit
+    policy: Mapped[str | None] = mapped_column(String(64))
+    segment: Mapped[str | None] = mapped_column(String(64))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class FieldVisitRecord(Base):
+    """A field visit (上门催收) assigned to the field team. The team's notes
+    are personal and stay here; the workflow only learns the outcome."""
+
+    __tablename__ = "field_visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    visit_id: Mapped[str] = mapped_column(String(128), unique=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    staff_required: Mapped[int] = mapped_column(Integer, default=2)
+    days_past_due: Mapped[int] = mapped_column(Integer, default=0)
+    outstanding: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="assigned")  # assigned | done
+    outcome: Mapped[str | None] = mapped_column(String(16))  # met | not_home | refused | promise | paid
+    staff_ids: Mapped[str | None] = mapped_column(Text())  # JSON list of staff ids
+    notes: Mapped[str | None] = mapped_column(Text())
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditEntry(Base):

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -65,6 +66,9 @@ class Rules(_Strict):
     record_calls: bool = True
     field_visit_min_staff: Annotated[int, Field(ge=1)] | None = None
     fees_beyond_contract: bool = False
+    # Late fees plus penalty interest may not exceed this annualized share of
+    # the principal over the days past due (cn: 0.24); None for no such cap.
+    annual_cost_cap: Annotated[Decimal, Field(ge=0, le=10)] | None = None
     records_retention_years: Annotated[int, Field(ge=1)]
 
 

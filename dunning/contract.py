@@ -41,6 +41,13 @@ SIGNAL_COMPLAINT_RESOLVED: Final = "complaint_resolved"
 SIGNAL_CONTACT_OUTCOME: Final = "contact_outcome"
 SIGNAL_SEND_PAY_LINK: Final = "send_pay_link"
 
+# Updates (answered; a validator rejects a bad one before it is accepted).
+UPDATE_PROPOSE_PLAN: Final = "propose_plan"
+UPDATE_PROMISE_TO_PAY: Final = "promise_to_pay"
+UPDATE_RECORD_VISIT: Final = "record_visit"
+UPDATE_LEGAL_OUTCOME: Final = "legal_outcome"
+UPDATES: Final = (UPDATE_PROPOSE_PLAN, UPDATE_PROMISE_TO_PAY, UPDATE_RECORD_VISIT, UPDATE_LEGAL_OUTCOME)
+
 # Query.
 QUERY_STATUS: Final = "status"
 
@@ -51,4 +58,5 @@ SEARCH_ATTRIBUTES: Final = {
     "OutstandingAmount": "Double",
     "LoanId": "Keyword",
     "DunningPolicy": "Keyword",
+    "DunningSegment": "Keyword",
 }

@@ -75,6 +75,33 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _rate(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str) or not re.match(r"^\d{1,2}(\.\d{1,6})?$", value):
+        raise ValueError('must be a decimal string such as "0.18" (18 % a year)')
+    return Decimal(value)
+
+
+def _score(value: Any) -> Any:
+    # JSON gives an integer; a CSV cell gives its digits. Nothing else.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 4:
+        return int(value.strip())
+    raise ValueError("must be a whole number from 0 to 1000")
+
+
+def _fee(value: Any) -> Decimal:
+    return parse_amount(value, "XXX", allow_zero=True)
+
+
+class ContractTerms(_Payload):
+    """What the loan's contract allows beyond the principal: the most the
+    service may charge where the profile forbids charges beyond the contract."""
+
+    late_fee: Annotated[Decimal, BeforeValidator(_fee)] | None = None
+    penalty_rate_annual: Annotated[Decimal, BeforeValidator(_rate)] | None = None
+
+
 class LoanInput(_Payload):
     loan_id: Identifier
     borrower_id: Identifier
@@ -82,6 +109,9 @@ class LoanInput(_Payload):
     amount_due: Decimal
     due_date: IsoDate
     policy: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = "default"
+    # The lender's risk score for the loan, 0 (safest) to 1000 (riskiest).
+    risk_score: Annotated[int, BeforeValidator(_score), Field(ge=0, le=1000)] | None = None
+    contract_terms: ContractTerms | None = None
 
     _amount = field_validator("amount_due", mode="before")(_amount_in_currency)
 
@@ -128,6 +158,43 @@ class ContactOutcomeSignal(_Payload):
     result: Literal[
         "answered", "no_answer", "busy", "voicemail", "failed", "delivered", "undelivered", "bounced", "opened", "clicked"
     ]
+
+
+# ------------------------------------------------------------------ updates
+
+
+class PlanProposal(_Payload):
+    """`propose_plan`: the borrower (or an agent, the repayment page, the IVR)
+    asks for an installment plan; the policy's `[plans]` decides."""
+
+    installments: Annotated[int, Field(ge=1, le=120, strict=True)]
+    first_due_date: IsoDate
+    interval_days: Annotated[int, Field(ge=1, le=366, strict=True)] = 30
+    waive_fees: bool = False
+    waive_interest: bool = False
+
+
+class PromiseToPay(_Payload):
+    amount: str
+    by_date: IsoDate
+
+
+VISIT_OUTCOMES = ("met", "not_home", "refused", "promise", "paid")
+
+
+class VisitReport(_Payload):
+    """`record_visit`: the field team's outcome. Notes go to the database
+    (`starter.py visit` or the gateway), never into Temporal."""
+
+    visit_id: Identifier
+    outcome: Literal["met", "not_home", "refused", "promise", "paid"]
+    staff_ids: Annotated[list[Identifier], Field(min_length=1, max_length=10)]
+    promise: PromiseToPay | None = None
+
+
+class LegalOutcome(_Payload):
+    outcome: Literal["filed", "judgment", "settled", "withdrawn"]
+    case_ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/()-]{0,63}$")] | None = None
 
 
 class HoldSignal(_Payload):

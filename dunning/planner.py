@@ -9,18 +9,25 @@ result in the state, and asks again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 
 from dunning.clock import LoanClock
 from dunning.compliance import PastContact, Profile, check_contact
 from dunning.contract import STAGES
-from dunning.policy import Policy
+from dunning.arrangements import plan_deadline, promise_deadline
+from dunning.bureau import next_cycle_start
+from dunning.policy import Policy, Segment, SegmentFacts
 from dunning.state import LoanState
 
-ActionKind = Literal["hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait"]
+ActionKind = Literal[
+    "hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait",
+    "break_plan", "break_promise", "assign_visit",
+]
 VALIDATION_NOTICE = "validation_notice"
 PAY_LINK = "pay_link"
+PLAN_CONFIRMATION = "plan_confirmation"
+INSTALLMENT_REMINDER = "installment_reminder"
 
 
 @dataclass(frozen=True)
@@ -46,11 +53,13 @@ class Action:
     skip_result: str | None = None
     # For `defer`: the compliance rule that postponed the contact to `at`.
     rule: str | None = None
+    # For `report_to_bureau`: first | regular | correction.
+    bureau_kind: str | None = None
 
 
-def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int) -> list[Occurrence]:
+def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None) -> list[Occurrence]:
     """The stage's contacts on `from_day` or later, in the order they are due."""
-    start, end = policy.stage(stage).start_day, policy.stage_end_day(stage)
+    start, end = policy.start_day(stage, segment), policy.stage_end_day(stage, segment)
     found = []
     for index, step in enumerate(policy.stage(stage).steps):
         day = start + step.day
@@ -124,41 +133,157 @@ def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
     return min(sent) + timedelta(days=wait) if sent else None
 
 
-def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Action:
-    """`now` is loan time (see LoanClock)."""
+def _next_bureau_record(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock) -> tuple[datetime, str] | None:
+    """When the next credit-bureau record is due (loan time) and which kind."""
+    if not state.bureau_reported:
+        first = _bureau_report_due(profile, state)
+        return (first, "first") if first is not None else None
+    if state.bureau.correction_due:
+        return (datetime.min.replace(tzinfo=timezone.utc), "correction")
+    if not state.bureau.last_cycle:
+        return None
+    day = next_cycle_start(state, policy.bureau.report_day_of_month)
+    return (datetime.combine(day, time(0, 0), tzinfo=clock.zone), "regular")
+
+
+def _local_day_start(clock: LoanClock, day) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=clock.zone)
+
+
+def _plan_contacts(policy: Policy, state: LoanState, clock: LoanClock) -> list[Occurrence]:
+    """A running plan's confirmation and each unpaid installment's reminder."""
+    plan = state.active_plan
+    channel = policy.plans.reminder_channel
+    found = []
+    done = set(state.done_steps)
+    confirmation = f"plan/{plan.plan_no}/confirmation"
+    if confirmation not in done:
+        accepted = _local_day_start(clock, plan.accepted_on)
+        found.append(Occurrence(confirmation, state.stage, clock.days_past_due(accepted), channel, PLAN_CONFIRMATION, accepted))
+    covered = plan.paid_under_plan(state.amount_paid)
+    running = 0
+    for installment in plan.installments:
+        running += installment.amount
+        key = f"plan/{plan.plan_no}/i{installment.number}/reminder"
+        if covered >= running or key in done:
+            continue
+        day = installment.due_date - timedelta(days=policy.plans.reminder_days_before)
+        at = datetime.combine(max(day, plan.accepted_on), policy.contact_time, tzinfo=clock.zone)
+        found.append(Occurrence(key, state.stage, clock.days_past_due(at), channel, INSTALLMENT_REMINDER, at))
+    return found
+
+
+def _visit_due(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, segment: Segment | None) -> datetime | None:
+    """When the next field visit should be assigned (loan time), if ever."""
+    rules = policy.field_visits
+    if not rules.enabled or (segment is not None and not segment.field_visits) or state.open_visit is not None:
+        return None
+    if state.outstanding < rules.min_outstanding or state.stage not in STAGES:
+        return None
+    day = rules.from_day
+    if state.visits:
+        last = state.visits[-1].assigned_on
+        day = max(day, clock.days_past_due(_local_day_start(clock, last)) + rules.every_days)
+    return clock.at(day, policy.contact_time)
+
+
+def segment_facts(state: LoanState, days_past_due: int) -> SegmentFacts:
+    return SegmentFacts(
+        days_past_due=days_past_due, outstanding=state.outstanding, risk_score=state.risk_score,
+        partial_payments=state.partial_payments, broken_promises=state.broken_promises,
+    )
+
+
+def segment_name(policy: Policy, state: LoanState, days_past_due: int) -> str:
+    """The loan's segment now ("" when it matches none)."""
+    segment = policy.segment_for(segment_facts(state, days_past_due))
+    return segment.name if segment else ""
+
+
+def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime, deep: bool = True) -> Action:
+    """`now` is loan time (see LoanClock). `deep` is False only while replaying
+    a history from before risk segments, plans and monthly bureau records
+    (the workflow's DEEP_STAGES patch), which must plan as it did then."""
     today = clock.days_past_due(now)
+    if deep and state.segment is not None:
+        segment = policy.segment(state.segment)  # as assigned at start and at each stage change
+    else:
+        segment = policy.segment_for(segment_facts(state, today))
+    stage_segment = segment if deep else None
+    local_today = now.astimezone(clock.zone).date()
+
+    # Bureau records go on during a hold: a dispute is reported as one (XB).
+    bureau = _next_bureau_record(policy, profile, state, clock) if deep else None
+    if bureau is not None and bureau[0] <= now:
+        return Action("report_to_bureau", f"{bureau[1]} credit-bureau record ({profile.name} profile)", at=now, bureau_kind=bureau[1])
+    if deep and (plan := state.active_plan) is not None:
+        deadline = plan_deadline(policy, plan, state.amount_paid)
+        if deadline is not None and deadline <= local_today:
+            return Action("break_plan", f"an installment of plan {plan.plan_no} is unpaid past its grace days", at=now)
+    if deep and (promise := state.open_promise) is not None and promise_deadline(policy, promise) <= local_today:
+        return Action("break_promise", f"promise {promise.promise_no} was not kept by {promise.by_date}", at=now)
+
     if state.on_hold:
         # Wake at the next local midnight anyway, only to keep days past due
         # current for operators (the status query and DaysPastDue).
-        return Action("hold", f"no contact or escalation: {_hold_reason(state)}", at=clock.at(today + 1))
-    if today >= policy.write_off_day:
+        at = clock.at(today + 1)
+        if bureau is not None:
+            at = min(at, bureau[0])
+        return Action("hold", f"no contact or escalation: {_hold_reason(state)}", at=at)
+    if today >= policy.write_off_day and not state.in_court:
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 
-    due_stage = policy.stage_for_day(today)
-    if due_stage is not None and STAGES.index(due_stage) > state.stage_rank():
-        start_day = policy.stage(due_stage).start_day
-        return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
-
-    report_at = _bureau_report_due(profile, state)
-    if report_at is not None and report_at <= now:
-        return Action("report_to_bureau", f"first credit-bureau report ({profile.name} profile)", at=now)
-
-    # Contacts of the current stage from today on (missed days are not
-    # replayed), and those postponed by a compliance rule from earlier days.
+    plan = state.active_plan if deep else None
+    promise = state.open_promise if deep else None
+    candidates: list[tuple[datetime, str]] = []
     upcoming: list[tuple[datetime, Occurrence]] = []
-    notice = _validation_notice(profile, state, clock, now) or _requested_pay_link(state, clock, now)
-    if notice is not None:
-        upcoming.append((state.deferred.get(notice.key, now), notice))
-    elif state.stage in STAGES:
-        done = set(state.done_steps)
-        for o in occurrences(policy, clock, state.stage, policy.stage(state.stage).start_day):
-            if o.key not in done and (o.day >= today or o.key in state.deferred):
-                upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
-        upcoming.sort(key=lambda pair: pair[0])
+    if plan is None:
+        due_stage = policy.stage_for_day(today, stage_segment)
+        if due_stage is not None and STAGES.index(due_stage) > state.stage_rank():
+            start_day = policy.start_day(due_stage, stage_segment)
+            return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
+        report_at = _bureau_report_due(profile, state) if not deep else None
+        if report_at is not None and report_at <= now:
+            return Action("report_to_bureau", f"first credit-bureau report ({profile.name} profile)", at=now, bureau_kind="first")
+        visit_at = _visit_due(policy, profile, state, clock, segment) if deep and promise is None and not state.in_court else None
+        if visit_at is not None and visit_at <= now:
+            return Action("assign_visit", f"field visit from day {policy.field_visits.from_day} ({policy.name} policy)", at=now)
+        if report_at is not None:
+            candidates.append((report_at, "the first credit-bureau report"))
+        if visit_at is not None:
+            candidates.append((visit_at, "a field visit assignment"))
+
+        # Contacts of the current stage from today on (missed days are not
+        # replayed), and those postponed by a compliance rule from earlier
+        # days. None while a promise is open or a court case runs.
+        notice = _validation_notice(profile, state, clock, now) or _requested_pay_link(state, clock, now)
+        if notice is not None:
+            upcoming.append((state.deferred.get(notice.key, now), notice))
+        elif state.stage in STAGES and promise is None and not state.in_court:
+            done = set(state.done_steps)
+            for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, stage_segment), stage_segment):
+                if o.key not in done and (o.day >= today or o.key in state.deferred):
+                    upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
+        later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
+        if later:
+            start_day = policy.start_day(later[0], stage_segment)
+            candidates.append((clock.at(start_day), f"{later[0]} stage on day {start_day}"))
+        if promise is not None:
+            candidates.append((_local_day_start(clock, promise_deadline(policy, promise)), f"promise {promise.promise_no} due by {promise.by_date}"))
+    else:
+        # A running plan: no escalation, only its own messages.
+        notice = _requested_pay_link(state, clock, now)
+        if notice is not None:
+            upcoming.append((state.deferred.get(notice.key, now), notice))
+        for o in _plan_contacts(policy, state, clock):
+            upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
+        deadline = plan_deadline(policy, plan, state.amount_paid)
+        if deadline is not None:
+            candidates.append((_local_day_start(clock, deadline), f"the grace days of plan {plan.plan_no}'s next installment to end"))
+    upcoming.sort(key=lambda pair: pair[0])
 
     if upcoming and upcoming[0][0] <= now:
         occurrence = upcoming[0][1]
-        segment = policy.segment_for(today, state.outstanding)
         if state.channel_opted_out(occurrence.channel):
             return Action(
                 "skip", f"borrower opted out of {occurrence.channel}", at=now, occurrence=occurrence,
@@ -175,19 +300,18 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             return Action("defer", permit.reason, at=permit.not_before, occurrence=occurrence, rule=permit.rule)
         return Action("contact", f"{state.stage} step due on day {occurrence.day}", at=now, occurrence=occurrence)
 
-    # Nothing due now: wake at the earliest of the next contact, the first
-    # bureau report, the next stage's first day, or the write-off day.
-    candidates: list[tuple[datetime, str]] = []
+    # Nothing due now: wake at the earliest of the next contact, the next
+    # bureau record, the next stage's first day, a plan's or promise's
+    # deadline, or the write-off day.
     if upcoming:
         at, o = upcoming[0]
         postponed = " (postponed by a compliance rule)" if o.key in state.deferred else ""
         candidates.append((at, f"{o.channel} {o.template} on day {o.day}{postponed}"))
-    if report_at is not None:
-        candidates.append((report_at, "the first credit-bureau report"))
-    later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
-    if later:
-        start_day = policy.stage(later[0]).start_day
-        candidates.append((clock.at(start_day), f"{later[0]} stage on day {start_day}"))
-    candidates.append((clock.at(policy.write_off_day), f"write-off on day {policy.write_off_day}"))
+    if bureau is not None:
+        candidates.append((bureau[0], f"the {bureau[1]} credit-bureau record"))
+    if not state.in_court:
+        candidates.append((clock.at(policy.write_off_day), f"write-off on day {policy.write_off_day}"))
+    if not candidates:
+        return Action("wait", "waiting for the court's outcome (legal_outcome)", at=clock.at(today + 30))
     at, what = min(candidates, key=lambda c: c[0])
     return Action("wait", f"waiting for {what}", at=at)

@@ -56,23 +56,124 @@ class Stage(_Strict):
     steps: tuple[ContactStep, ...] = ()
 
 
-class Segment(_Strict):
-    """Loans matching every bound given here skip the listed channels."""
+class SegmentFacts(BaseModel):
+    """What a loan's segment is decided on (at start, at each stage change and
+    when a promise is broken): ids and numbers only."""
 
-    name: str
+    model_config = ConfigDict(frozen=True)
+
+    days_past_due: int
+    outstanding: Decimal
+    risk_score: int | None = None  # from the start input, 0 (safest) to 1000
+    partial_payments: int = 0  # payments applied that left a balance
+    broken_promises: int = 0
+
+
+class Segment(_Strict):
+    """A risk segment: loans matching every bound given here get its cadence.
+
+    Bounds left out match anything; `min_risk_score` never matches a loan that
+    came without a score. The first segment a loan matches is its segment.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     min_days: int | None = None
     max_days: int | None = None
     min_outstanding: Decimal | None = None
     max_outstanding: Decimal | None = None
+    min_risk_score: Annotated[int, Field(ge=0, le=1000)] | None = None
+    max_risk_score: Annotated[int, Field(ge=0, le=1000)] | None = None
+    min_partial_payments: Annotated[int, Field(ge=0)] | None = None
+    min_broken_promises: Annotated[int, Field(ge=0)] | None = None
+    # What the segment changes: channels it never uses (self-service only =
+    # skip voice), and stages that start on another day (calls sooner).
     skip_channels: tuple[Channel, ...] = ()
+    stage_start_days: dict[Literal["reminder", "call", "negotiation", "credit_reporting", "legal"], Annotated[int, Field(ge=0, le=3650)]] = Field(default_factory=dict)
+    field_visits: bool = True  # False: this segment never gets a field visit
 
-    def matches(self, days_past_due: int, outstanding: Decimal) -> bool:
+    def matches(self, facts: SegmentFacts) -> bool:
         return (
-            (self.min_days is None or days_past_due >= self.min_days)
-            and (self.max_days is None or days_past_due <= self.max_days)
-            and (self.min_outstanding is None or outstanding >= self.min_outstanding)
-            and (self.max_outstanding is None or outstanding <= self.max_outstanding)
+            (self.min_days is None or facts.days_past_due >= self.min_days)
+            and (self.max_days is None or facts.days_past_due <= self.max_days)
+            and (self.min_outstanding is None or facts.outstanding >= self.min_outstanding)
+            and (self.max_outstanding is None or facts.outstanding <= self.max_outstanding)
+            and (self.min_risk_score is None or (facts.risk_score is not None and facts.risk_score >= self.min_risk_score))
+            and (self.max_risk_score is None or (facts.risk_score is not None and facts.risk_score <= self.max_risk_score))
+            and (self.min_partial_payments is None or facts.partial_payments >= self.min_partial_payments)
+            and (self.min_broken_promises is None or facts.broken_promises >= self.min_broken_promises)
         )
+
+
+Rounding = Literal["ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_DOWN"]
+
+
+class Charges(_Strict):
+    """Late fees and penalty interest the lender charges, before the caps of
+    the loan's contract and the compliance profile (dunning/charges.py)."""
+
+    late_fee: Decimal = Field(default=Decimal("0"), ge=0, description="charged once, on late_fee_day")
+    late_fee_day: Annotated[int, Field(ge=1, le=3650)] = 1
+    penalty_rate_annual: Decimal = Field(default=Decimal("0"), ge=0, le=10, description="on the principal outstanding, per day rate/365")
+    interest_from_day: Annotated[int, Field(ge=1, le=3650)] = 1
+    # How each charge is rounded to the currency's minor unit.
+    rounding: Rounding = "ROUND_HALF_UP"
+
+
+class PlanOffer(_Strict):
+    installments: Annotated[int, Field(ge=1, le=120)]
+    interval_days: Annotated[int, Field(ge=1, le=366)] = 30
+    first_due_in_days: Annotated[int, Field(ge=0, le=366)] = 7
+    waive_fees: bool = False
+    waive_interest: bool = False
+
+
+class Plans(_Strict):
+    """What an installment plan may offer (the `propose_plan` update)."""
+
+    enabled: bool = True
+    from_stage: Literal["reminder", "call", "negotiation", "credit_reporting", "legal"] = "reminder"
+    max_installments: Annotated[int, Field(ge=1, le=120)] = 6
+    min_interval_days: Annotated[int, Field(ge=1, le=366)] = 7
+    max_interval_days: Annotated[int, Field(ge=1, le=366)] = 31
+    first_due_within_days: Annotated[int, Field(ge=0, le=366)] = 14
+    # The first installment is at least this share of the plan's total.
+    min_first_payment_ratio: Decimal = Field(default=Decimal("0"), ge=0, le=1)
+    # The last installment falls at most this many days after acceptance.
+    max_extension_days: Annotated[int, Field(ge=1, le=3650)] = 180
+    allow_fee_waiver: bool = True
+    allow_interest_waiver: bool = True
+    # An installment unpaid this many days after its due date breaks the plan.
+    grace_days: Annotated[int, Field(ge=0, le=60)] = 3
+    reminder_days_before: Annotated[int, Field(ge=0, le=30)] = 2
+    reminder_channel: Channel = "sms"
+    # What the repayment page and the IVR offer with one click / one key.
+    offers: tuple[PlanOffer, ...] = ()
+
+
+class Promises(_Strict):
+    """What a promise to pay may be (the `promise_to_pay` update)."""
+
+    enabled: bool = True
+    max_days: Annotated[int, Field(ge=0, le=90)] = 14
+    min_amount_ratio: Decimal = Field(default=Decimal("0.1"), ge=0, le=1, description="of the outstanding balance")
+    # After this many broken promises no new promise is accepted.
+    max_broken: Annotated[int, Field(ge=1, le=100)] = 3
+    grace_days: Annotated[int, Field(ge=0, le=30)] = 0
+
+
+class Bureau(_Strict):
+    """Credit-bureau reporting: a record per monthly cycle after the first."""
+
+    report_day_of_month: Annotated[int, Field(ge=1, le=28)] = 1
+
+
+class FieldVisits(_Strict):
+    """Field visits (上门催收), where the profile allows them."""
+
+    enabled: bool = False
+    from_day: Annotated[int, Field(ge=1, le=3650)] = 61
+    min_outstanding: Decimal = Field(default=Decimal("0"), ge=0)
+    every_days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
 class Stages(_Strict):
@@ -97,6 +198,11 @@ class Policy(_Strict):
     write_off_day: Annotated[int, Field(ge=1, le=3650)]
     stages: Stages
     segments: tuple[Segment, ...] = ()
+    charges: Charges = Charges()
+    plans: Plans = Plans()
+    promises: Promises = Promises()
+    bureau: Bureau = Bureau()
+    field_visits: FieldVisits = FieldVisits()
 
     @field_validator("default_time_zone")
     @classmethod
@@ -109,42 +215,55 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _stage_days_increase(self) -> Policy:
-        previous = None
-        for name in STAGES:
-            stage = getattr(self.stages, name)
-            if previous is not None and stage.start_day <= previous[1]:
-                raise ValueError(
-                    f"stages.{name}.start_day ({stage.start_day}) must be after "
-                    f"stages.{previous[0]}.start_day ({previous[1]})"
-                )
-            previous = (name, stage.start_day)
-        if self.write_off_day <= self.stages.legal.start_day:
-            raise ValueError(
-                f"write_off_day ({self.write_off_day}) must be after stages.legal.start_day "
-                f"({self.stages.legal.start_day})"
-            )
+        for where, segment in [("stages", None), *((f"segments.{s.name}.stage_start_days", s) for s in self.segments)]:
+            previous = None
+            for name in STAGES:
+                start = self.start_day(name, segment)
+                if previous is not None and start <= previous[1]:
+                    if segment is None:
+                        raise ValueError(
+                            f"stages.{name}.start_day ({start}) must be after stages.{previous[0]}.start_day ({previous[1]})"
+                        )
+                    raise ValueError(f"{where}: {name} (day {start}) must start after {previous[0]} (day {previous[1]})")
+                previous = (name, start)
+            if self.write_off_day <= previous[1]:
+                raise ValueError(f"write_off_day ({self.write_off_day}) must be after the legal stage's day ({previous[1]}) in {where}")
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segments: names must be unique, got {names}")
+        if self.plans.min_interval_days > self.plans.max_interval_days:
+            raise ValueError("plans.min_interval_days must not exceed plans.max_interval_days")
         return self
 
     def stage(self, name: str) -> Stage:
         return getattr(self.stages, name)
 
-    def stage_end_day(self, name: str) -> int:
+    def segment(self, name: str | None) -> Segment | None:
+        return next((s for s in self.segments if s.name == name), None) if name else None
+
+    def start_day(self, stage: str, segment: Segment | None = None) -> int:
+        """The day past due a stage starts on, for a loan in `segment`."""
+        if segment is not None and stage in segment.stage_start_days:
+            return segment.stage_start_days[stage]
+        return self.stage(stage).start_day
+
+    def stage_end_day(self, name: str, segment: Segment | None = None) -> int:
         """The first day that no longer belongs to the stage."""
         index = STAGES.index(name)
         if index + 1 < len(STAGES):
-            return self.stage(STAGES[index + 1]).start_day
+            return self.start_day(STAGES[index + 1], segment)
         return self.write_off_day
 
-    def stage_for_day(self, days_past_due: int) -> str | None:
+    def stage_for_day(self, days_past_due: int, segment: Segment | None = None) -> str | None:
         """The stage a loan is in on a day, or None before the first stage."""
         current = None
         for name in STAGES:
-            if days_past_due >= self.stage(name).start_day:
+            if days_past_due >= self.start_day(name, segment):
                 current = name
         return current
 
-    def segment_for(self, days_past_due: int, outstanding: Decimal) -> Segment | None:
-        return next((s for s in self.segments if s.matches(days_past_due, outstanding)), None)
+    def segment_for(self, facts: SegmentFacts) -> Segment | None:
+        return next((s for s in self.segments if s.matches(facts)), None)
 
 
 def describe_validation_error(error: ValidationError) -> str:

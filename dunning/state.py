@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
 
 from dunning.contract import STAGE_PENDING, STAGES
 
@@ -43,6 +45,69 @@ class RejectedSignal(BaseModel):
     signal: str
     error: str
     received_at: datetime
+
+
+class Installment(BaseModel):
+    number: int
+    due_date: date
+    amount: Decimal
+    paid_on: date | None = None  # the local day it was covered
+
+
+class Plan(BaseModel):
+    """An accepted installment plan (the `propose_plan` update)."""
+
+    plan_no: int
+    status: Literal["active", "kept", "broken"] = "active"
+    accepted_on: date
+    total: Decimal  # what the borrower owes under the plan (waivers deducted)
+    paid_before: Decimal  # amount_paid when it was accepted: later payments count
+    installments: list[Installment]
+    waived_fees: Decimal = Decimal("0")
+    waived_interest: Decimal = Decimal("0")
+    ended_on: date | None = None
+
+    def paid_under_plan(self, amount_paid: Decimal) -> Decimal:
+        return amount_paid - self.paid_before
+
+
+class Promise(BaseModel):
+    """A promise to pay (the `promise_to_pay` update, or a field visit's)."""
+
+    promise_no: int
+    amount: Decimal
+    by_date: date
+    made_on: date
+    paid_before: Decimal
+    status: Literal["open", "kept", "broken"] = "open"
+    source: Literal["borrower", "field_visit"] = "borrower"
+    ended_on: date | None = None
+
+
+class BureauState(BaseModel):
+    """What was reported to the credit bureau, for the next record."""
+
+    first_reported_on: date | None = None
+    # Date of first delinquency: set with the first record and never moved.
+    first_delinquency: date | None = None
+    last_cycle: str = ""  # "YYYY-MM" of the last regular record
+    records: int = 0
+    correction_due: bool = False  # a payment after a record: correct it at once
+    reported_disputed: bool = False  # a record carried XB
+    reported_93: bool = False  # a record carried 93 (collection / charge-off)
+
+
+class FieldVisit(BaseModel):
+    visit_id: str
+    assigned_on: date
+    status: Literal["assigned", "done"] = "assigned"
+    outcome: str = ""
+
+
+class LegalCase(BaseModel):
+    status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
+    opened_on: date
+    case_ref: str = ""
 
 
 class LoanState(BaseModel):
@@ -83,9 +148,66 @@ class LoanState(BaseModel):
     # request is one SMS, sent by the planner like any other contact.
     pay_link_requests: int = 0
 
+    # What the loan's contract allows beyond the principal (start input), and
+    # the risk score the lender gave it: ids and money only.
+    contract_late_fee: Decimal | None = None
+    contract_penalty_rate: Decimal | None = None
+    risk_score: int | None = None
+
+    # The balance by part. Payments go to fees, then interest, then principal.
+    # None in a state carried over from before charges existed: derived below.
+    principal_due: Decimal | None = None
+    fees_due: Decimal = Decimal("0")
+    interest_due: Decimal = Decimal("0")
+    fees_charged: Decimal = Decimal("0")  # all ever charged (the cost cap counts these)
+    interest_charged: Decimal = Decimal("0")
+    late_fee_charged: bool = False
+    charges_through_day: int = 0  # days past due whose charges are posted
+    fees_waived: Decimal = Decimal("0")  # waived under a kept plan (or one still running)
+    interest_waived: Decimal = Decimal("0")
+
+    segment: str | None = None
+    partial_payments: int = 0
+    plans: list[Plan] = Field(default_factory=list)
+    promises: list[Promise] = Field(default_factory=list)
+    bureau: BureauState = Field(default_factory=BureauState)
+    visits: list[FieldVisit] = Field(default_factory=list)
+    legal: LegalCase | None = None
+
+    @model_validator(mode="after")
+    def _derive_principal(self) -> LoanState:
+        if self.principal_due is None:
+            self.principal_due = max(self.amount_due - self.amount_paid, Decimal("0"))
+        return self
+
     @property
     def outstanding(self) -> Decimal:
-        return max(self.amount_due - self.amount_paid, Decimal("0"))
+        return max(self.principal_due + self.fees_due + self.interest_due, Decimal("0"))
+
+    @property
+    def waived(self) -> Decimal:
+        return self.fees_waived + self.interest_waived
+
+    @property
+    def active_plan(self) -> Plan | None:
+        return next((p for p in reversed(self.plans) if p.status == "active"), None)
+
+    @property
+    def open_promise(self) -> Promise | None:
+        return next((p for p in reversed(self.promises) if p.status == "open"), None)
+
+    @property
+    def broken_promises(self) -> int:
+        return sum(1 for p in self.promises if p.status == "broken")
+
+    @property
+    def open_visit(self) -> FieldVisit | None:
+        return next((v for v in reversed(self.visits) if v.status == "assigned"), None)
+
+    @property
+    def in_court(self) -> bool:
+        """A case filed or judged: the court process, not the cadence, goes on."""
+        return self.legal is not None and self.legal.status in ("filed", "judgment")
 
     @property
     def on_hold(self) -> bool:

@@ -124,7 +124,7 @@ class Placement(LoanInput):
 
     def workflow_input(self) -> dict:
         """The workflow's input, JSON-safe: ids, money as strings and dates; no borrower block."""
-        return self.model_dump(mode="json", include=set(LoanInput.model_fields))
+        return self.model_dump(mode="json", include=set(LoanInput.model_fields), exclude_none=True)
 
 
 def _nest(row: dict[str | None, str | None]) -> dict[str, Any]:

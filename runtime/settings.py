@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     # Seconds a provider call may take before it counts as a transient failure.
     provider_timeout_seconds: float = _env("DUNNING_PROVIDER_TIMEOUT_SECONDS", default=30.0)
 
+    # Files for others to pick up: the credit-bureau export per cycle and the
+    # legal case documents. Unset: beside the SQLite database, else .dunning/exports.
+    export_dir_setting: Path | None = _env("DUNNING_EXPORT_DIR", default=None)
+
+    @property
+    def export_dir(self) -> Path:
+        if self.export_dir_setting is not None:
+            return self.export_dir_setting
+        if self.database_url.startswith("sqlite:///") and not self.database_url.endswith(":memory:"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / "exports"
+        return STATE_DIR / "exports"
+
     @property
     def policies_dir(self) -> Path:
         return self.config_dir / "policies"

@@ -11,7 +11,7 @@ import pytest
 
 from dunning.clock import LoanClock
 from dunning.compliance import load_profile
-from dunning.planner import next_action
+from dunning.planner import next_action, segment_name
 from dunning.policy import PolicyError, load_policy
 from dunning.state import ContactEntry, LoanState
 
@@ -47,6 +47,7 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
             now = clock.real_time(action.at)
         elif action.kind == "enter_stage":
             state.stage, state.done_steps = action.stage, []
+            state.segment = segment_name(policy, state, clock.days_past_due(loan_now))  # as the workflow does
             events.append(("stage", action.stage, clock.days_past_due(loan_now)))
         elif action.kind == "report_to_bureau":
             state.bureau_reported = True

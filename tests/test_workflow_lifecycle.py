@@ -8,6 +8,8 @@ at what the workflow answers and what the database recorded.
 
 from __future__ import annotations
 
+import json
+
 from datetime import timedelta
 
 import pytest
@@ -67,8 +69,17 @@ async def test_a_loan_that_is_never_paid_walks_all_five_stages_and_is_written_of
     assert all(c.status == "sent" for c in contacts)
     assert len({c.key for c in contacts}) == len(contacts)
     assert loan.outcome == "written_off" and loan.stage == "closed"
-    assert len(bureau) == 1 and bureau[0].days_past_due == 31
+    # The first bureau record as credit_reporting starts, one per monthly
+    # cycle after it, and the charge-off as the last; the date of first
+    # delinquency never moves.
+    bureau.sort(key=lambda r: r.id)
+    assert bureau[0].days_past_due == 31 and bureau[0].kind == "first" and bureau[0].account_status == "71"
+    assert [r.kind for r in bureau[1:-1]] == ["regular"] * (len(bureau) - 2) and bureau[-1].kind == "final"
+    assert len({r.cycle for r in bureau if r.kind != "final"}) == len(bureau) - 1
+    assert {r.first_delinquency for r in bureau} == {loan.due_date + timedelta(days=1)}
+    assert [r.account_status for r in bureau if r.days_past_due >= 91] == ["93"] * sum(1 for r in bureau if r.days_past_due >= 91)
     assert len(legal) == 1 and legal[0].days_past_due == 91
+    assert [d["name"] for d in json.loads(legal[0].documents)] == ["contract", "statement_of_account", "contact_evidence"]
 
 
 async def test_repayment_during_the_call_stage_ends_the_loan_repaid_at_call(time_env, settings, seeded_borrower):

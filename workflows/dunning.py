@@ -18,7 +18,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import payloads as acts
-    from dunning import contract
+    from dunning import bureau, contract
+    from dunning.arrangements import (
+        ArrangementRejected,
+        check_plan,
+        check_promise,
+        parse_update,
+        plan_progress,
+        promise_kept,
+    )
+    from dunning.charges import Terms, apply_payment, post_charges, reinstate, terms_for, waive
     from dunning.clock import LoanClock
     from dunning.compliance import Profile
     from dunning.inputs import (
@@ -29,15 +38,19 @@ with workflow.unsafe.imports_passed_through():
         DisputeSignal,
         HoldSignal,
         InputError,
+        LegalOutcome,
         LoanInput,
         OptOutSignal,
+        PlanProposal,
+        PromiseToPay,
+        VisitReport,
         RepaymentSignal,
         parse_signal,
     )
     from dunning.money import format_amount, parse_amount
-    from dunning.planner import Action, next_action
+    from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, Action, next_action, segment_name
     from dunning.policy import Policy
-    from dunning.state import ContactEntry, LoanState, RejectedSignal, UnappliedPayment
+    from dunning.state import ContactEntry, FieldVisit, LegalCase, LoanState, RejectedSignal, UnappliedPayment
     from workflows import search_attributes as sa
 
 # Writes to our own database: retried until the database is back.
@@ -52,6 +65,10 @@ SEND_RETRY = RetryPolicy(
 )
 # The carried state travels under this key of the input on continue-as-new.
 CARRIED_STATE = "carried_state"
+# Risk segments, charges, plans, promises, monthly bureau records, field
+# visits and legal outcomes. Histories recorded before them replay with it
+# unset, planning as they did then (see README, "Changing workflow code").
+DEEP_STAGES = "deep-stages-2026-11"
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,8 @@ class DunningWorkflow:
         self._changed = False
         self._records: list[_Record] = []
         self._published: dict[str, Any] = {}
+        self._deep = True
+        self._terms: Terms | None = None
         try:
             parsed = LoanInput.parse(loan)
         except InputError as error:
@@ -88,7 +107,12 @@ class DunningWorkflow:
         if carried:
             self._state = LoanState.model_validate(carried)
         else:
-            self._state = LoanState(**parsed.model_dump())
+            terms = parsed.contract_terms
+            self._state = LoanState(
+                **parsed.model_dump(exclude={"contract_terms"}),
+                contract_late_fee=terms.late_fee if terms else None,
+                contract_penalty_rate=terms.penalty_rate_annual if terms else None,
+            )
 
     @workflow.run
     async def run(self, loan: Any) -> dict:
@@ -103,19 +127,25 @@ class DunningWorkflow:
                 type="InvalidInput",
                 non_retryable=True,
             )
+        self._deep = workflow.patched(DEEP_STAGES)
         await self._prepare()
 
         while True:
             await self._write_records()
+            loan_now = self._clock.loan_time(workflow.now())
+            if self._deep:
+                self._bookkeep(loan_now)
+                await self._write_records()
             if state.outstanding <= 0:
-                return await self._close(contract.OUTCOME_REPAID)
+                return await self._close(contract.OUTCOME_SETTLED if state.waived > 0 else contract.OUTCOME_REPAID)
             if state.dispute_upheld:
                 return await self._close(contract.OUTCOME_DISPUTE_UPHELD)
+            if state.legal is not None and state.legal.status == "settled":
+                return await self._close(contract.OUTCOME_SETTLED)
             if workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
 
-            loan_now = self._clock.loan_time(workflow.now())
-            action = next_action(self._policy, self._profile, state, self._clock, loan_now)
+            action = next_action(self._policy, self._profile, state, self._clock, loan_now, deep=self._deep)
             self._next = action
             self._publish(loan_now)
 
@@ -133,7 +163,13 @@ class DunningWorkflow:
             elif action.kind == "enter_stage":
                 await self._enter_stage(action.stage, loan_now)
             elif action.kind == "report_to_bureau":
-                await self._report_to_bureau(loan_now)
+                await self._report_to_bureau(loan_now, action.bureau_kind or "first")
+            elif action.kind == "break_plan":
+                self._break_plan(loan_now)
+            elif action.kind == "break_promise":
+                self._end_promise(loan_now, kept=False)
+            elif action.kind == "assign_visit":
+                await self._assign_visit(loan_now)
             elif action.kind == "write_off":
                 return await self._close(contract.OUTCOME_WRITTEN_OFF)
             elif action.kind == "skip":
@@ -179,7 +215,15 @@ class DunningWorkflow:
             workflow.logger.info("payment_duplicate_ignored", extra={"loan_id": state.loan_id, "payment_id": payment.payment_id})
             return
         state.applied_payment_ids.append(payment.payment_id)
-        state.amount_paid += amount
+        if self._deep and self._clock is not None and self._terms is not None:
+            # Charges of the days begun before the payment, then the payment.
+            post_charges(self._terms, state, self._clock.days_past_due(self._clock.loan_time(received_at)))
+        apply_payment(state, amount)
+        if self._deep:
+            if state.outstanding > 0:
+                state.partial_payments += 1
+            if state.bureau_reported:
+                state.bureau.correction_due = True  # the bureau's balance is out of date
         self._count("dunning_payments_applied", "repayments applied", currency=state.currency)
         self._queue_payment_record(payment.payment_id, raw, applied=True)
         workflow.logger.info(
@@ -296,6 +340,159 @@ class DunningWorkflow:
         workflow.logger.info("contact_outcome", extra={"loan_id": state.loan_id, "key": signal.step, "outcome": signal.result})
         self._touch()
 
+    # ----------------------------------------------------------------- updates
+    # Each validator checks a proposal against the policy without changing
+    # anything (a rejection is not even in history); the handler checks it
+    # again on the state it then finds, and accepts it.
+
+    @workflow.update(name=contract.UPDATE_PROPOSE_PLAN)
+    def propose_plan(self, payload: Any = None) -> dict:
+        state = self._require_state()
+        plan = self._check_plan(payload)
+        state.plans.append(plan)
+        waive(state, fees=plan.waived_fees > 0, interest=plan.waived_interest > 0)
+        state.deferred = {k: at for k, at in state.deferred.items() if k.startswith("request/")}
+        self._queue_arrangement(
+            "plan_accepted", plan.plan_no, amount=str(plan.total),
+            schedule=[{"number": i.number, "due_date": i.due_date.isoformat(), "amount": str(i.amount)} for i in plan.installments],
+            waived_fees=str(plan.waived_fees), waived_interest=str(plan.waived_interest),
+        )
+        workflow.logger.info("plan_accepted", extra={"loan_id": state.loan_id, "plan_no": plan.plan_no, "installments": len(plan.installments)})
+        self._touch()
+        return self._plan_view(plan)
+
+    @propose_plan.validator
+    def _validate_plan(self, payload: Any = None) -> None:
+        self._check_plan(payload)
+
+    @workflow.update(name=contract.UPDATE_PROMISE_TO_PAY)
+    def promise_to_pay(self, payload: Any = None) -> dict:
+        promise = self._make_promise(self._check_promise(payload))
+        return {"accepted": True, "promise_no": promise.promise_no, "amount": self._money(promise.amount),
+                "by_date": promise.by_date.isoformat()}
+
+    @promise_to_pay.validator
+    def _validate_promise(self, payload: Any = None) -> None:
+        self._check_promise(payload)
+
+    @workflow.update(name=contract.UPDATE_RECORD_VISIT)
+    def record_visit(self, payload: Any = None) -> dict:
+        state = self._require_state()
+        report, visit = self._check_visit(payload)
+        visit.status, visit.outcome = "done", report.outcome
+        info = workflow.info()
+        self._queue(
+            acts.RECORD_VISIT,
+            acts.VisitOutcome(
+                key=f"{info.workflow_id}/visit/{visit.visit_id}/outcome", workflow_id=info.workflow_id,
+                loan_id=state.loan_id, visit_id=visit.visit_id, outcome=report.outcome,
+                staff_ids=list(report.staff_ids), at=workflow.now().isoformat(),
+            ),
+            f"Field visit {visit.visit_id}: {report.outcome}",
+        )
+        answer: dict = {"visit_id": visit.visit_id, "outcome": report.outcome}
+        if report.outcome == "promise" and report.promise is not None:
+            promise = self._make_promise(self._check_promise(report.promise.model_dump(mode="json"), source="field_visit"))
+            answer["promise_no"] = promise.promise_no
+        self._touch()
+        return answer
+
+    @record_visit.validator
+    def _validate_visit(self, payload: Any = None) -> None:
+        self._check_visit(payload)
+
+    @workflow.update(name=contract.UPDATE_LEGAL_OUTCOME)
+    def legal_outcome(self, payload: Any = None) -> dict:
+        state = self._require_state()
+        outcome = self._check_legal(payload)
+        state.legal.status = outcome.outcome
+        if outcome.case_ref:
+            state.legal.case_ref = outcome.case_ref
+        info = workflow.info()
+        self._queue(
+            acts.RECORD_LEGAL_OUTCOME,
+            acts.LegalOutcomeRecord(
+                key=f"{info.workflow_id}/legal/{outcome.outcome}", workflow_id=info.workflow_id, loan_id=state.loan_id,
+                outcome=outcome.outcome, case_ref=state.legal.case_ref, at=workflow.now().isoformat(),
+            ),
+            f"Legal case: {outcome.outcome}",
+        )
+        workflow.logger.info("legal_outcome", extra={"loan_id": state.loan_id, "outcome": outcome.outcome})
+        self._touch()
+        return {"status": state.legal.status, "case_ref": state.legal.case_ref,
+                "ends_loan": outcome.outcome == "settled"}
+
+    @legal_outcome.validator
+    def _validate_legal(self, payload: Any = None) -> None:
+        self._check_legal(payload)
+
+    # The checks behind the validators: ArrangementRejected names the key.
+
+    def _ready_for_updates(self) -> LoanState:
+        state = self._require_state()
+        if self._policy is None or self._clock is None or not self._deep:
+            raise ArrangementRejected("loan: not ready for updates yet (still starting)")
+        if state.stage == contract.STAGE_CLOSED:
+            raise ArrangementRejected("loan: closed")
+        return state
+
+    def _local_today(self):
+        return self._clock.loan_time(workflow.now()).date()
+
+    def _check_plan(self, payload: Any):
+        state = self._ready_for_updates()
+        proposal = parse_update(PlanProposal, payload)
+        return check_plan(self._policy, state, proposal, self._local_today())
+
+    def _check_promise(self, payload: Any, source: str = "borrower"):
+        state = self._ready_for_updates()
+        promise = parse_update(PromiseToPay, payload)
+        return check_promise(self._policy, state, promise, self._local_today(), source)
+
+    def _check_visit(self, payload: Any):
+        state = self._ready_for_updates()
+        report = parse_update(VisitReport, payload)
+        visit = next((v for v in state.visits if v.visit_id == report.visit_id), None)
+        if visit is None:
+            raise ArrangementRejected(f"visit_id: no field visit {report.visit_id!r} was assigned to this loan")
+        if visit.status != "assigned":
+            raise ArrangementRejected(f"visit_id: visit {report.visit_id!r} was already reported ({visit.outcome})")
+        needed = self._profile.rules.field_visit_min_staff or 1
+        if len(set(report.staff_ids)) < needed:
+            raise ArrangementRejected(f"staff_ids: a field visit needs {needed} different staff ({self._profile.name} profile)")
+        if report.outcome == "promise":
+            if report.promise is None:
+                raise ArrangementRejected("promise: an outcome 'promise' needs the promise's amount and by_date")
+            check_promise(self._policy, state, report.promise, self._local_today(), "field_visit")
+        return report, visit
+
+    def _check_legal(self, payload: Any):
+        state = self._ready_for_updates()
+        outcome = parse_update(LegalOutcome, payload)
+        if state.legal is None:
+            raise ArrangementRejected("outcome: the loan has no legal case (it is not in the legal stage)")
+        allowed = {
+            "opened": ("filed", "settled", "withdrawn"),
+            "filed": ("judgment", "settled", "withdrawn"),
+            "judgment": ("settled",),
+        }.get(state.legal.status, ())
+        if outcome.outcome not in allowed:
+            raise ArrangementRejected(
+                f"outcome: a case that is {state.legal.status} can be {', '.join(allowed) or 'nothing more'}, not {outcome.outcome}"
+            )
+        return outcome
+
+    def _make_promise(self, promise):
+        state = self._require_state()
+        state.promises.append(promise)
+        self._queue_arrangement(
+            "promise_made", promise.promise_no, amount=str(promise.amount), due_date=promise.by_date.isoformat(),
+            source=promise.source,
+        )
+        workflow.logger.info("promise_made", extra={"loan_id": state.loan_id, "promise_no": promise.promise_no})
+        self._touch()
+        return promise
+
     # ------------------------------------------------------------------- query
 
     @workflow.query(name=contract.QUERY_STATUS)
@@ -306,12 +503,14 @@ class DunningWorkflow:
         next_at = None
         if self._next is not None and self._next.kind == "wait" and zone_clock and state.stage != contract.STAGE_CLOSED:
             next_at = zone_clock.real_time(self._next.at).isoformat()
-        segment = (
-            self._policy.segment_for(zone_clock.days_past_due(loan_now), state.outstanding)
-            if self._policy and zone_clock
-            else None
-        )
-        money = lambda amount: format_amount(amount, state.currency)  # noqa: E731
+        if self._deep:
+            segment_name = state.segment
+        else:
+            from dunning.policy import SegmentFacts
+
+            found = self._policy.segment_for(SegmentFacts(days_past_due=zone_clock.days_past_due(loan_now), outstanding=state.outstanding)) if self._policy and zone_clock else None
+            segment_name = found.name if found else None
+        money = self._money
         return {
             "loan_id": state.loan_id,
             "stage": state.stage,
@@ -321,7 +520,7 @@ class DunningWorkflow:
             "outstanding": money(state.outstanding),
             "currency": state.currency,
             "paused": state.paused,
-            "plan": None,
+            "plan": self._plan_view(state.active_plan or (state.plans[-1] if state.plans else None)),
             "next_action_at": next_at,
             "contacts": [
                 {
@@ -340,7 +539,22 @@ class DunningWorkflow:
             "due_date": state.due_date.isoformat(),
             "policy": state.policy,
             "time_zone": state.time_zone,
-            "segment": segment.name if segment else None,
+            "segment": segment_name or None,
+            "principal": money(state.principal_due),
+            "fees": money(state.fees_due),
+            "interest": money(state.interest_due),
+            "fees_charged": money(state.fees_charged),
+            "interest_charged": money(state.interest_charged),
+            "waived": money(state.waived),
+            "promise": self._promise_view(),
+            "promises_broken": state.broken_promises,
+            "bureau": {
+                "records": state.bureau.records,
+                "first_delinquency": state.bureau.first_delinquency.isoformat() if state.bureau.first_delinquency else None,
+                "last_cycle": state.bureau.last_cycle or None,
+            },
+            "field_visits": [v.model_dump(mode="json") for v in state.visits],
+            "legal_case": state.legal.model_dump(mode="json") if state.legal else None,
             "disputed": state.disputed,
             "pause_reason": state.pause_reason,
             "opted_out": list(state.opted_out),
@@ -386,6 +600,10 @@ class DunningWorkflow:
             state.time_zone, state.language = prepared.time_zone, prepared.language
             state.clock_anchor = workflow.now()
         self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, self._policy.day_seconds)
+        if self._deep:
+            self._terms = terms_for(self._policy, self._profile, state)
+            if state.segment is None:
+                self._resegment(self._clock.loan_time(workflow.now()))
 
     async def _enter_stage(self, stage: str, loan_now) -> None:
         state = self._require_state()
@@ -400,12 +618,17 @@ class DunningWorkflow:
                 days_past_due=day,
                 outstanding=format_amount(state.outstanding, state.currency),
                 currency=state.currency,
+                segment=(state.segment or "") if self._deep else "",
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
             summary=f"Enter {stage} on day {day}",
         )
         previous, state.stage, state.done_steps = state.stage, stage, []
+        if self._deep:
+            self._resegment(loan_now)
+            if stage == "legal" and state.legal is None:
+                state.legal = LegalCase(opened_on=loan_now.date())
         self._count("dunning_stage_transitions", "loans entering a stage", stage=stage, policy=state.policy)
         # Postponed contacts of the old stage give way to the new stage's own.
         state.deferred = {key: at for key, at in state.deferred.items() if key.startswith(("notice/", "request/"))}
@@ -432,6 +655,7 @@ class DunningWorkflow:
             due_date=state.due_date.isoformat(),
             # Enforced by the activity, which alone sees the borrower's other loans.
             voice_daily_cap=self._profile.caps.voice_attempts_per_day_per_borrower,
+            **self._message_terms(occurrence),
         )
         try:
             outcome: acts.ContactOutcome = await workflow.execute_activity(
@@ -455,25 +679,178 @@ class DunningWorkflow:
             return
         self._record_contact(action, loan_now, result, at=decided_at)
 
-    async def _report_to_bureau(self, loan_now) -> None:
+    async def _report_to_bureau(self, loan_now, kind: str, outcome: str | None = None) -> None:
         state = self._require_state()
         info = workflow.info()
         day = self._clock.days_past_due(loan_now)
-        await workflow.execute_activity(
+        today = loan_now.date()
+        if not self._deep:  # as before monthly records existed
+            await self._execute(
+                acts.REPORT_TO_BUREAU,
+                acts.BureauReport(
+                    key=f"{info.workflow_id}/bureau/first", workflow_id=info.workflow_id, loan_id=state.loan_id,
+                    days_past_due=day, outstanding=format_amount(state.outstanding, state.currency), currency=state.currency,
+                ),
+                f"First credit-bureau report on day {day}",
+            )
+            state.bureau_reported = True
+            return
+        if state.bureau.first_delinquency is None:
+            state.bureau.first_delinquency = bureau.first_delinquency(state.due_date)
+            state.bureau.first_reported_on = today
+        # A regular record belongs to this month's cycle; a correction or the
+        # final record to the cycle of the day it is filed.
+        cycle = bureau.cycle_of(today)
+        fields = bureau.record_fields(state, day, today, outcome)
+        number = state.bureau.records + 1
+        await self._execute(
             acts.REPORT_TO_BUREAU,
             acts.BureauReport(
-                key=f"{info.workflow_id}/bureau/first",
-                workflow_id=info.workflow_id,
-                loan_id=state.loan_id,
-                days_past_due=day,
-                outstanding=format_amount(state.outstanding, state.currency),
-                currency=state.currency,
+                key=f"{info.workflow_id}/bureau/{number}-{kind}", workflow_id=info.workflow_id, loan_id=state.loan_id,
+                days_past_due=day, outstanding=fields["balance"], currency=state.currency, kind=kind, cycle=cycle,
+                account_status=fields["account_status"], special_comment=fields["special_comment"],
+                compliance_code=fields["compliance_code"], first_delinquency=fields["first_delinquency"],
+                amount_past_due=fields["amount_past_due"], original_amount=fields["original_amount"],
+                reported_on=today.isoformat(),
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-            summary=f"First credit-bureau report on day {day}",
+            f"Credit-bureau record {number} ({kind}): status {fields['account_status']} {fields['compliance_code']}".rstrip(),
         )
         state.bureau_reported = True
+        state.bureau.records = number
+        if kind in ("first", "regular"):
+            state.bureau.last_cycle = cycle
+        state.bureau.correction_due = False
+        state.bureau.reported_disputed = state.bureau.reported_disputed or fields["compliance_code"] == "XB"
+        state.bureau.reported_93 = state.bureau.reported_93 or fields["account_status"] == "93"
+
+    # ------------------------------------------------------ plans and promises
+
+    def _bookkeep(self, loan_now) -> None:
+        """Charges up to today, and what payments did to a plan or a promise."""
+        state = self._require_state()
+        today = loan_now.date()
+        post_charges(self._terms, state, self._clock.days_past_due(loan_now))
+        plan = state.active_plan
+        if plan is not None:
+            progress = plan_progress(self._policy, plan, state.amount_paid, today)
+            for installment in progress.newly_paid:
+                installment.paid_on = today
+                self._queue_arrangement(
+                    "installment_paid", plan.plan_no, amount=str(installment.amount),
+                    due_date=installment.due_date.isoformat(), installment=installment.number,
+                )
+            if progress.complete:
+                plan.status, plan.ended_on = "kept", today
+                self._queue_arrangement("plan_kept", plan.plan_no, amount=str(plan.total))
+        promise = state.open_promise
+        if promise is not None and promise_kept(promise, state.amount_paid):
+            self._end_promise(loan_now, kept=True)
+
+    def _break_plan(self, loan_now) -> None:
+        state = self._require_state()
+        plan = state.active_plan
+        plan.status, plan.ended_on = "broken", loan_now.date()
+        # The waivers were the price of keeping the plan: they lapse.
+        reinstate(state, plan.waived_fees, plan.waived_interest)
+        # Charges start again from today; the plan's days stay uncharged.
+        state.charges_through_day = max(state.charges_through_day, self._clock.days_past_due(loan_now) - 1)
+        self._queue_arrangement("plan_broken", plan.plan_no, amount=str(plan.total))
+        self._count("dunning_plans_broken", "installment plans broken", policy=state.policy)
+        workflow.logger.info("plan_broken", extra={"loan_id": state.loan_id, "plan_no": plan.plan_no})
+
+    def _end_promise(self, loan_now, kept: bool) -> None:
+        state = self._require_state()
+        promise = state.open_promise
+        promise.status, promise.ended_on = ("kept" if kept else "broken"), loan_now.date()
+        self._queue_arrangement(
+            "promise_kept" if kept else "promise_broken", promise.promise_no, amount=str(promise.amount),
+            due_date=promise.by_date.isoformat(), source=promise.source,
+        )
+        if not kept:
+            self._resegment(loan_now)  # a broken promise counts in the segment
+        workflow.logger.info("promise_ended", extra={"loan_id": state.loan_id, "promise_no": promise.promise_no, "kept": kept})
+
+    def _resegment(self, loan_now) -> None:
+        state = self._require_state()
+        state.segment = segment_name(self._policy, state, self._clock.days_past_due(loan_now))
+
+    def _queue_arrangement(self, kind: str, number: int, **fields: Any) -> None:
+        state = self._require_state()
+        info = workflow.info()
+        suffix = f"/i{fields['installment']}" if fields.get("installment") else ""
+        family = "plan" if kind.startswith(("plan", "installment")) else "promise"
+        loan_now = self._clock.loan_time(workflow.now())
+        self._queue(
+            acts.RECORD_ARRANGEMENT,
+            acts.ArrangementEvent(
+                key=f"{info.workflow_id}/{family}/{number}/{kind}{suffix}", workflow_id=info.workflow_id,
+                loan_id=state.loan_id, kind=kind, number=number, currency=state.currency,
+                at=workflow.now().isoformat(), days_past_due=self._clock.days_past_due(loan_now),
+                policy=state.policy, segment=state.segment or "", **fields,
+            ),
+            f"{kind.replace('_', ' ').capitalize()} ({family} {number})",
+        )
+
+    def _message_terms(self, occurrence) -> dict:
+        """An installment reminder states the installment, not the balance."""
+        state = self._require_state()
+        plan = state.active_plan
+        if plan is None or occurrence.template not in (INSTALLMENT_REMINDER, PLAN_CONFIRMATION):
+            return {}
+        number = int(occurrence.key.split("/i")[1].split("/")[0]) if occurrence.template == INSTALLMENT_REMINDER else 1
+        installment = plan.installments[number - 1]
+        return {"message_amount": self._money(installment.amount), "message_due_date": installment.due_date.isoformat()}
+
+    async def _assign_visit(self, loan_now) -> None:
+        state = self._require_state()
+        info = workflow.info()
+        visit = FieldVisit(visit_id=f"{state.loan_id}-V{len(state.visits) + 1}", assigned_on=loan_now.date())
+        await self._execute(
+            acts.ASSIGN_FIELD_VISIT,
+            acts.FieldVisitAssignment(
+                key=f"{info.workflow_id}/visit/{visit.visit_id}", workflow_id=info.workflow_id, loan_id=state.loan_id,
+                visit_id=visit.visit_id, staff_required=self._profile.rules.field_visit_min_staff or 1,
+                days_past_due=self._clock.days_past_due(loan_now), outstanding=self._money(state.outstanding),
+                currency=state.currency, at=workflow.now().isoformat(),
+            ),
+            f"Assign field visit {visit.visit_id}",
+        )
+        state.visits.append(visit)
+
+    def _plan_view(self, plan) -> dict | None:
+        if plan is None:
+            return None
+        state = self._require_state()
+        return {
+            "plan_no": plan.plan_no,
+            "status": plan.status,
+            "accepted_on": plan.accepted_on.isoformat(),
+            "total": self._money(plan.total),
+            "paid": self._money(min(plan.paid_under_plan(state.amount_paid), plan.total)),
+            "waived_fees": self._money(plan.waived_fees),
+            "waived_interest": self._money(plan.waived_interest),
+            "installments": [
+                {"number": i.number, "due_date": i.due_date.isoformat(), "amount": self._money(i.amount),
+                 "paid_on": i.paid_on.isoformat() if i.paid_on else None}
+                for i in plan.installments
+            ],
+        }
+
+    def _promise_view(self) -> dict | None:
+        state = self._require_state()
+        promise = state.open_promise or (state.promises[-1] if state.promises else None)
+        if promise is None:
+            return None
+        return {"promise_no": promise.promise_no, "amount": self._money(promise.amount), "by_date": promise.by_date.isoformat(),
+                "status": promise.status, "source": promise.source}
+
+    def _money(self, amount) -> str:
+        return format_amount(amount, self._require_state().currency)
+
+    async def _execute(self, activity_name: str, arg: Any, summary: str) -> None:
+        await workflow.execute_activity(
+            activity_name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY, summary=summary
+        )
 
     def _record_contact(self, action: Action, loan_now: datetime, result: str, at: datetime | None = None) -> None:
         state = self._require_state()
@@ -512,6 +889,10 @@ class DunningWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._write_records()
         final_stage = state.stage
+        loan_now = self._clock.loan_time(workflow.now())
+        if self._deep and state.bureau_reported:
+            # The bureau learns how it ended: paid (13/62), settled (13, AU), charged off (93).
+            await self._report_to_bureau(loan_now, "final", outcome)
         await workflow.execute_activity(
             acts.CLOSE_LOAN,
             acts.LoanClosing(
@@ -522,6 +903,11 @@ class DunningWorkflow:
                 outstanding=format_amount(state.outstanding, state.currency),
                 final_stage=final_stage,
                 closed_at=workflow.now().isoformat(),
+                days_past_due=self._clock.days_past_due(loan_now),
+                segment=state.segment or "",
+                waived=self._money(state.waived),
+                fees_charged=self._money(state.fees_charged),
+                interest_charged=self._money(state.interest_charged),
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
@@ -587,6 +973,8 @@ class DunningWorkflow:
             sa.LOAN_ID: state.loan_id,
             sa.DUNNING_POLICY: state.policy,
         }
+        if self._deep:
+            values[sa.DUNNING_SEGMENT] = state.segment or "none"  # Keyword: "" would not be searchable
         changed = [key.value_set(value) for key, value in values.items() if self._published.get(key.name) != value]
         if changed:
             workflow.upsert_search_attributes(changed)
