@@ -56,7 +56,7 @@ class Loan(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     placed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # For the KPIs (compliance/kpi.py): the risk segment, the deepest day past
+    # For the KPIs (reports/kpi.py): the risk segment, the deepest day past
     # due reached (at stage changes and at the end) and what was charged or waived.
     segment: Mapped[str | None] = mapped_column(String(64))
     max_days_past_due: Mapped[int] = mapped_column(Integer, default=0)

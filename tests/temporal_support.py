@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import shutil
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -84,6 +85,14 @@ class Loans:
     async def terminate_open(self) -> None:
         for handle in self.handles:
             try:
+                # Let activities in flight finish first: the time-skipping
+                # server keeps time locked for an activity of a workflow
+                # terminated under it, and every later test's clock would stall.
+                for _ in range(100):
+                    described = await handle.describe()
+                    if described.status != WorkflowExecutionStatus.RUNNING or not described.raw_description.pending_activities:
+                        break
+                    await asyncio.sleep(0.05)
                 await handle.terminate("test over")
             except RPCError:  # already closed
                 pass

@@ -890,6 +890,14 @@ class DunningWorkflow:
         await self._write_records()
         final_stage = state.stage
         loan_now = self._clock.loan_time(workflow.now())
+        if self._deep:
+            # Nothing is left open when the loan ends: a plan or promise the
+            # balance did not pay off ends broken (written off, dispute upheld).
+            if state.active_plan is not None:
+                self._break_plan(loan_now)
+            if state.open_promise is not None:
+                self._end_promise(loan_now, kept=False)
+            await self._write_records()
         if self._deep and state.bureau_reported:
             # The bureau learns how it ended: paid (13/62), settled (13, AU), charged off (93).
             await self._report_to_bureau(loan_now, "final", outcome)
