@@ -63,8 +63,15 @@ SEND_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["TemplateMissing", "PermanentSendError"],
 )
-# The carried state travels under this key of the input on continue-as-new.
+# The carried state travels under this key of the input on continue-as-new,
+# with the policy and profile the loan started with (so a new run never picks
+# up an edited policy file).
 CARRIED_STATE = "carried_state"
+CARRIED_POLICY = "carried_policy"
+# A run continues as new once its history reaches this many events (or when
+# the server suggests it), so no run's history grows past ~300 events however
+# long the loan lives; one loop turn adds at most a few dozen.
+HISTORY_LIMIT = 250
 # Risk segments, charges, plans, promises, monthly bureau records, field
 # visits and legal outcomes. Histories recorded before them replay with it
 # unset, planning as they did then (see README, "Changing workflow code").
@@ -104,6 +111,7 @@ class DunningWorkflow:
             self._input_error = str(error)
             return
         carried = loan.get(CARRIED_STATE) if isinstance(loan, dict) else None
+        self._carried_policy = loan.get(CARRIED_POLICY) if isinstance(loan, dict) else None
         if carried:
             self._state = LoanState.model_validate(carried)
         else:
@@ -142,7 +150,8 @@ class DunningWorkflow:
                 return await self._close(contract.OUTCOME_DISPUTE_UPHELD)
             if state.legal is not None and state.legal.status == "settled":
                 return await self._close(contract.OUTCOME_SETTLED)
-            if workflow.info().is_continue_as_new_suggested():
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or (self._deep and info.get_current_history_length() >= HISTORY_LIMIT):
                 await self._continue_as_new()
 
             action = next_action(self._policy, self._profile, state, self._clock, loan_now, deep=self._deep)
@@ -573,6 +582,13 @@ class DunningWorkflow:
 
     async def _prepare(self) -> None:
         state = self._require_state()
+        if self._carried_policy and state.clock_anchor is not None:
+            # A continued run: the policy and profile came with the state.
+            self._policy = Policy.model_validate(self._carried_policy["policy"])
+            self._profile = Profile.model_validate(self._carried_policy["profile"])
+            self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, self._policy.day_seconds)
+            self._terms = terms_for(self._policy, self._profile, state)
+            return
         try:
             prepared: acts.PreparedLoan = await workflow.execute_activity(
                 acts.PREPARE_LOAN,
@@ -608,7 +624,7 @@ class DunningWorkflow:
     async def _enter_stage(self, stage: str, loan_now) -> None:
         state = self._require_state()
         day = self._clock.days_past_due(loan_now)
-        await workflow.execute_activity(
+        await self._execute(
             acts.ENTER_STAGE,
             acts.StageEntry(
                 key=f"{workflow.info().workflow_id}/{stage}",
@@ -620,9 +636,7 @@ class DunningWorkflow:
                 currency=state.currency,
                 segment=(state.segment or "") if self._deep else "",
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-            summary=f"Enter {stage} on day {day}",
+            f"Enter {stage} on day {day}",
         )
         previous, state.stage, state.done_steps = state.stage, stage, []
         if self._deep:
@@ -848,9 +862,19 @@ class DunningWorkflow:
         return format_amount(amount, self._require_state().currency)
 
     async def _execute(self, activity_name: str, arg: Any, summary: str) -> None:
-        await workflow.execute_activity(
-            activity_name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY, summary=summary
-        )
+        """A write to our own database. Since the deep-stages patch it is a local
+        activity: it runs inside the workflow task and leaves one marker in
+        history instead of three activity events and a workflow task of three
+        more. (A database write is short and idempotent by its key, which is
+        what local activities suit; providers stay regular activities.)"""
+        if self._deep:
+            await workflow.execute_local_activity(
+                activity_name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY, summary=summary
+            )
+        else:
+            await workflow.execute_activity(
+                activity_name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY, summary=summary
+            )
 
     def _record_contact(self, action: Action, loan_now: datetime, result: str, at: datetime | None = None) -> None:
         state = self._require_state()
@@ -874,13 +898,7 @@ class DunningWorkflow:
     async def _write_records(self) -> None:
         while self._records:
             record = self._records[0]
-            await workflow.execute_activity(
-                record.activity,
-                record.arg,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
-                summary=record.summary,
-            )
+            await self._execute(record.activity, record.arg, record.summary)
             self._records.pop(0)
 
     async def _close(self, outcome: str) -> dict:
@@ -901,7 +919,7 @@ class DunningWorkflow:
         if self._deep and state.bureau_reported:
             # The bureau learns how it ended: paid (13/62), settled (13, AU), charged off (93).
             await self._report_to_bureau(loan_now, "final", outcome)
-        await workflow.execute_activity(
+        await self._execute(
             acts.CLOSE_LOAN,
             acts.LoanClosing(
                 workflow_id=workflow.info().workflow_id,
@@ -917,9 +935,7 @@ class DunningWorkflow:
                 fees_charged=self._money(state.fees_charged),
                 interest_charged=self._money(state.interest_charged),
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-            summary=f"Close loan: {outcome}",
+            f"Close loan: {outcome}",
         )
         # `closed` is shown only once the database says so too.
         state.stage = contract.STAGE_CLOSED
@@ -948,6 +964,10 @@ class DunningWorkflow:
             "policy": state.policy,
             CARRIED_STATE: state.model_dump(mode="json"),
         }
+        if self._deep:
+            carried[CARRIED_POLICY] = {
+                "policy": self._policy.model_dump(mode="json"), "profile": self._profile.model_dump(mode="json"),
+            }
         workflow.continue_as_new(carried)
 
     # ----------------------------------------------------------------- helpers
