@@ -67,15 +67,43 @@ def sample_loans(now: datetime | None = None) -> list[dict]:
                                "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
         # A small balance: written reminders only, never a call (the policy's small_balance segment).
         loan(2, 5, "250.00", {"name": "李娜", "phone": "+8613900139000", "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
-        loan(3, 9, "8800.00", {"name": "张伟", "phone": "+8613700137000", "email": "zhang.wei@example.com",
-                               "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        # A high risk score: the high_risk segment, whose calls start on day 4.
+        {**loan(3, 9, "8800.00", {"name": "张伟", "phone": "+8613700137000", "email": "zhang.wei@example.com",
+                                  "language": "zh_CN", "time_zone": "Asia/Shanghai"}), "risk_score": 820},
         loan(4, 18, "3600.00", {"name": "陳美玲", "phone": "+886912345678", "email": "chen.meiling@example.com",
                                 "language": "zh_TW", "time_zone": "Asia/Taipei"}),
-        loan(5, 35, "15000.00", {"name": "刘洋", "phone": "+8613600136000", "email": "liu.yang@example.com",
-                                 "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+        # A contract that allows a late fee and penalty interest (capped by the cn profile).
+        {**loan(5, 35, "15000.00", {"name": "刘洋", "phone": "+8613600136000", "email": "liu.yang@example.com",
+                                    "language": "zh_CN", "time_zone": "Asia/Shanghai"}),
+         "contract_terms": {"late_fee": "100.00", "penalty_rate_annual": "0.18"}},
         loan(6, 95, "940.00", {"name": "Maria Garcia", "phone": "+12125550123", "email": "maria.garcia@example.com",
                                "language": "en", "time_zone": "America/New_York"}, currency="USD"),
     ]
+
+
+def steer_samples(env: dict) -> None:
+    """What operators do, so the demo shows it: L-DEMO-4 (in negotiation)
+    takes a 3-installment plan, L-DEMO-3 promises to pay. Updates are refused
+    while a loan is still starting, so each is tried for a few seconds."""
+    first_due = (date.today() + timedelta(days=7)).isoformat()
+    steps = [
+        ("L-DEMO-4", "propose_plan", {"installments": 3, "first_due_date": first_due, "interval_days": 7}),
+        ("L-DEMO-3", "promise_to_pay", {"amount": "3000.00", "by_date": first_due}),
+    ]
+    for loan_id, update, payload in steps:
+        for _ in range(20):
+            done = subprocess.run(
+                [str(BIN / "temporal"), "workflow", "update", "execute", "--address", f"{HOST}:{PORT}",
+                 "--namespace", NAMESPACE, "--workflow-id", f"dunning-{loan_id}", "--name", update,
+                 "--input", json.dumps(payload)],
+                env=env, capture_output=True, text=True, timeout=30,
+            )
+            if done.returncode == 0:
+                print(f"{loan_id}: {update} accepted", flush=True)
+                break
+            time.sleep(0.5)
+        else:
+            print(f"{loan_id}: {update} not accepted: {(done.stderr or done.stdout).strip()[-200:]}", flush=True)
 
 
 def port_open(port: int) -> bool:
@@ -179,6 +207,7 @@ def main() -> int:
             print("(Some sample loans finished in an earlier demo and are not started again; "
                   "stop the other Temporal server on this port, or `make clean`, for a fresh start.)", flush=True)
         check_alive(server, worker)
+        steer_samples(env)
 
         py = rel(Path(sys.executable))
         temporal = rel(BIN / "temporal")
@@ -195,6 +224,10 @@ Try, in another terminal:
   {py} starter.py repay L-DEMO-1 1200.00
   {py} starter.py list --stage call
   {temporal} workflow list --query 'DunningStage="call"'
+  {temporal} workflow list --query 'DunningSegment="high_risk"'
+  {temporal} workflow update execute --workflow-id dunning-L-DEMO-1 --name promise_to_pay \\
+      --input '{{"amount": "600.00", "by_date": "{(date.today() + timedelta(days=7)).isoformat()}"}}'
+  {py} starter.py report          (KPIs, with a chart under .dunning/reports/)
 
 Ctrl-C stops the worker and the dev server.""",
             flush=True,
