@@ -5,6 +5,8 @@
     python starter.py list [--stage call]                dunning workflows, by stage
     python starter.py repay L-1001 300.00                signal a repayment
     python starter.py signal L-1001 pause '{"reason": "hardship"}'
+    python starter.py update L-1001 promise_to_pay '{"amount": "300.00", "by_date": "2026-11-20"}'
+    python starter.py visit L-1001-V1 met --staff S-1 --staff S-2 --notes "..."
 
 Settings come from the environment (runtime/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DUNNING_TASK_QUEUE, DUNNING_DATABASE_URL. Names and contact
@@ -264,6 +266,124 @@ def signal(
     except inputs.InputError as error:
         _fail(str(error), code=2)
     _signal(loan_id, name, data)
+
+
+@app.command()
+def update(
+    loan_id: str,
+    name: str = typer.Argument(..., help=f"one of {', '.join(contract.UPDATES)}"),
+    payload: str = typer.Argument("{}", help="the update's JSON object"),
+) -> None:
+    """Run an update (propose_plan, promise_to_pay, record_visit, legal_outcome); print its answer as JSON."""
+    from runtime.visits import NoSuchLoan, UpdateRejected, UpdateTimedOut, execute_update, refuse_personal_keys
+
+    if name not in contract.UPDATES:
+        _fail(f"name: must be one of {', '.join(contract.UPDATES)}", code=2)
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as error:
+        _fail(f"payload: not valid JSON: {error}", code=2)
+    if not isinstance(data, dict):
+        _fail("payload: must be a JSON object", code=2)
+    try:
+        refuse_personal_keys(data)
+    except ValueError as error:
+        _fail(str(error), code=2)
+
+    async def send() -> tuple[bool, Any]:
+        client = await _client(get_settings())
+        try:
+            return True, await execute_update(client, loan_id, name, data)
+        except UpdateRejected as error:
+            return False, f"{name} rejected: {error.message}"
+        except (NoSuchLoan, UpdateTimedOut) as error:
+            return False, f"loan {loan_id}: {error}"
+
+    accepted, answer = _run(send(), f"loan {loan_id}")
+    if not accepted:
+        _fail(answer)
+    typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+    _finish(0)
+
+
+@app.command()
+def visit(
+    visit_id: str,
+    outcome: str = typer.Argument(..., help="met, not_home, refused, promise or paid"),
+    staff: Optional[list[str]] = typer.Option(None, "--staff", help="a staff id; repeat for each (the cn profile needs 2)"),
+    notes: str = typer.Option("", help="the field team's notes: kept in the database, never sent to Temporal"),
+    promise_amount: Optional[str] = typer.Option(None, help='with outcome promise: the amount, such as "600.00"'),
+    promise_by: Optional[str] = typer.Option(None, help="with outcome promise: the date, YYYY-MM-DD"),
+) -> None:
+    """Report a field visit: record_visit with ids only, then the notes into the database."""
+    from pydantic import ValidationError
+
+    from db.migrate import upgrade_to_head
+    from db.session import make_engine, make_session_factory
+    from dunning.inputs import explain
+    from runtime.visits import FieldReport, NoSuchLoan, NotesNotStored, UpdateTimedOut, report_visit
+
+    if (promise_amount is None) != (promise_by is None):
+        _fail("--promise-amount and --promise-by: give both, or neither", code=2)
+    data: dict[str, Any] = {"outcome": outcome, "staff_ids": list(staff or []), "notes": notes}
+    if promise_amount is not None:
+        data["promise"] = {"amount": promise_amount, "by_date": promise_by}
+    try:
+        report = FieldReport.model_validate(data)
+    except ValidationError as error:
+        _fail(explain(error).replace("staff_ids", "--staff"), code=2)
+    settings = get_settings()
+
+    async def send():
+        client = await _client(settings)
+        upgrade_to_head(settings.database_url)
+        try:
+            return await report_visit(client, make_session_factory(make_engine(settings.database_url)), visit_id, report)
+        except (NoSuchLoan, UpdateTimedOut, NotesNotStored) as error:
+            return str(error)
+
+    result = _run(send(), f"visit {visit_id}")
+    if isinstance(result, str):
+        _fail(result)
+    if result.result in ("unknown", "rejected"):
+        _fail(f"record_visit rejected: {result.error}" if result.result == "rejected" else result.error)
+    typer.echo(json.dumps(result.answer, indent=2, ensure_ascii=False))
+    _finish(0)
+
+
+@app.command()
+def report(
+    out: Optional[Path] = typer.Option(None, help="directory for kpi.png and kpi.html [default: .dunning/reports]"),
+    as_json: bool = typer.Option(False, "--json", help="print the KPIs as JSON (money and rates as decimal strings)"),
+    since: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], help="loans placed on or after this UTC date"),
+    until: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], help="loans placed on or before this UTC date"),
+    policy: Optional[str] = typer.Option(None, help="only loans on this policy"),
+) -> None:
+    """Collections KPIs from the database, overall and by policy and segment (docs/kpis.md)."""
+    if since and until and since > until:
+        _fail("--since: is after --until", code=2)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.migrate import upgrade_to_head
+    from db.session import make_engine, make_session_factory
+    from reports.chart import write_report_files
+    from reports.kpi import Filters, build_report, format_text, report_json
+    from runtime.settings import STATE_DIR
+
+    settings = get_settings()
+    try:
+        upgrade_to_head(settings.database_url)
+        with make_session_factory(make_engine(settings.database_url))() as db:
+            kpis = build_report(db, Filters(since=since and since.date(), until=until and until.date(), policy=policy))
+    except SQLAlchemyError as error:
+        _fail(f"database: {_one_line(error)}")
+    png, html = write_report_files(kpis, out or STATE_DIR / "reports")
+    if as_json:
+        answer = {**report_json(kpis), "files": {"png": str(png), "html": str(html)}}
+        typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(f"{format_text(kpis)}\n\nwrote {png} and {html}")
+    _finish(0)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ voice script spoken in the borrower's language, inside a one-digit <Gather>
 whose answer goes to the gateway:
 
     1  the repayment link by SMS
-    2  promise to pay
+    2  an installment plan (the policy's first offer)
     3  an agent, or a dispute
 
 The voice scripts open with the identity check (anyone but the borrower is
@@ -43,9 +43,9 @@ SAY = {
 }
 
 MENU = {
-    "zh_CN": "如需通过短信接收还款链接，请按1。承诺还款日期，请按2。转接人工客服或提出异议，请按3。",
-    "zh_TW": "如需透過簡訊接收還款連結，請按1。承諾還款日期，請按2。轉接專人客服或提出異議，請按3。",
-    "en": "To receive the repayment link by text message, press 1. To promise a payment date, press 2. "
+    "zh_CN": "如需通过短信接收还款链接，请按1。如需分期还款，请按2。转接人工客服或提出异议，请按3。",
+    "zh_TW": "如需透過簡訊接收還款連結，請按1。如需分期還款，請按2。轉接專人客服或提出異議，請按3。",
+    "en": "To receive the repayment link by text message, press 1. To set up a repayment plan in instalments, press 2. "
           "To speak to an agent or to dispute this debt, press 3.",
 }
 

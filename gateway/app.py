@@ -18,10 +18,12 @@ import hashlib
 import hmac
 import inspect
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,7 +36,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -45,12 +47,24 @@ from db.migrate import upgrade_to_head
 from db.models import Borrower, Contact, Loan, Payment, WebhookDelivery
 from db.session import make_engine, make_session_factory
 from dunning import contract
+from dunning.arrangements import split
 from dunning.inputs import ID_PATTERN, Currency, Identifier, Instant
-from dunning.money import parse_amount
+from dunning.money import format_amount, parse_amount
+from dunning.policy import PlanOffer, Policy, PolicyError, load_policy
 from gateway.settings import GatewaySettings, get_gateway_settings
 from runtime.placement import Placement
 from runtime.placing import closed_outcomes, start_placement
 from runtime.settings import Settings, get_settings
+from runtime.visits import (
+    UPDATE_TIMEOUT_SECONDS,
+    FieldReport,
+    NoSuchLoan,
+    NotesNotStored,
+    UpdateRejected,
+    UpdateTimedOut,
+    execute_update,
+    report_visit,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -251,6 +265,54 @@ def create_app(
             raise
         except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
             raise HTTPException(502, f"the status query failed: {str(error)[:200]}") from None
+
+    def loan_policy(status: dict) -> Policy | None:
+        """The policy named by the loan (its status, else the `loans` table), as
+        config/policies/ has it now; None if it cannot be read."""
+        name = status.get("policy")
+        if not name:
+            with sessions()() as db:
+                name = db.scalar(select(Loan.policy).where(Loan.loan_id == status.get("loan_id")))
+        try:
+            return load_policy(str(name or ""), core.policies_dir)
+        except PolicyError as error:
+            log.warning("policy_unreadable", loan_id=status.get("loan_id"), error=str(error)[:300])
+            return None
+
+    async def propose_offer(loan_id: str, index: int, timeout: float) -> tuple[dict, dict]:
+        """Propose the loan's policy's offer number `index` (propose_plan): the
+        update's answer and the status it was built on. Raises LookupError (no
+        such loan or offer), UpdateRejected, UpdateTimedOut, NoSuchLoan or
+        HTTPException(503)."""
+        status = await loan_status(loan_id)
+        if status is None:
+            raise LookupError(f"no workflow {contract.workflow_id_for(loan_id)}")
+        policy = loan_policy(status)
+        offers = policy.plans.offers if policy is not None else ()
+        today = loan_today(status)
+        if not 0 <= index < len(offers) or today is None:
+            raise LookupError(f"offer: this loan's policy has no offer {index}")
+        client = await temporal()
+        try:
+            answer = await execute_update(
+                client, loan_id, contract.UPDATE_PROPOSE_PLAN, offer_proposal(offers[index], today), timeout=timeout
+            )
+        except RPCError as error:
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise HTTPException(503, "Temporal is not reachable") from None
+            raise
+        return answer, status
+
+    async def ivr_plan(loan_id: str) -> bool:
+        """Keypad 2: the first offer of the loan's policy. True if accepted."""
+        try:
+            answer, _ = await propose_offer(loan_id, 0, IVR_UPDATE_TIMEOUT_SECONDS)
+        except Exception as error:  # whatever happened, Twilio gets TwiML: an agent calls back
+            log.info("ivr_plan_not_set_up", loan_id=loan_id, error=type(error).__name__,
+                     reason=str(getattr(error, "detail", None) or error)[:300])
+            return False
+        log.info("ivr_plan_set_up", loan_id=loan_id, plan_no=answer.get("plan_no") if isinstance(answer, dict) else None)
+        return True
 
     async def twilio_params(request: Request) -> dict[str, Any]:
         """The form, after X-Twilio-Signature is checked against the public URL; else 403."""
@@ -558,23 +620,28 @@ def create_app(
         },
     )
     async def twilio_gather(request: Request) -> Response:
-        """The call's keypad menu: 1 repayment link by SMS, 2 promise to pay, 3 agent or dispute."""
+        """The call's keypad menu: 1 repayment link by SMS, 2 the policy's first plan offer, 3 agent or dispute."""
         params = await twilio_params(request)
         from twilio.twiml.voice_response import VoiceResponse
 
         key = request.query_params.get("key") or ""
-        row_language = workflow_id = None
+        row_language = workflow_id = loan_id = None
         if key:
             with sessions().begin() as db:
                 row = db.scalar(select(Contact).where(Contact.key == key))
                 if row is not None:
-                    row_language, workflow_id = row.language, row.workflow_id
+                    row_language, workflow_id, loan_id = row.language, row.workflow_id, row.loan_id
         # The call's own language (from its outbox row), else the query's.
         language = row_language or request.query_params.get("language", "en")
         words = _GATHER_WORDS.get(language, _GATHER_WORDS["en"])
         digits = str(params.get("Digits") or "").strip()[:1]
+        said = words.get(digits, words["other"])
+        if digits == "2":
+            # The policy's first plan offer, through the workflow's own checks;
+            # its plan_confirmation SMS follows like any other contact.
+            said = words["2"] if loan_id and await ivr_plan(loan_id) else words["2_failed"]
         response = VoiceResponse()
-        response.say(words.get(digits, words["other"]), language=words["voice"])
+        response.say(said, language=words["voice"])
         response.hangup()
         if digits == "1" and workflow_id:
             # The SMS goes out through the workflow, like every contact: window, opt-out and outbox apply.
@@ -658,6 +725,75 @@ def create_app(
             log.info("sendgrid_event", key=key[:255], kind=kind)
         return {"processed": processed, "opted_out": opted_out}
 
+    # ------------------------------------------------------------ the field team
+
+    @app.post(
+        "/visits/{visit_id}/report",
+        tags=["field"],
+        responses={
+            401: {"description": "missing or wrong bearer token"},
+            404: {"description": "no such field visit"},
+            409: {"description": "the workflow rejected the report (the detail names the key), or the loan is closed"},
+            503: {"description": "DUNNING_FIELD_API_TOKEN is not set, or Temporal or the database is unavailable"},
+        },
+        openapi_extra={
+            "parameters": [{"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"},
+                            "description": "Bearer <DUNNING_FIELD_API_TOKEN>"}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": FieldReport.model_json_schema()}},
+            },
+        },
+    )
+    async def visit_report(visit_id: str, request: Request) -> JSONResponse:
+        """A field visit's outcome from the field team's app: `record_visit` with
+        ids only, then the notes into the database (never into Temporal)."""
+        if not core.field_api_token:
+            raise HTTPException(503, "field visit reports are not configured (DUNNING_FIELD_API_TOKEN)")
+        scheme, _, presented = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode("utf-8", "replace"), core.field_api_token.encode("utf-8")
+        ):
+            log.warning("field_token_refused", path="/visits/{visit_id}/report")
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not re.fullmatch(ID_PATTERN, visit_id):
+            raise RequestValidationError(
+                [{"type": "string_pattern_mismatch", "loc": ("path", "visit_id"), "msg": "not a visit id", "input": None}]
+            )
+        try:
+            data = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _invalid("(payload)", "must be a JSON object", "json_invalid") from None
+        if not isinstance(data, dict):
+            raise _invalid("(payload)", "must be a JSON object", "model_attributes_type")
+        try:
+            report = FieldReport.model_validate(data)
+        except ValidationError as error:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"]), "input": None, "ctx": None} for e in error.errors()]
+            ) from None
+        client = await temporal()
+        try:
+            result = await report_visit(client, sessions(), visit_id, report)
+        except NoSuchLoan as error:
+            raise HTTPException(409, f"loan: {error}") from None
+        except (UpdateTimedOut, NotesNotStored) as error:
+            raise HTTPException(503, str(error)) from None
+        except SQLAlchemyError as error:
+            log.warning("field_visit_database_error", visit_id=visit_id, error=type(error).__name__)
+            raise HTTPException(503, "the database is not available; send the report again") from None
+        except RPCError as error:
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise HTTPException(503, "Temporal is not reachable") from None
+            raise
+        # Ids and the outcome only: the notes are not logged either.
+        log.info("field_visit_report", visit_id=visit_id, outcome=report.outcome, result=result.result)
+        if result.result == "unknown":
+            raise HTTPException(404, result.error)
+        if result.result == "rejected":
+            raise HTTPException(409, result.error)
+        return JSONResponse(result.answer, status_code=200)
+
     # ------------------------------------------------------------ the repayment page
 
     def page(name: str, status: int, **values) -> HTMLResponse:
@@ -665,12 +801,11 @@ def create_app(
 
     @app.get("/pay/{token}", response_class=HTMLResponse, tags=["borrowers"])
     async def pay_page(token: str) -> HTMLResponse:
-        """The one-click repayment page of a signed pay link (403 forged, 410 expired)."""
-        try:
-            loan_id = read_pay_token(core.signing_secret(), token, core.pay_link_max_age_days * 86400)
-        except PayLinkInvalid as error:
-            expired = "expired" in str(error)
-            return page("link_refused.html", 410 if expired else 403, expired=expired)
+        """The one-click repayment page of a signed pay link (403 forged, 410 expired),
+        with the plan offers of the loan's policy."""
+        loan_id = pay_token_loan(token)
+        if isinstance(loan_id, HTMLResponse):
+            return loan_id
         try:
             status = await loan_status(loan_id)
         except HTTPException as error:
@@ -678,6 +813,16 @@ def create_app(
         if status is None:
             return page("link_refused.html", 404, missing=True)
         query = {"loan": loan_id}
+        closed = status.get("stage") == contract.STAGE_CLOSED or _is_zero(status.get("outstanding"))
+        plan = status.get("plan") if (status.get("plan") or {}).get("status") == "active" else None
+        offers = []
+        policy = None if closed or plan else loan_policy(status)
+        today = loan_today(status)
+        if policy is not None and today is not None and offers_open(policy, status):
+            for index, offer in enumerate(policy.plans.offers):
+                schedule = offer_schedule(offer, status, today)
+                if schedule is not None:
+                    offers.append({"index": index, "interval_days": offer.interval_days, **schedule})
         return page(
             "pay.html",
             200,
@@ -685,15 +830,149 @@ def create_app(
             outstanding=status.get("outstanding"),
             currency=status.get("currency"),
             days_past_due=status.get("days_past_due"),
-            closed=status.get("stage") == contract.STAGE_CLOSED or _is_zero(status.get("outstanding")),
-            plan=status.get("plan"),
+            closed=closed,
+            plan=plan,
+            offers=offers,
+            plan_action=f"{token}/plan",
             pay_url=f"{gw.lender_pay_url}?{urlencode(query)}",
             plan_url=f"{gw.lender_pay_url}?{urlencode({**query, 'action': 'plan'})}",
             dispute_url=f"{gw.lender_pay_url}?{urlencode({**query, 'action': 'dispute'})}",
             lender_name=core.lender_name,
         )
 
+    def pay_token_loan(token: str) -> str | HTMLResponse:
+        """The loan id of a pay-link token, or the refusal page (403 forged, 410 expired)."""
+        try:
+            return read_pay_token(core.signing_secret(), token, core.pay_link_max_age_days * 86400)
+        except PayLinkInvalid as error:
+            expired = "expired" in str(error)
+            return page("link_refused.html", 410 if expired else 403, expired=expired)
+
+    @app.post(
+        "/pay/{token}/plan",
+        response_class=HTMLResponse,
+        tags=["borrowers"],
+        responses={
+            403: {"description": "forged or altered pay-link token"},
+            409: {"description": "the workflow rejected the plan (the page says which rule)"},
+            410: {"description": "expired pay-link token"},
+            422: {"description": "no such offer"},
+        },
+        openapi_extra=_form_schema({"offer": "the offer's number on the page (0 for the first)"}, ["offer"]),
+    )
+    async def pay_plan(token: str, request: Request) -> HTMLResponse:
+        """The borrower chose a plan offer on the pay page: `propose_plan` with its
+        schedule from today; the accepted schedule, or the rejection (409)."""
+        loan_id = pay_token_loan(token)
+        if isinstance(loan_id, HTMLResponse):
+            return loan_id
+        try:
+            form = await request.form()
+            raw = form.get("offer")
+        except Exception:  # not a form (a multipart body it cannot read, ...)
+            raw = None
+        index = int(raw) if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 3 else None
+        if index is None:
+            return page("plan_result.html", 422, lender_name=core.lender_name, loan_id=loan_id, back=f"../{token}",
+                        problem="offer: choose one of the plans on the page")
+        try:
+            answer, status = await propose_offer(loan_id, index, UPDATE_TIMEOUT_SECONDS)
+        except LookupError as error:
+            if str(error).startswith("offer"):
+                return page("plan_result.html", 422, lender_name=core.lender_name, loan_id=loan_id, back=f"../{token}",
+                            problem=str(error))
+            return page("link_refused.html", 404, missing=True)
+        except NoSuchLoan:
+            return page("link_refused.html", 404, missing=True)
+        except UpdateRejected as error:
+            log.info("pay_page_plan_rejected", loan_id=loan_id, offer=index, reason=error.message)
+            return page("plan_result.html", 409, lender_name=core.lender_name, loan_id=loan_id, back=f"../{token}",
+                        rejected=error.message)
+        except (UpdateTimedOut, HTTPException):
+            return page("link_refused.html", 503, unavailable=True)
+        log.info("pay_page_plan_accepted", loan_id=loan_id, offer=index, plan_no=answer.get("plan_no"))
+        return page("plan_result.html", 200, lender_name=core.lender_name, loan_id=loan_id, back=f"../{token}",
+                    plan=answer, currency=status.get("currency", ""))
+
     return app
+
+
+# Twilio waits 15 seconds for a <Gather> action's TwiML.
+IVR_UPDATE_TIMEOUT_SECONDS = 10.0
+
+
+def loan_today(status: dict) -> date | None:
+    """The borrower's local date on the loan's own clock (due date + days past
+    due, which the status query counts in the borrower's zone), the date the
+    workflow checks a plan's first due date against."""
+    try:
+        return date.fromisoformat(str(status["due_date"])) + timedelta(days=int(status["days_past_due"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def offer_proposal(offer: PlanOffer, today: date) -> dict:
+    """The propose_plan payload for a policy's plan offer, accepted today."""
+    return {
+        "installments": offer.installments,
+        "first_due_date": (today + timedelta(days=offer.first_due_in_days)).isoformat(),
+        "interval_days": offer.interval_days,
+        "waive_fees": offer.waive_fees,
+        "waive_interest": offer.waive_interest,
+    }
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return Decimal("0")
+
+
+def offer_schedule(offer: PlanOffer, status: dict, today: date) -> dict | None:
+    """What an offer would be if accepted today (the workflow's own arithmetic:
+    the balance less what the offer waives, split with the cents on the first
+    installment); None if there is nothing to split."""
+    currency = str(status.get("currency") or "")
+    total = _money(status.get("outstanding"))
+    if offer.waive_fees:
+        total -= _money(status.get("fees"))
+    if offer.waive_interest:
+        total -= _money(status.get("interest"))
+    if total <= 0 or not currency:
+        return None
+    first = today + timedelta(days=offer.first_due_in_days)
+    amounts = split(total, offer.installments, currency)
+    return {
+        "total": format_amount(total, currency),
+        "waive_fees": offer.waive_fees and _money(status.get("fees")) > 0,
+        "waive_interest": offer.waive_interest and _money(status.get("interest")) > 0,
+        "installments": [
+            {"number": i + 1, "due_date": (first + timedelta(days=offer.interval_days * i)).isoformat(),
+             "amount": format_amount(amount, currency)}
+            for i, amount in enumerate(amounts)
+        ],
+    }
+
+
+def offers_open(policy: Policy, status: dict) -> bool:
+    """Whether the page offers plans now: the policy has offers, the loan is in
+    a stage that takes plans, not on hold, owes something and has no plan running.
+    (The workflow checks again when one is chosen.)"""
+    rules = policy.plans
+    stage = status.get("stage")
+    plan = status.get("plan") or {}
+    return bool(
+        rules.enabled
+        and rules.offers
+        and stage in contract.STAGES
+        and contract.STAGES.index(stage) >= contract.STAGES.index(rules.from_stage)
+        and plan.get("status") != "active"
+        and not status.get("paused")
+        and not status.get("disputed")
+        and not status.get("open_complaints")
+        and _money(status.get("outstanding")) > 0
+    )
 
 
 def _is_zero(amount: Any) -> bool:
@@ -707,21 +986,24 @@ _GATHER_WORDS: dict[str, dict[str, str]] = {
     "en": {
         "voice": "en-US",
         "1": "Thank you. We are sending the repayment link to your phone by text message.",
-        "2": "Thank you. Your promise to pay has been noted; an agent will confirm it with you.",
+        "2": "Thank you. A repayment plan has been set up for you. You will receive its schedule by text message.",
+        "2_failed": "Sorry, we could not set up a repayment plan now. An agent will call you back to agree on a plan or a promise to pay.",
         "3": "Thank you. An agent will contact you about your question or dispute.",
         "other": "Sorry, that is not an option. Goodbye.",
     },
     "zh_CN": {
         "voice": "zh-CN",
         "1": "谢谢。我们将通过短信把还款链接发送到您的手机。",
-        "2": "谢谢。您的还款承诺已记录，客服将与您确认。",
+        "2": "谢谢。我们已为您设立分期还款计划，还款安排将通过短信发送给您。",
+        "2_failed": "抱歉，目前无法为您设立分期还款计划。客服将回电与您商定还款计划或还款承诺。",
         "3": "谢谢。客服将就您的问题或异议与您联系。",
         "other": "抱歉，没有这个选项。再见。",
     },
     "zh_TW": {
         "voice": "zh-TW",
         "1": "謝謝。我們將透過簡訊把還款連結傳送到您的手機。",
-        "2": "謝謝。您的還款承諾已記錄，客服將與您確認。",
+        "2": "謝謝。我們已為您設立分期還款計畫，還款安排將透過簡訊傳送給您。",
+        "2_failed": "抱歉，目前無法為您設立分期還款計畫。客服將回電與您商定還款計畫或還款承諾。",
         "3": "謝謝。客服將就您的問題或異議與您聯絡。",
         "other": "抱歉，沒有這個選項。再見。",
     },

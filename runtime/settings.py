@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     pay_link_max_age_days: int = _env("DUNNING_PAY_LINK_MAX_AGE_DAYS", default=30)
     lender_name: str = _env("DUNNING_LENDER_NAME", default="Example Lender")
     log_level: str = _env("DUNNING_LOG_LEVEL", default="INFO")
+    # The field team's app authenticates to POST /visits/{id}/report with
+    # `Authorization: Bearer <token>`; unset, that endpoint answers 503.
+    field_api_token: str = _env("DUNNING_FIELD_API_TOKEN", default="")
     # Prometheus metrics (the SDK's and the service's own) on this port of the
     # worker, at /metrics; unset, none are served.
     metrics_port: int | None = _env("DUNNING_METRICS_PORT", default=None)

@@ -388,6 +388,10 @@ class DunningWorkflow:
     def record_visit(self, payload: Any = None) -> dict:
         state = self._require_state()
         report, visit = self._check_visit(payload)
+        # Everything that can be refused was checked above, before any change.
+        promise = None
+        if report.outcome == "promise":
+            promise = self._check_promise(report.promise.model_dump(mode="json"), source="field_visit")
         visit.status, visit.outcome = "done", report.outcome
         info = workflow.info()
         self._queue(
@@ -400,9 +404,8 @@ class DunningWorkflow:
             f"Field visit {visit.visit_id}: {report.outcome}",
         )
         answer: dict = {"visit_id": visit.visit_id, "outcome": report.outcome}
-        if report.outcome == "promise" and report.promise is not None:
-            promise = self._make_promise(self._check_promise(report.promise.model_dump(mode="json"), source="field_visit"))
-            answer["promise_no"] = promise.promise_no
+        if promise is not None:
+            answer["promise_no"] = self._make_promise(promise).promise_no
         self._touch()
         return answer
 
@@ -472,7 +475,13 @@ class DunningWorkflow:
         if report.outcome == "promise":
             if report.promise is None:
                 raise ArrangementRejected("promise: an outcome 'promise' needs the promise's amount and by_date")
-            check_promise(self._policy, state, report.promise, self._local_today(), "field_visit")
+            try:
+                check_promise(self._policy, state, report.promise, self._local_today(), "field_visit")
+            except ArrangementRejected as error:
+                # The visit happened; report it with another outcome, or fix the promise.
+                raise ArrangementRejected(f"promise: not accepted ({error})") from None
+        elif report.promise is not None:
+            raise ArrangementRejected(f"promise: only with outcome 'promise', not {report.outcome!r}")
         return report, visit
 
     def _check_legal(self, payload: Any):
