@@ -61,7 +61,7 @@ from activities.payloads import (
     StageEntry,
 )
 from activities.rendering import TemplateMissing, TemplateRenderer
-from channels.base import Channel, OutboundMessage, PermanentSendError, mask
+from channels.base import Channel, OutboundMessage, PermanentSendError, TransientSendError, mask
 from db import audit
 from db.models import (
     Borrower,
@@ -91,7 +91,16 @@ STATUS_PENDING = "pending"
 STATUS_SENT = "sent"
 STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped_no_address"
-FINAL_STATUSES = frozenset({STATUS_SENT, STATUS_FAILED, STATUS_SKIPPED})
+# The provider is being called: set (and committed) just before the request.
+# A retry that finds a row still `sending` cannot know whether the provider
+# took the message; for a provider without an idempotency key it does not
+# send again but records the row `unconfirmed`, and the provider's status
+# callback (the gateway) turns it into `sent` if the message went. A reminder
+# lost to a crash is better than a reminder sent twice.
+STATUS_SENDING = "sending"
+STATUS_UNCONFIRMED = "unconfirmed"
+FINAL_STATUSES = frozenset({STATUS_SENT, STATUS_FAILED, STATUS_SKIPPED, STATUS_UNCONFIRMED})
+IN_FLIGHT_STATUSES = (STATUS_PENDING, STATUS_SENDING, STATUS_UNCONFIRMED)
 # Not sent yet because a compliance cap said "not today"; not final: the same
 # key is checked again (and sent, once the cap allows) by a later attempt.
 STATUS_DEFERRED = "deferred"
@@ -412,17 +421,16 @@ class DunningActivities(ArrangementActivities):
                 type="UnknownChannel",
                 non_retryable=True,
             )
-        # 1. The outbox row, committed before any provider is called.
-        claim = self._claim(request)
+        # 1. The outbox row, committed before any provider is called, and
+        # claimed (`sending`) by this attempt alone.
+        claim = self._claim(request, resend_in_doubt=getattr(channel, "idempotent_by_key", False))
         if claim.outcome is not None:
             logger.info("contact_recorded", result=claim.outcome.result, template=request.template)
             return claim.outcome
         message = claim.message
-        # 2. The provider. If the worker dies after the provider accepted the
-        # message and before step 3 commits, the row stays `pending` and the
-        # retry sends it again. Local capture makes that harmless; real
-        # providers get `message.key` as their idempotency key, and their
-        # delivery callbacks reconcile `pending` rows (a later issue).
+        # 2. The provider. If the worker dies now, the row stays `sending`:
+        # the retry re-sends only to a provider that dedupes by key (see
+        # STATUS_SENDING); Twilio's status callback reconciles the rest.
         try:
             receipt = channel.send(message)
         except PermanentSendError as error:
@@ -430,11 +438,12 @@ class DunningActivities(ArrangementActivities):
             logger.warning("contact_refused", error=detail)
             return self._finish(request.key, status=STATUS_FAILED, error=str(error))
         except Exception as error:
-            # Transient (TransientSendError, a timeout, a bug): the row stays
-            # `pending` with one more attempt counted, and Temporal's retry
-            # sends the stored message again.
+            # TransientSendError: the provider said it did not take the
+            # message (429, 5xx), so the row goes back to `pending` and
+            # Temporal's retry sends it. Anything else (a timeout, a bug) may
+            # have reached the provider: the row stays `sending`, in doubt.
             detail = _scrub(str(error), message.recipient)
-            self._count_attempt(request.key, detail)
+            self._count_attempt(request.key, detail, back_to_pending=isinstance(error, TransientSendError))
             logger.warning("contact_send_failed", error=detail, error_type=type(error).__name__)
             if isinstance(error, ApplicationError):
                 raise
@@ -448,22 +457,34 @@ class DunningActivities(ArrangementActivities):
         logger.info("contact_sent", provider=receipt.provider, template=request.template, stage=request.stage)
         return outcome
 
-    def _claim(self, request: ContactRequest) -> _Claim:
-        """Write the outbox row (or find the one an earlier attempt wrote). A
-        row that ends here (skipped, no address) is audited in the same
-        transaction; a `deferred` row is checked again."""
+    def _claim(self, request: ContactRequest, resend_in_doubt: bool = True) -> _Claim:
+        """Write the outbox row (or find the one an earlier attempt wrote) and
+        mark it `sending` for this attempt. A row that ends here (skipped, no
+        address, unconfirmed) is audited in the same transaction; a `deferred`
+        row is checked again."""
         for _ in range(3):
             with self._sessions() as db:
                 row = db.scalar(select(Contact).where(Contact.key == request.key))
                 if row is not None and row.status in FINAL_STATUSES:
                     return _Claim(None, _outcome(row))
-                if row is not None and row.status == STATUS_PENDING:
-                    return _Claim(self._message(row), None)
+                if row is not None and row.status == STATUS_SENDING and not resend_in_doubt:
+                    return _Claim(None, self._finish(
+                        request.key, status=STATUS_UNCONFIRMED, count=False,
+                        error="interrupted while the provider was called; not sent again (the provider has no "
+                              "idempotency key); its status callback confirms it if it went",
+                    ))
+                if row is not None and row.status in (STATUS_PENDING, STATUS_SENDING):
+                    if self._mark_sending(db, request.key, row.status):
+                        return _Claim(self._message(row), None)
+                    continue  # a concurrent attempt claimed it first
                 try:
                     claim = self._write_row(db, request, row)
                     if claim is None:  # a concurrent attempt moved the deferred row on
                         db.rollback()
                         continue
+                    if claim.message is not None:
+                        db.flush()
+                        db.execute(update(_CONTACTS).where(_CONTACTS.c.key == request.key).values(status=STATUS_SENDING))
                     db.commit()
                     return claim
                 except IntegrityError:  # a concurrent attempt wrote it a moment ago
@@ -540,34 +561,15 @@ class DunningActivities(ArrangementActivities):
                 Contact.key != key,
                 or_(
                     and_(Contact.status == STATUS_SENT, Contact.sent_at >= start_utc, Contact.sent_at < end_utc),
-                    and_(Contact.status == STATUS_PENDING, Contact.created_at >= start_utc, Contact.created_at < end_utc),
+                    # In flight or in doubt counts too: a call that may have rung.
+                    and_(Contact.status.in_(IN_FLIGHT_STATUSES), Contact.created_at >= start_utc, Contact.created_at < end_utc),
                 ),
             )
         )
         return calls or 0, end
 
     def _audit_contact(self, db: Session, row: Contact) -> None:
-        """The contact's audit entry: ids and codes, and the SHA-256 of the
-        message instead of the message (it holds the borrower's name)."""
-        has_body = bool(row.body_text or row.body_html)
-        audit.append(
-            db, "contact", row.loan_id, row.workflow_id,
-            {
-                "key": row.key,
-                "stage": row.stage,
-                "channel": row.channel,
-                "template": row.template,
-                "language": row.language,
-                "status": row.status,
-                "provider": row.provider or "",
-                "provider_message_id": row.provider_message_id or "",
-                "attempts": row.attempts,
-                "message_sha256": audit.message_digest(row.subject, row.body_text, row.body_html) if has_body else "",
-                "detail": _scrub(row.error or "", row.recipient)[:200],
-            },
-            at=row.sent_at or self._clock(),
-            key=_audit_key(row.key, "contact", row.status),
-        )
+        audit_contact(db, row, row.sent_at or self._clock())
 
     def _new_row(self, db: Session, request: ContactRequest) -> Contact:
         borrower = db.get(Borrower, request.borrower_id)
@@ -625,11 +627,28 @@ class DunningActivities(ArrangementActivities):
             category=row.stage,
         )
 
-    def _finish(self, key: str, status: str, provider: str = "", message_id: str = "", error: str = "") -> ContactOutcome:
+    def _mark_sending(self, db: Session, key: str, expected: str) -> bool:
+        """Claim a pending (or in-doubt, idempotent) row for this attempt."""
+        moved = db.execute(
+            update(_CONTACTS).where(_CONTACTS.c.key == key, _CONTACTS.c.status == expected).values(status=STATUS_SENDING)
+        )
+        db.commit()
+        return moved.rowcount == 1
+
+    def _finish(
+        self, key: str, status: str, provider: str = "", message_id: str = "", error: str = "", count: bool = True
+    ) -> ContactOutcome:
         def work(db: Session) -> ContactOutcome:
             row = db.scalar(select(Contact).where(Contact.key == key))
             previous = row.status
-            row.status, row.attempts = status, row.attempts + 1
+            if previous in FINAL_STATUSES and status == STATUS_UNCONFIRMED:
+                return _outcome(row)  # the provider's callback confirmed it meanwhile
+            row.status, row.attempts = status, row.attempts + (1 if count else 0)
+            if status == STATUS_UNCONFIRMED:
+                row.error = error[:2000]
+                db.flush()
+                self._audit_contact(db, row)
+                return _outcome(row)
             row.provider, row.provider_message_id = provider or None, message_id or None
             row.error = error[:2000] or None
             if status == STATUS_SENT:
@@ -641,10 +660,12 @@ class DunningActivities(ArrangementActivities):
 
         return self._in_transaction(work)
 
-    def _count_attempt(self, key: str, error: str) -> None:
+    def _count_attempt(self, key: str, error: str, back_to_pending: bool) -> None:
         with self._sessions.begin() as db:
             row = db.scalar(select(Contact).where(Contact.key == key))
             row.attempts, row.error = row.attempts + 1, error[:2000]
+            if back_to_pending and row.status == STATUS_SENDING:
+                row.status = STATUS_PENDING
 
     # ------------------------------------------------------------- enter_stage
 
@@ -906,3 +927,28 @@ def _insert_once(db: Session, model, key: str, build: Callable[[], object]) -> b
 
 def _complaint(db: Session, loan_id: str, complaint_id: str) -> Complaint | None:
     return db.scalar(select(Complaint).where(Complaint.loan_id == loan_id, Complaint.complaint_id == complaint_id))
+
+
+def audit_contact(db: Session, row: Contact, at: datetime) -> None:
+    """The contact's audit entry: ids and codes, and the SHA-256 of the
+    message instead of the message (it holds the borrower's name). Also
+    appended by the gateway when a provider's callback confirms a send."""
+    has_body = bool(row.body_text or row.body_html)
+    audit.append(
+        db, "contact", row.loan_id, row.workflow_id,
+        {
+            "key": row.key,
+            "stage": row.stage,
+            "channel": row.channel,
+            "template": row.template,
+            "language": row.language,
+            "status": row.status,
+            "provider": row.provider or "",
+            "provider_message_id": row.provider_message_id or "",
+            "attempts": row.attempts,
+            "message_sha256": audit.message_digest(row.subject, row.body_text, row.body_html) if has_body else "",
+            "detail": _scrub(row.error or "", row.recipient)[:200],
+        },
+        at=at,
+        key=_audit_key(row.key, "contact", row.status),
+    )

@@ -41,6 +41,10 @@ class TransientSendError(Exception):
 
 class Channel(Protocol):
     name: str
+    # True when sending the same key twice delivers once (local capture; the
+    # push endpoint's Idempotency-Key). Twilio and SendGrid take no such key,
+    # so a send interrupted after the request went out is never repeated.
+    idempotent_by_key: bool
 
     def send(self, message: OutboundMessage) -> ProviderReceipt: ...
 

@@ -16,6 +16,7 @@ log = structlog.get_logger("channels.local")
 
 
 class LocalCaptureChannel:
+    idempotent_by_key = True  # a capture is keyed by the outbox key
     def __init__(self, channel: str) -> None:
         self.name = channel
 

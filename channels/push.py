@@ -23,6 +23,7 @@ log = structlog.get_logger("channels.push")
 
 class AppPushChannel:
     name = "push"
+    idempotent_by_key = True  # the endpoint gets the outbox key as Idempotency-Key
 
     def __init__(self, url: str, token: str, default_title: str, timeout: float = 30.0) -> None:
         self._url = url

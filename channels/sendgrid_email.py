@@ -48,6 +48,7 @@ def _error_text(body) -> str:
 
 
 class SendGridEmailChannel:
+    idempotent_by_key = False  # no idempotency key: an interrupted send is never repeated
     name = "email"
 
     def __init__(

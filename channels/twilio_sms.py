@@ -79,6 +79,7 @@ def twilio_error(error: Exception, recipient: str, what: str) -> Exception:
 
 
 class TwilioSmsChannel:
+    idempotent_by_key = False  # no idempotency key: an interrupted send is never repeated
     name = "sms"
 
     def __init__(

@@ -85,6 +85,7 @@ def call_twiml(message: OutboundMessage, public_base_url: str) -> str:
 
 
 class TwilioVoiceChannel:
+    idempotent_by_key = False  # no idempotency key: an interrupted send is never repeated
     name = "voice"
 
     def __init__(self, client: Client, public_base_url: str, from_number: str) -> None:

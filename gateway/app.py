@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.dunning_activities import STATUS_PENDING, STATUS_SENDING, STATUS_UNCONFIRMED, audit_contact
 from activities.pay_link import PayLinkInvalid, read_pay_token
 from channels.base import mask
 from db.directory import upsert_placements
@@ -54,6 +55,10 @@ from dunning.policy import PlanOffer, Policy, PolicyError, load_policy
 from gateway.settings import GatewaySettings, get_gateway_settings
 from runtime.placement import Placement
 from runtime.placing import closed_outcomes, start_placement
+
+# Outbox rows a provider's report can confirm as sent: not yet finished, or
+# left in doubt by a worker that stopped while calling the provider.
+UNCONFIRMED_SEND = (STATUS_PENDING, STATUS_SENDING, STATUS_UNCONFIRMED)
 from runtime.settings import Settings, get_settings
 from runtime.visits import (
     UPDATE_TIMEOUT_SECONDS,
@@ -487,12 +492,15 @@ def create_app(
                 row.provider = row.provider or "twilio"
             succeeded = (raw in CALL_COMPLETED) if is_call else (raw in SMS_ACCEPTED)
             if succeeded or (is_call and raw in CALL_NOT_REACHED | CALL_PLACED):
-                if row.status == "pending":
+                if row.status in UNCONFIRMED_SEND:
+                    # Twilio took it: a send a crashed worker left in doubt is confirmed, and audited.
                     row.status, row.sent_at = "sent", row.sent_at or datetime.now(timezone.utc)
+                    db.flush()
+                    audit_contact(db, row, row.sent_at)
                 if is_call and raw in CALL_NOT_REACHED:
                     row.error = f"twilio {kind} {raw}"
             elif raw in (CALL_FAILED if is_call else SMS_FAILED):
-                if row.status in ("pending", "sent"):
+                if row.status in ("pending", "sent", *UNCONFIRMED_SEND):
                     row.status = "failed"
                 row.error = f"twilio {kind} {raw}" + (f" (error {code})" if code else "")
         log.info("twilio_status", key=key[:255], channel=kind, status=raw)
@@ -708,10 +716,12 @@ def create_app(
                 message_id = event.get("sg_message_id")
                 if isinstance(message_id, str) and not row.provider_message_id:
                     row.provider_message_id, row.provider = message_id[:128], row.provider or "sendgrid"
-                if kind == "delivered" and row.status == "pending":
+                if kind == "delivered" and row.status in UNCONFIRMED_SEND:
                     row.status, row.sent_at = "sent", row.sent_at or datetime.now(timezone.utc)
+                    db.flush()
+                    audit_contact(db, row, row.sent_at)
                 elif kind in SENDGRID_FAILED:
-                    if row.status in ("pending", "sent"):
+                    if row.status in ("pending", "sent", *UNCONFIRMED_SEND):
                         row.status = "failed"
                     code = event.get("status") if isinstance(event.get("status"), str) else ""
                     row.error = f"sendgrid {kind}" + (f" ({code[:16]})" if code else "")

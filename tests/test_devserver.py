@@ -36,9 +36,20 @@ def free_port() -> int:
 
 
 class DevServer:
-    """`temporal server start-dev` plus `python worker.py`, on free ports."""
+    """`temporal server start-dev` plus `python worker.py`, on free ports.
 
-    def __init__(self, tmp: Path, server_flags: tuple[str, ...] = ()) -> None:
+    `extra_env` is added to the worker's (and the starter's) environment;
+    with `start_worker=False` the caller runs its own workers (`worker` stays
+    None). `start_server()` starts the server again on the same port and
+    `--db-filename` after it was stopped or killed."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        server_flags: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+        start_worker: bool = True,
+    ) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'dunning.db'}"
@@ -51,27 +62,34 @@ class DevServer:
             "DUNNING_TASK_QUEUE": self.task_queue,
             "DUNNING_PAY_LINK_SECRET": "devserver-test-secret",
             "DUNNING_METRICS_PORT": str(self.metrics_port),
+            **(extra_env or {}),
         }
         self.log = open(tmp / "processes.log", "ab")
-        self.server = subprocess.Popen(
-            [
-                binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-                "--db-filename", str(tmp / "temporal.db"), "--log-level", "error", *search_attribute_flags(),
-                *server_flags,
-            ],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        self._wait_healthy()
+        self.server_command = [
+            binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+            "--db-filename", str(tmp / "temporal.db"), "--log-level", "error", *search_attribute_flags(),
+            *server_flags,
+        ]
+        self.start_server()
         upgrade_to_head(self.database_url)
         self.sessions = make_session_factory(make_engine(self.database_url))
-        self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.worker = (
+            subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            if start_worker else None
+        )
+
+    def start_server(self) -> None:
+        self.server = subprocess.Popen(self.server_command, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_healthy()
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.temporal("operator", "cluster", "health", check=False).returncode == 0:
                 return
+            if self.server.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited with {self.server.returncode}")
             time.sleep(0.3)
         raise RuntimeError("temporal dev server did not start")
 
@@ -85,6 +103,8 @@ class DevServer:
 
     def stop(self) -> None:
         for process in (self.worker, self.server):
+            if process is None:
+                continue
             process.terminate()
             try:
                 process.wait(timeout=10)
