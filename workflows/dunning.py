@@ -598,8 +598,11 @@ class DunningWorkflow:
             self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, self._policy.day_seconds)
             self._terms = terms_for(self._policy, self._profile, state)
             return
+        # Since the deep-stages patch, a local activity too: one marker, and no
+        # round trip through the server before the loan's first decision.
+        execute = workflow.execute_local_activity if self._deep else workflow.execute_activity
         try:
-            prepared: acts.PreparedLoan = await workflow.execute_activity(
+            prepared: acts.PreparedLoan = await execute(
                 acts.PREPARE_LOAN,
                 acts.PrepareLoanInput(
                     workflow_id=workflow.info().workflow_id,
