@@ -21,6 +21,7 @@ from activities.rendering import TemplateRenderer
 from channels.registry import build_channels
 from db.migrate import upgrade_to_head
 from db.session import make_engine, make_session_factory
+from runtime.bytecode import share_code
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect, ensure_search_attributes, metrics_runtime
@@ -35,6 +36,9 @@ PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "annotated_types", "dunning"
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
+    # The sandbox imports the workflow modules again for every workflow
+    # instance: with one shared copy of their compiled code (runtime/bytecode.py).
+    share_code("workflows")
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 

@@ -2,10 +2,11 @@
 
     upgrade_to_head("sqlite:///.dunning/dunning.db")
 
-Safe to call from two processes at once: on a SQLite file they take turns
-through a lock file beside the database (SQLite runs DDL outside transactions,
-so without it the second process could see half-created tables). Quiet: Alembic
-prints nothing and its INFO lines are not logged.
+Safe to call from two processes at once: on PostgreSQL they take turns on an
+advisory lock; on a SQLite file, through a lock file beside the database
+(SQLite runs DDL outside transactions, so without it the second process could
+see half-created tables). Quiet: Alembic prints nothing and its INFO lines are
+not logged.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 _lock = threading.Lock()  # one migration at a time within a process, too
@@ -48,11 +51,34 @@ def upgrade_to_head(database_url: str) -> None:
             command.upgrade(config, "head")
 
 
+_MIGRATION_LOCK_KEY = 0x64756E6E696E67  # "dunning": PostgreSQL advisory locks are per database
+
+
+@contextlib.contextmanager
+def _advisory_lock(database_url: str) -> Iterator[None]:
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def _file_lock(database_url: str) -> Iterator[None]:
     url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        # Transactional DDL is not enough: a second process creating the same
+        # tables waits for the first to commit, then fails on a duplicate.
+        # They take turns on an advisory lock, on a connection of its own.
+        with _advisory_lock(database_url):
+            yield
+        return
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        # PostgreSQL runs each migration in a transaction (transactional DDL).
         yield
         return
     try:

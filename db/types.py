@@ -13,15 +13,17 @@ from sqlalchemy import DateTime, Numeric, String, TypeDecorator
 
 class Money(TypeDecorator):
     """Exact decimal money: NUMERIC where the database has it, text in SQLite
-    (whose NUMERIC is a float and would round cents)."""
+    (whose NUMERIC is a float and would round cents). NUMERIC without a scale,
+    so a value reads back as it was written on both ("1200.00" stays
+    "1200.00", where NUMERIC(18, 4) would give "1200.0000")."""
 
-    impl = Numeric(18, 4)
+    impl = Numeric()
     cache_ok = True
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(18, 4))
+        return dialect.type_descriptor(Numeric())
 
     def process_bind_param(self, value, dialect):
         if value is None:

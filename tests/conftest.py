@@ -1,10 +1,53 @@
 """Fixtures shared by the tests: a fresh migrated database per test, settings
-pointing at it, and a borrower in the directory."""
+pointing at it, and a borrower in the directory.
+
+SQLite and PostgreSQL
+---------------------
+SQLite is the embedded default; PostgreSQL (psycopg 3) is the production
+database. A test that uses the database (`database_url`, or through it
+`session_factory`, `settings`, `seeded_borrower`) runs on SQLite. The tests
+that are about the database run on both, as two items, `test_x[sqlite]` and
+`test_x[postgresql]`:
+
+- any test marked `@pytest.mark.both_databases`, or in a module that says
+  `pytestmark = pytest.mark.both_databases` (tests/test_migrations.py);
+- every test of a module named in BOTH_DATABASES_MODULES below (the
+  activities' records and outbox, the audit log, placing), and the tests
+  named in BOTH_DATABASES_TESTS (the gateway's that write rows without
+  starting loans): the same as the marker, kept here while those modules
+  are other work's to edit.
+
+`@pytest.mark.sqlite_only` keeps one test of those modules on SQLite. The
+workflow tests (time-skipping and dev server) stay on SQLite: they are slow,
+and what they test is the workflow, not the database. So do the gateway's
+tests that place loans: they use fixed loan ids on the session's one
+time-skipping server, where a second run would find the first one's loans.
+
+Each postgresql item gets a database of its own, `CREATE DATABASE t_<uuid>`,
+migrated with `upgrade_to_head` like the SQLite file and dropped after the
+test, on the server that `scripts/ensure_postgres.sh` runs (`make test` calls
+it; the URL is in .dunning/pg/url) or the one `DUNNING_TEST_POSTGRES_URL`
+names (a superuser's SQLAlchemy URL, `postgresql+psycopg://...`).
+`DUNNING_TEST_POSTGRES` says what happens when neither answers:
+
+    unset or auto   the postgresql items skip, saying how to get a server
+    required        they fail (CI: .ci/run sets this)
+    off             they skip without looking for a server
+"""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import db.session
 from db.migrate import upgrade_to_head
 from db.models import Borrower
 from db.session import make_engine, make_session_factory
@@ -21,13 +64,153 @@ BORROWER = {
     "time_zone": "Asia/Shanghai",
 }
 
+PROJECT = Path(__file__).resolve().parent.parent
+DATABASES = ("sqlite", "postgresql")
+# Modules whose every database test runs on SQLite and on PostgreSQL.
+BOTH_DATABASES_MODULES = frozenset({"test_activities", "test_audit", "test_placement"})
+# Single tests that do, by module and name (a name that is gone is an error).
+BOTH_DATABASES_TESTS = {
+    "test_gateway": frozenset({
+        "test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answers_twiml",
+        "test_a_callback_reconciles_a_message_whose_worker_died_before_recording_it",
+        "test_no_input_from_the_openapi_schema_makes_a_500",
+    }),
+}
+POSTGRES_MODES = ("auto", "required", "off")
+POSTGRES_URL_FILE = PROJECT / ".dunning" / "pg" / "url"
+
+
+# ------------------------------------------------------------ which database
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_databases: run this database test on SQLite and on PostgreSQL (tests/conftest.py)"
+    )
+    config.addinivalue_line(
+        "markers", "sqlite_only: keep this test of a both-databases module on SQLite only (tests/conftest.py)"
+    )
+    mode = _postgres_mode()
+    if mode not in POSTGRES_MODES:
+        raise pytest.UsageError(f"DUNNING_TEST_POSTGRES={mode!r}: use one of {', '.join(POSTGRES_MODES)}")
+
+
+def _postgres_mode() -> str:
+    return (os.environ.get("DUNNING_TEST_POSTGRES") or "auto").strip().lower()
+
+
+def _on_both_databases(metafunc) -> bool:
+    definition = metafunc.definition
+    if definition.get_closest_marker("sqlite_only"):
+        return False
+    if definition.get_closest_marker("both_databases"):
+        return True
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    named = BOTH_DATABASES_TESTS.get(module, frozenset())
+    gone = sorted(name for name in named if not hasattr(metafunc.module, name))
+    if gone:
+        raise pytest.UsageError(f"tests/conftest.py BOTH_DATABASES_TESTS names tests {module} no longer has: {gone}")
+    return module in BOTH_DATABASES_MODULES or metafunc.function.__name__ in named
+
+
+def pytest_generate_tests(metafunc):
+    if "database_backend" not in metafunc.fixturenames or not _on_both_databases(metafunc):
+        return
+    if any("database_backend" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")):
+        return  # the test chose its databases itself
+    metafunc.parametrize("database_backend", DATABASES, indirect=True)
+
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    """A fresh SQLite file for this test, migrated to head."""
-    url = f"sqlite:///{tmp_path / 'db' / 'dunning.db'}"
-    upgrade_to_head(url)
+def database_backend(request) -> str:
+    """"sqlite" or "postgresql": which database this test runs on."""
+    return getattr(request, "param", "sqlite")
+
+
+# ------------------------------------------------------------ PostgreSQL
+
+
+def _masked(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A superuser's URL on the tests' PostgreSQL server; skips (or, with
+    DUNNING_TEST_POSTGRES=required, fails) every postgresql item without one."""
+    mode = _postgres_mode()
+    if mode == "off":
+        pytest.skip("PostgreSQL variants are off (DUNNING_TEST_POSTGRES=off)")
+    url = os.environ.get("DUNNING_TEST_POSTGRES_URL", "").strip()
+    if not url and POSTGRES_URL_FILE.exists():
+        url = POSTGRES_URL_FILE.read_text().strip()
+    how = "run scripts/ensure_postgres.sh (make test does) or set DUNNING_TEST_POSTGRES_URL"
+    problem = None
+    if not url:
+        problem = f"no PostgreSQL server for the tests: {how}"
+    else:
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 - any failure to connect means "no server"
+            problem = f"PostgreSQL at {_masked(url)} does not answer ({type(error).__name__}: {error}): {how}"
+        finally:
+            engine.dispose()
+    if problem:
+        if mode == "required":
+            pytest.fail(f"{problem} [DUNNING_TEST_POSTGRES=required]", pytrace=False)
+        pytest.skip(problem)
     return url
+
+
+@pytest.fixture(scope="session")
+def _postgres_admin(postgres_admin_url):
+    engine = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def _fresh_postgres_database(admin, admin_url: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        # The project keeps one engine per URL per process (db/session.py):
+        # close this one's connections, then drop the database (FORCE ends
+        # any a worker thread still holds; PostgreSQL 13+).
+        engine = db.session._engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# ------------------------------------------------------------ the fixtures
+
+
+@pytest.fixture
+def empty_database_url(request, database_backend, tmp_path) -> Iterator[str]:
+    """A fresh, empty database for this test (nothing migrated): a new SQLite
+    file, or a new PostgreSQL database dropped after the test."""
+    if database_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'dunning.db'}"
+        return
+    admin = request.getfixturevalue("_postgres_admin")
+    with _fresh_postgres_database(admin, request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(empty_database_url) -> str:
+    """A fresh database for this test (a SQLite file, or a PostgreSQL database
+    on the both-databases tests' postgresql items), migrated to head."""
+    upgrade_to_head(empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture
@@ -54,8 +237,20 @@ def seeded_borrower(session_factory) -> str:
     return BORROWER["borrower_id"]
 
 
+# ------------------------------------------------------------ the summary
+
+
+def pytest_collection_modifyitems(config, items):
+    config._dunning_postgres_items = {
+        item.nodeid
+        for item in items
+        if getattr(item, "callspec", None) is not None and item.callspec.params.get("database_backend") == "postgresql"
+    }
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Report how many random lifecycles the compliance properties checked."""
+    """Report how many random lifecycles the compliance properties checked,
+    and how the PostgreSQL items went."""
     import sys
 
     properties = sys.modules.get("tests.test_compliance_properties")
@@ -63,4 +258,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"compliance properties: {properties.checked['lifecycles']} lifecycles through the workflow, "
             f"{properties.checked['contacts']} contacts checked"
+        )
+
+    postgres_items = getattr(terminalreporter.config, "_dunning_postgres_items", set())
+    if postgres_items:
+        outcomes: dict[str, set[str]] = {}
+        for outcome in ("passed", "failed", "error", "skipped"):
+            for report in terminalreporter.stats.get(outcome, []):
+                if getattr(report, "nodeid", None) in postgres_items:
+                    outcomes.setdefault(outcome, set()).add(report.nodeid)
+        counts = ", ".join(f"{len(ids)} {outcome}" for outcome, ids in outcomes.items()) or "none run"
+        terminalreporter.write_line(
+            f"postgresql: {len(postgres_items)} tests on PostgreSQL (DUNNING_TEST_POSTGRES={_postgres_mode()}): {counts}"
         )

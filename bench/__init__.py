@@ -1,0 +1,1 @@
+"""The dunning benchmark: `python -m bench` (see bench/run.py and docs/benchmarks.md)."""
