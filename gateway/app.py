@@ -18,7 +18,9 @@ import hashlib
 import hmac
 import inspect
 import json
+import math
 import re
+import reprlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -157,6 +159,36 @@ def _form_schema(properties: dict[str, str], required: list[str] | None = None) 
     }
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_ABRIDGED = reprlib.Repr()
+_ABRIDGED.maxlevel, _ABRIDGED.maxstring, _ABRIDGED.maxother = 2, 100, 100
+
+
+def _storable(text: str) -> bool:
+    """Text a database can hold: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
+    return "\x00" not in text and not _SURROGATES.search(text)
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` as a JSON answer can carry it (a 422 echoes the bad input):
+    lone surrogates escaped, NaN and infinities as text, deep or long values abridged."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 10**64 else _ABRIDGED.repr(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return value[:1000].encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= 4:
+            return _ABRIDGED.repr(value)
+        if isinstance(value, dict):
+            return {str(_json_safe(k, depth + 1)): _json_safe(v, depth + 1) for k, v in list(value.items())[:50]}
+        return [_json_safe(v, depth + 1) for v in value[:50]]
+    return _json_safe(str(value), depth)
+
+
 def _invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
     return RequestValidationError([{"type": kind, "loc": ("body", field), "msg": message, "input": None}])
 
@@ -183,7 +215,7 @@ def check_payment_signature(secret: str, header: str | None, body: bytes, max_ag
     except (KeyError, ValueError):
         return "malformed X-Dunning-Signature: no t=<unix time>"
     now = time.time() if now is None else now
-    if abs(now - t) > max_age:
+    if not -(2**53) < t < 2**53 or abs(now - t) > max_age:  # (a t= too large for a float is stale too)
         return "stale X-Dunning-Signature: outside the replay window"
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected.encode(), v.encode("utf-8", "replace")) for v in parts.get("v1", [])):
@@ -216,6 +248,14 @@ def create_app(
         version="0.1.0",
         description="The HTTP edge of the dunning service: placing loans, payments, provider webhooks, the repayment page.",
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 naming the field. FastAPI's own answer echoes the bad value as it
+        came, and one holding a NaN, a lone surrogate or deep nesting made the
+        answer itself fail (a 500)."""
+        detail = [{key: _json_safe(value) for key, value in item.items()} for item in error.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     # ------------------------------------------------------------ helpers
 
@@ -339,6 +379,9 @@ def create_app(
         if not good:
             log.warning("twilio_signature_refused", path=request.url.path)
             raise HTTPException(403, "X-Twilio-Signature does not match")
+        for name, value in [*params.items(), *request.query_params.items()]:
+            if not all(_storable(text) for text in [name, *(value if isinstance(value, list) else [value])]):
+                raise _invalid(name[:64], "must not contain NUL characters")
         return params
 
     # ------------------------------------------------------------ loans
@@ -408,7 +451,7 @@ def create_app(
             raise HTTPException(401, problem)
         try:
             data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise _invalid("(payload)", "must be a JSON object", "json_invalid") from None
         if not isinstance(data, dict):
             raise _invalid("(payload)", "must be a JSON object", "model_attributes_type")
@@ -694,7 +737,7 @@ def create_app(
             raise HTTPException(403, "event webhook signature does not match")
         try:
             events = json.loads(body)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise _invalid("(payload)", "must be a JSON array of events", "json_invalid") from None
         if not isinstance(events, list):
             raise _invalid("(payload)", "must be a JSON array of events", "list_type")
@@ -705,6 +748,8 @@ def create_app(
             kind, key = event.get("event"), event.get("dunning_key")
             if not isinstance(kind, str) or not isinstance(key, str) or not key:
                 continue
+            if not all(_storable(v) for v in (kind, key, *(event.get(f) for f in ("sg_event_id", "sg_message_id", "status"))) if isinstance(v, str)):
+                continue  # NUL or a lone surrogate: no outbox row has such a key, and no database could store it
             event_id = event.get("sg_event_id")
             if isinstance(event_id, str) and not events_seen.add(event_id):
                 continue
@@ -772,7 +817,7 @@ def create_app(
             )
         try:
             data = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise _invalid("(payload)", "must be a JSON object", "json_invalid") from None
         if not isinstance(data, dict):
             raise _invalid("(payload)", "must be a JSON object", "model_attributes_type")

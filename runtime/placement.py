@@ -9,7 +9,9 @@ to the directory (db/directory.py), the rest becomes the workflow input.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +20,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezones
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from dunning.inputs import InputError, LoanInput, explain
+from dunning.inputs import ID_PATTERN, InputError, LoanInput, explain
 
 FALLBACK_TIME_ZONE = "Asia/Shanghai"
 LANGUAGES = ("zh_CN", "zh_TW", "en")
@@ -59,6 +61,14 @@ class BorrowerContact(BaseModel):
             raise ValueError("must not be blank")
         return value.strip()
 
+    @field_validator("name", "push_token")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL: refused here, not by a failed write.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("phone", "email", "push_token", "time_zone", mode="before")
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
@@ -84,7 +94,7 @@ class BorrowerContact(BaseModel):
             return None
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia" is a directory, a long name too long
             raise ValueError(f"must be an IANA time zone such as Asia/Shanghai, got {value[:64]!r}") from None
         return value
 
@@ -149,13 +159,43 @@ def read_placements(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise PlacementError(f"{path}: no such file")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return [_nest(row) for row in csv.DictReader(handle)]
+        return _read_csv(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise PlacementError(f"{path}: not valid JSON: {error}") from None
     return data if isinstance(data, list) else [data]
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """The rows of a UTF-8 CSV (a BOM is allowed); text in another encoding
+    or a malformed row is refused naming its record and column."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[dict] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as error:
+        raise PlacementError(f"{path}: record {len(rows) + 1} (line {reader.line_num}): {error}") from None
+    problems = [
+        f"{path}: header: column {number} is not UTF-8 text; save the file as UTF-8"
+        for number, column in enumerate(reader.fieldnames or [], start=1)
+        if _UNDECODABLE.search(column)
+    ]
+    for number, row in enumerate(rows, start=1):
+        for column, value in row.items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and _UNDECODABLE.search(v) for v in values):
+                name = (column or "(extra values)").strip()[:64]
+                name = name if name.isprintable() else repr(name)
+                problems.append(f"record {number}: {name}: is not UTF-8 text; save the file as UTF-8")
+    if problems:
+        raise PlacementError("\n".join(problems))
+    return [_nest(row) for row in rows]
 
 
 def validate_placements(records: list[Any], default_policy: str | None = None) -> list[Placement]:
@@ -172,9 +212,11 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
             problems.append(f"{label}: must be an object with the loan's fields and a borrower block")
             continue
         if isinstance(record.get("loan_id"), str) and record["loan_id"]:
-            label += f" (loan_id {record['loan_id'][:64]})"
+            loan_id = record["loan_id"]
+            # A bad id is quoted: a newline or a right-to-left mark in it must not garble the report.
+            label += f" (loan_id {loan_id})" if re.fullmatch(ID_PATTERN, loan_id) else f" (loan_id {loan_id[:64]!r})"
         loan_fields = {key: value for key, value in record.items() if key != "borrower"}
-        if default_policy and not loan_fields.get("policy"):
+        if default_policy and loan_fields.get("policy") in (None, ""):  # absent; a wrong type stays wrong
             loan_fields["policy"] = default_policy
         errors: list[str] = []
         loan = borrower = None
