@@ -12,6 +12,7 @@ outcome or a failure, and the engine hides SQL parameters from its errors.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -761,6 +762,12 @@ class DunningActivities(ArrangementActivities):
 
     @activity.defn(name=RECORD_PAYMENT)
     def record_payment(self, record: PaymentRecord) -> None:
+        # A bad payment is kept as it came, but made storable: a lone
+        # surrogate or a NUL (which PostgreSQL refuses) would fail the write
+        # for ever and hold the loan up behind it.
+        record = dataclasses.replace(record, **{
+            name: _storable(getattr(record, name)) for name in ("key", "payment_id", "amount", "currency", "paid_at", "reason")
+        })
         logger = _bound_log(loan_id=record.loan_id, payment_id=record.payment_id)
 
         def work(db: Session) -> None:
@@ -923,6 +930,10 @@ def _insert_once(db: Session, model, key: str, build: Callable[[], object]) -> b
         db.add(build())
         return True
     return False
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _complaint(db: Session, loan_id: str, complaint_id: str) -> Complaint | None:

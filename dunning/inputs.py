@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
 
 from dunning.money import CURRENCY_CODE, parse_amount
 
@@ -34,15 +34,18 @@ def explain(error: ValidationError, prefix: str = "") -> str:
 
 
 def _currency(value: Any) -> str:
-    if not isinstance(value, str) or not CURRENCY_CODE.match(value):
+    if not isinstance(value, str) or not CURRENCY_CODE.fullmatch(value):
         raise ValueError("must be an ISO 4217 code in capitals, such as CNY or USD")
     return value
 
 
 def _iso_date(value: Any) -> Any:
     # JSON has no dates: accept only "YYYY-MM-DD", not numbers pydantic would coerce.
-    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise ValueError('must be an ISO 8601 date such as "2026-11-01"')
+    # A loan's timers run up to ten years past its dates: keep them in range.
+    if not 1970 <= int(value[:4]) <= 2999:
+        raise ValueError("must be a year from 1970 to 2999")
     return value
 
 
@@ -132,7 +135,7 @@ class DisputeSignal(_Payload):
 
 
 class DisputeResolvedSignal(_Payload):
-    upheld: bool
+    upheld: StrictBool  # a JSON boolean: "yes" or 1 must not end a loan
 
 
 class OptOutSignal(_Payload):
@@ -146,7 +149,7 @@ class ComplaintSignal(_Payload):
 
 class ComplaintResolvedSignal(_Payload):
     complaint_id: Identifier
-    upheld: bool
+    upheld: StrictBool
     reviewer_id: Identifier
 
 
@@ -170,8 +173,8 @@ class PlanProposal(_Payload):
     installments: Annotated[int, Field(ge=1, le=120, strict=True)]
     first_due_date: IsoDate
     interval_days: Annotated[int, Field(ge=1, le=366, strict=True)] = 30
-    waive_fees: bool = False
-    waive_interest: bool = False
+    waive_fees: StrictBool = False
+    waive_interest: StrictBool = False
 
 
 class PromiseToPay(_Payload):
@@ -195,6 +198,10 @@ class VisitReport(_Payload):
 class LegalOutcome(_Payload):
     outcome: Literal["filed", "judgment", "settled", "withdrawn"]
     case_ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/()-]{0,63}$")] | None = None
+
+
+class PayLinkRequest(_Payload):
+    """send_pay_link: no fields; a JSON object (or nothing)."""
 
 
 class HoldSignal(_Payload):

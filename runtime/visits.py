@@ -120,7 +120,7 @@ class FieldReport(BaseModel):
 
     outcome: Literal["met", "not_home", "refused", "promise", "paid"]
     staff_ids: Annotated[list[Identifier], Field(min_length=1, max_length=10)]
-    notes: Annotated[str, Field(max_length=NOTES_MAX_CHARS)] = ""
+    notes: Annotated[str, Field(max_length=NOTES_MAX_CHARS, pattern=r"^[^\x00]*$")] = ""  # no NUL: PostgreSQL refuses it
     promise: PromiseToPay | None = None
 
     def update_payload(self, visit_id: str) -> dict:

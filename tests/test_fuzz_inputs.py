@@ -1162,19 +1162,16 @@ def test_random_pay_tokens_plan_forms_and_loan_ids_never_make_a_500_and_write_no
     assert row_counts(session_factory) == before
 
 
-# ============================================ known bugs (reported; strict xfail)
+# ============================================ bugs the fuzzing found (fixed)
 #
-# Each turns red (XPASS, strict) the day its bug is fixed: then delete the
-# marker, and the exclusion in tests/fuzz_strategies.py that goes with it.
+# Each was a strict xfail until its fix; they stay as regression tests.
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="BUG dunning/money.py: CURRENCY_CODE.match() takes 'CNY\\n' ($ matches before a final newline)")
 def test_known_bug_a_currency_with_a_trailing_newline_is_refused():
     with pytest.raises(InputError, match="currency"):
         LoanInput.parse({"loan_id": "L-1", "borrower_id": "B-1", "amount_due": "1.00", "currency": "CNY\n", "due_date": "2026-11-01"})
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="BUG dunning/inputs.py: pydantic's lax mode reads 'yes', 1, 'off', 0.0 as booleans")
 @pytest.mark.parametrize("value", ["yes", "false", 1, 0.0, "on", "t"])
 def test_known_bug_a_boolean_must_be_a_json_boolean(value):
     with pytest.raises(InputError, match="upheld"):
@@ -1186,9 +1183,6 @@ def test_known_bug_a_boolean_must_be_a_json_boolean(value):
 # even terminated. So they check the part that fails, directly.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG workflows/dunning.py: a start with no input (`temporal workflow start` without --input) fails its workflow "
-    "task for ever (__init__() missing 1 required positional argument: 'loan') instead of failing as InvalidInput"))
 def test_known_bug_a_start_without_input_is_invalid_input_not_a_failing_task():
     import inspect as python_inspect
 
@@ -1199,25 +1193,17 @@ def test_known_bug_a_start_without_input_is_invalid_input_not_a_failing_task():
         assert loan.default is not python_inspect.Parameter.empty, f"{method.__name__}(loan) has no default"
 
 
-@pytest.mark.xfail(strict=True, raises=ValidationError, reason=(
-    "BUG workflows/dunning.py: a `carried_state` key in a start's input is validated unguarded in __init__; a bad one "
-    "fails the workflow task for ever instead of failing as InvalidInput"))
 def test_known_bug_a_garbage_carried_state_is_invalid_input_not_a_failing_task():
     from workflows.dunning import DunningWorkflow
 
     DunningWorkflow({**loan_input("L-1", date(2026, 11, 1)), "carried_state": {"x": 1}})  # must not raise
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG dunning/inputs.py (or dunning/clock.py): due_date 9999-12-31 passes validation, then the workflow task fails "
-    "for ever (date value out of range); a due date so far off should be refused naming due_date"))
 def test_known_bug_a_due_date_at_the_end_of_time_is_refused():
     with pytest.raises(InputError, match="due_date"):
         LoanInput.parse({"loan_id": "L-1", "borrower_id": "B-1", "amount_due": "1.00", "currency": "CNY", "due_date": "9999-12-31"})
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG workflows/dunning.py send_pay_link: takes any payload, never rejects one "
-                                       "that is not an object (and sends an SMS for it)")
 async def test_known_bug_send_pay_link_rejects_a_payload_that_is_not_an_object(time_env, settings, seeded_borrower):
     async with running_worker(time_env.client, settings) as loans:
         handle = await start_settled_loan(loans, time_env, "L-FZ-LINK")
@@ -1237,9 +1223,6 @@ def test_known_bug_a_bad_repayment_with_unstorable_text_is_recorded(payment_id, 
     live version leaves a stuck workflow on the shared test server."""
     if payment_id == "P-\x00" and not is_postgres(database_url):
         pytest.skip("SQLite stores NUL")
-    request.applymarker(pytest.mark.xfail(strict=True, reason=(
-        "BUG workflows/dunning.py (_queue_payment_record) / activities record_payment: the raw strings of a bad "
-        "repayment are not made storable (lone surrogates, NUL) before they are written")))
     from temporalio.testing import ActivityEnvironment
 
     from activities.payloads import PaymentRecord

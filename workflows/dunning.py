@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         LegalOutcome,
         LoanInput,
         OptOutSignal,
+        PayLinkRequest,
         PlanProposal,
         PromiseToPay,
         VisitReport,
@@ -91,7 +92,7 @@ class _Record:
 @workflow.defn(name=contract.WORKFLOW_TYPE)
 class DunningWorkflow:
     @workflow.init
-    def __init__(self, loan: Any) -> None:
+    def __init__(self, loan: Any = None) -> None:
         # Parsed here, not in run(), so that signals arriving with the start
         # find the state ready. A bad input is reported by run() as a failure.
         self._input_error: str | None = None
@@ -113,7 +114,11 @@ class DunningWorkflow:
         carried = loan.get(CARRIED_STATE) if isinstance(loan, dict) else None
         self._carried_policy = loan.get(CARRIED_POLICY) if isinstance(loan, dict) else None
         if carried:
-            self._state = LoanState.model_validate(carried)
+            try:
+                self._state = LoanState.model_validate(carried)
+            except ValueError as error:  # pydantic's ValidationError: fail the start, not the task
+                self._input_error = f"{CARRIED_STATE}: not a loan state carried over by this workflow ({str(error)[:200]})"
+                return
         else:
             terms = parsed.contract_terms
             self._state = LoanState(
@@ -123,7 +128,7 @@ class DunningWorkflow:
             )
 
     @workflow.run
-    async def run(self, loan: Any) -> dict:
+    async def run(self, loan: Any = None) -> dict:
         if self._input_error is not None:
             raise ApplicationError(f"invalid workflow input: {self._input_error}", type="InvalidInput", non_retryable=True)
         state = self._require_state()
@@ -333,6 +338,8 @@ class DunningWorkflow:
     def send_pay_link(self, payload: Any = None) -> None:
         """The borrower asked for the repayment link (keypad 1 on a call)."""
         state = self._require_state()
+        if self._parse_or_reject(contract.SIGNAL_SEND_PAY_LINK, PayLinkRequest, payload) is None:
+            return
         state.pay_link_requests += 1
         self._operator_action(contract.SIGNAL_SEND_PAY_LINK, "borrower asked for the repayment link by SMS", channel="sms")
 
