@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import sys
 
 import structlog
 from temporalio.client import Client
@@ -24,7 +26,7 @@ from db.session import make_engine, make_session_factory
 from runtime.bytecode import share_code
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
-from runtime.temporal import connect, ensure_search_attributes, metrics_runtime
+from runtime.temporal import SearchAttributesMissing, check_search_attributes, connect, metrics_runtime
 from workflows.dunning import DunningWorkflow
 
 log = structlog.get_logger("worker")
@@ -74,7 +76,7 @@ async def main() -> None:
     configure_logging(settings.log_level)
     upgrade_to_head(settings.database_url)
     client = await connect(settings, metrics_runtime(settings))
-    await ensure_search_attributes(client, settings.temporal_namespace)
+    await check_search_attributes(client, settings.temporal_namespace)
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor)
         log.info(
@@ -86,8 +88,20 @@ async def main() -> None:
         await worker.run()
 
 
+# Exit code of a worker that refuses its namespace (docs/operations.md).
+EXIT_NAMESPACE_NOT_READY = 3
+
+
 if __name__ == "__main__":
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except SearchAttributesMissing as refused:
+        log.error("namespace_not_ready", error=str(refused))
+        print(f"error: {refused}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # os._exit: a client process leaving through the interpreter's
+        # shutdown can abort in the SDK's runtime (sdk-python #300).
+        os._exit(EXIT_NAMESPACE_NOT_READY)

@@ -59,4 +59,7 @@ SEARCH_ATTRIBUTES: Final = {
     "LoanId": "Keyword",
     "DunningPolicy": "Keyword",
     "DunningSegment": "Keyword",
+    # The due date's start in the borrower's zone: never stale, unlike
+    # DaysPastDue (as of the workflow's last wake), so filter on this one.
+    "DueDate": "Datetime",
 }

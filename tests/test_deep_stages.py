@@ -9,7 +9,7 @@ import asyncio
 import csv
 import json
 import shutil
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from activities.exports import bureau_cycle_path
 from db.models import BureauRecord, Contact, FieldVisitRecord, LegalCase, PlanInstallment, PlanRecord, PromiseRecord, StageEntry
 from tests.temporal_support import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
-from workflows.search_attributes import DUNNING_SEGMENT
+from workflows.search_attributes import DAYS_PAST_DUE, DUE_DATE, DUNNING_SEGMENT
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -368,11 +368,20 @@ async def test_the_legal_stage_opens_a_case_file_and_its_outcomes_stop_write_off
         await handle.execute_update("legal_outcome", {"outcome": "filed", "case_ref": "SH-2027-123"})
         contacts_when_filed = len((await status(handle))["contacts"])
         await skip(time_env, days=100)  # past write_off_day 180: the court decides now
-        in_court = await status(handle)
+        in_court, in_court_listed = await status(handle), (await handle.describe()).typed_search_attributes
+        asked_at = await time_env.get_current_time()
         await handle.execute_update("legal_outcome", {"outcome": "settled"})
         result = await handle.result()
 
-    assert in_court["stage"] == "legal" and in_court["days_past_due"] > 180
+    # While the case is in court the workflow sleeps for weeks: days_past_due
+    # and DaysPastDue are as of its last wake, and `as_of` says when that was.
+    # DueDate is right at any moment: more than 180 days before the asking.
+    as_of = datetime.fromisoformat(in_court["as_of"])
+    assert as_of <= asked_at
+    assert in_court["days_past_due"] == (as_of.astimezone(SHANGHAI).date() - due).days == in_court_listed.get(DAYS_PAST_DUE)
+    assert in_court_listed.get(DUE_DATE) == datetime.combine(due, time(0), tzinfo=SHANGHAI)
+    assert asked_at - in_court_listed.get(DUE_DATE) > timedelta(days=180)
+    assert in_court["stage"] == "legal"
     assert len(in_court["contacts"]) == contacts_when_filed, "no direct contact while the case is in court"
     assert result["outcome"] == "settled"
     with session_factory() as db:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,9 +21,10 @@ from sqlalchemy import func, select
 from db.migrate import upgrade_to_head
 from db.models import Borrower, Loan
 from db.session import make_engine, make_session_factory
+from dunning.contract import SEARCH_ATTRIBUTES
 from runtime.temporal import search_attribute_flags
 from tests.conftest import BORROWER
-from tests.temporal_support import binary
+from tests.temporal_support import binary, zone_at_hour
 
 pytestmark = pytest.mark.devserver
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ class DevServer:
         server_flags: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
         start_worker: bool = True,
+        search_attributes: dict[str, str] = SEARCH_ATTRIBUTES,
     ) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -68,8 +70,8 @@ class DevServer:
         self.server_command = [
             binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
             "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-            "--db-filename", str(tmp / "temporal.db"), "--log-level", "error", *search_attribute_flags(),
-            *server_flags,
+            "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
+            *search_attribute_flags(search_attributes), *server_flags,
         ]
         self.start_server()
         upgrade_to_head(self.database_url)
@@ -166,6 +168,17 @@ def test_the_temporal_cli_starts_queries_lists_and_repays_a_loan_with_plain_json
     )
     assert "DunningWorkflow" in listed
 
+    # DueDate, the due date's start in the borrower's zone, finds the loans
+    # overdue since a date at any moment, without waking them.
+    due_start = datetime.combine(datetime.fromisoformat(loan["due_date"]).date(), datetime.min.time(), ZoneInfo("Asia/Shanghai"))
+
+    def due_before(instant: datetime) -> str:
+        stamp = instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dev.temporal("workflow", "list", "--query", f'WorkflowId="dunning-L-CLI-1" AND DueDate < "{stamp}"').stdout
+
+    assert "dunning-L-CLI-1" in due_before(due_start + timedelta(seconds=1))
+    assert "dunning-L-CLI-1" not in due_before(due_start)
+
     payment = {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"}
     dev.temporal("workflow", "signal", "--workflow-id", "dunning-L-CLI-1", "--name", "repayment", "--input", json.dumps(payment))
     result = json.loads(dev.temporal("workflow", "result", "--workflow-id", "dunning-L-CLI-1", "-o", "json").stdout)
@@ -261,18 +274,45 @@ def test_operator_mistakes_and_an_unreachable_server_are_one_clear_line(dev):
     assert dev.worker.poll() is None, "the worker died during the tests"
 
 
-def test_the_worker_exports_the_sdks_and_the_services_metrics_for_prometheus(dev):
-    """Run after the tests above in this module: their loans made contacts,
-    entered stages and took payments."""
+def test_the_worker_exports_the_sdks_and_the_services_metrics_for_prometheus(dev, tmp_path):
+    """Its own loan, whatever ran before: placed for a borrower in whose zone
+    it is noon now, so that its day-1 reminders go out at once at any hour of
+    the run; it enters a stage, is contacted and is repaid."""
     import urllib.request
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{dev.metrics_port}/metrics", timeout=5) as response:
             return response.read().decode()
 
+    zone = zone_at_hour(12, datetime.now(timezone.utc))
+    due = (datetime.now(ZoneInfo(zone)).date() - timedelta(days=1)).isoformat()
+    record = {"loan_id": "L-METRICS-1", "borrower_id": "B-METRICS-1", "amount_due": "90.00", "currency": "CNY", "due_date": due,
+              "borrower": {"name": "指标", "phone": "+8613800138011", "time_zone": zone}}
+    path = tmp_path / "metrics-loan.json"
+    path.write_text(json.dumps([record], ensure_ascii=False), encoding="utf-8")
+    assert dev.starter("start", str(path)).returncode == 0
+    eventually(lambda: json.loads(dev.starter("status", "L-METRICS-1").stdout)["contacts"])
+    assert dev.starter("repay", "L-METRICS-1", "90.00", "--payment-id", "P-METRICS-1").returncode == 0
+
     text = eventually(lambda: (t := scrape()) and "dunning_payments_applied" in t and t)
     assert "temporal_workflow_task_schedule_to_start_latency" in text or "temporal_request" in text  # the SDK's own
-    # Loan L-ST-2 reaches its day-12 e-mail (to a borrower without one), or at
-    # night has it postponed by the contact window: either is counted.
-    assert "dunning_contacts{" in text or "dunning_permits_denied{" in text
+    assert "dunning_contacts{" in text
     assert 'dunning_stage_transitions{' in text and 'stage="reminder"' in text
+
+
+def test_the_worker_refuses_a_namespace_without_the_contracts_search_attributes(tmp_path):
+    """A namespace set up before DueDate existed, with DaysPastDue made a
+    Keyword by hand: the worker stops at once naming both and the commands
+    that fix them, instead of polling and failing every workflow task."""
+    half_set_up = {name: kind for name, kind in SEARCH_ATTRIBUTES.items() if name != "DueDate"} | {"DaysPastDue": "Keyword"}
+    server = DevServer(tmp_path, start_worker=False, search_attributes=half_set_up)
+    try:
+        worker = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert worker.returncode == 3, worker.stderr
+    assert "search attribute DueDate (Datetime) is missing" in worker.stderr
+    assert "temporal operator search-attribute create --namespace default --name DueDate --type Datetime" in worker.stderr
+    assert "search attribute DaysPastDue is Keyword, the contract needs Int" in worker.stderr
+    assert "--name DaysPastDue --type Int" in worker.stderr
+    assert "DunningStage" not in worker.stderr, "only what is wrong is named"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 from urllib.parse import urlencode
 
 import httpx
@@ -24,10 +26,11 @@ from twilio.request_validator import RequestValidator
 
 from activities.pay_link import SALT, make_pay_link
 from db.models import Contact
+from dunning.policy import load_policy
 from gateway.app import create_app, sign_payment
 from gateway.settings import GatewaySettings
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
-from tests.temporal_support import overdue_since, running_worker, time_env  # noqa: F401 (fixture)
+from tests.temporal_support import overdue_since, running_worker, time_env, zone_at_hour, zone_where_it_is  # noqa: F401 (fixture)
 
 PAYMENTS_SECRET = "payments-test-secret"
 TWILIO_TOKEN = "twilio-test-token"
@@ -50,8 +53,8 @@ def gateway_settings(tmp_path) -> GatewaySettings:
     )
 
 
-def record(loan_id: str, due_date, amount: str = "1200.00") -> dict:
-    borrower = {k: v for k, v in BORROWER.items() if k != "borrower_id"}
+def record(loan_id: str, due_date, amount: str = "1200.00", zone: str = BORROWER["time_zone"]) -> dict:
+    borrower = {k: v for k, v in BORROWER.items() if k != "borrower_id"} | {"time_zone": zone}
     return {
         "loan_id": loan_id,
         "borrower_id": BORROWER["borrower_id"],
@@ -97,8 +100,12 @@ async def gateway(time_env, settings, tmp_path):
         await time_env.sleep(timedelta(seconds=1))
 
 
-async def place(http, loans, time_env, loan_id: str, days: int = 2) -> dict:
-    response = await http.post("/loans/overdue", json=record(loan_id, await overdue_since(time_env, days)))
+async def place(http, loans, time_env, loan_id: str, days: int = 2, hour: int = 12) -> dict:
+    """Place a loan `days` past due for a borrower in whose zone it is now
+    `hour` o'clock on the server's clock: noon unless a test says otherwise,
+    so that the contact window is open whatever the hour of the run."""
+    zone = await zone_where_it_is(time_env, hour)
+    response = await http.post("/loans/overdue", json=record(loan_id, await overdue_since(time_env, days, zone), zone=zone))
     assert response.status_code == 201, response.text
     loans.handles.append(loans.client.get_workflow_handle(response.json()["workflow_id"]))  # terminated at the end
     return response.json()
@@ -340,6 +347,49 @@ async def test_a_calls_outcome_reaches_the_workflow_so_caps_count_real_conversat
     await loans.handles[-1].signal("contact_outcome", {"step": "call/d99/0-voice", "result": "busy"})
     status = await status_when(http, time_env, "L-GW-CALL", lambda s: s["rejected_signals"])
     assert "no contact 'call/d99/0-voice' was sent" in status["rejected_signals"][0]["error"]
+
+
+@pytest.mark.parametrize("local_hour", [3, 12], ids=["at-03h-local", "at-12h-local"])
+async def test_a_loan_placed_at_night_is_called_in_the_morning_and_one_placed_at_noon_at_once(
+    gateway, time_env, session_factory, local_hour
+):
+    """The same placement at two local hours of the borrower: at 03:00 the
+    day's call waits for its time in the morning, at noon it goes at once;
+    either way the call is inside the contact window and its outcome counts."""
+    http, loans = gateway
+    loan_id = f"L-GW-AT{local_hour:02d}"
+    call_step = load_policy("default", Path(__file__).parent.parent / "config" / "policies").stages.call.steps[0]
+    await place(http, loans, time_env, loan_id, days=8, hour=local_hour)  # the call stage's first day
+    placed = await status_when(http, time_env, loan_id, lambda s: s.get("stage") == "call")
+    zone = ZoneInfo(placed["time_zone"])
+    placed_at = (await time_env.get_current_time()).astimezone(zone)
+    assert placed_at.hour == local_hour
+
+    if local_hour < call_step.at.hour:
+        assert not [c for c in placed["contacts"] if c["channel"] == "voice"], "no call in the night"
+        wake = datetime.fromisoformat(placed["next_action_at"]).astimezone(zone)
+        assert (wake.date(), wake.time()) == (placed_at.date(), call_step.at)
+        await time_env.sleep(wake - await time_env.get_current_time())
+    status = await status_when(http, time_env, loan_id, lambda s: any(c["channel"] == "voice" for c in s["contacts"]))
+    [call] = [c for c in status["contacts"] if c["channel"] == "voice"]
+    called_at = datetime.fromisoformat(call["at"]).astimezone(zone)
+    assert called_at.date() == placed_at.date()
+    assert called_at.hour == max(local_hour, call_step.at.hour)
+
+    with session_factory() as db:
+        key = db.query(Contact).filter_by(loan_id=loan_id, channel="voice").one().key
+    path = "/webhooks/twilio/status?" + urlencode({"key": key})
+    params = {"CallSid": f"CA-AT{local_hour}", "CallStatus": "completed", "AnsweredBy": "human"}
+    assert (await http.post(path, data=params, headers=twilio_signed(path, params))).status_code == 204
+    await status_when(http, time_env, loan_id, lambda s: any(c["result"] == "answered" for c in s["contacts"]))
+
+
+def test_the_zone_trick_puts_the_servers_now_at_any_local_hour():
+    for utc_hour in range(24):
+        now = datetime(2026, 12, 3, utc_hour, 41, tzinfo=ZoneInfo("UTC"))
+        for hour in range(24):
+            local = now.astimezone(ZoneInfo(zone_at_hour(hour, now)))
+            assert (local.hour, local.minute) == (hour, 41)
 
 
 def test_twilio_call_statuses_map_to_the_contracts_outcomes():

@@ -31,7 +31,7 @@ from db.models import Contact, FieldVisitRecord
 from gateway.app import create_app
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
 from tests.test_gateway import TWILIO_TOKEN, gateway_settings, twilio_signed
-from tests.temporal_support import running_worker, overdue_since, time_env  # noqa: F401 (fixture)
+from tests.temporal_support import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELD_TOKEN = "field-team-test-token"
@@ -66,17 +66,20 @@ async def gateway(time_env, core, tmp_path):
         await time_env.sleep(timedelta(seconds=1))
 
 
-def record(loan_id: str, due: date, policy: str = "default") -> dict:
+def record(loan_id: str, due: date, policy: str = "default", zone: str = BORROWER["time_zone"]) -> dict:
     return {
         "loan_id": loan_id, "borrower_id": BORROWER["borrower_id"], "amount_due": "1200.00", "currency": "CNY",
         "due_date": due.isoformat(), "policy": policy,
-        "borrower": {k: v for k, v in BORROWER.items() if k != "borrower_id"},
+        "borrower": {k: v for k, v in BORROWER.items() if k != "borrower_id"} | {"time_zone": zone},
     }
 
 
 async def place(http, loans, time_env, loan_id: str, days: int, policy: str = "default") -> date:
-    due = await overdue_since(time_env, days)
-    response = await http.post("/loans/overdue", json=record(loan_id, due, policy))
+    # A borrower for whom it is noon now, whatever the hour of the run: the
+    # plan confirmations these tests wait for go out at once.
+    zone = await zone_where_it_is(time_env, 12)
+    due = await overdue_since(time_env, days, zone)
+    response = await http.post("/loans/overdue", json=record(loan_id, due, policy, zone))
     assert response.status_code == 201, response.text
     loans.handles.append(loans.client.get_workflow_handle(response.json()["workflow_id"]))  # terminated at the end
     return due

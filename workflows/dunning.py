@@ -77,6 +77,9 @@ HISTORY_LIMIT = 250
 # visits and legal outcomes. Histories recorded before them replay with it
 # unset, planning as they did then (see README, "Changing workflow code").
 DEEP_STAGES = "deep-stages-2026-11"
+# The DueDate search attribute. Histories recorded before it replay with it
+# unset: their upserts carry no DueDate.
+DUE_DATE_ATTRIBUTE = "due-date-search-attribute-2026-12"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class DunningWorkflow:
         self._records: list[_Record] = []
         self._published: dict[str, Any] = {}
         self._deep = True
+        self._publish_due_date = True
         self._terms: Terms | None = None
         try:
             parsed = LoanInput.parse(loan)
@@ -141,6 +145,7 @@ class DunningWorkflow:
                 non_retryable=True,
             )
         self._deep = workflow.patched(DEEP_STAGES)
+        self._publish_due_date = workflow.patched(DUE_DATE_ATTRIBUTE)
         await self._prepare()
 
         while True:
@@ -560,6 +565,9 @@ class DunningWorkflow:
                 for c in state.contacts
             ],
             # Extensions (docs/contract.md).
+            # A query sees the workflow as of its last task: every figure here
+            # describes this instant (the last wake), not the moment of asking.
+            "as_of": workflow.now().isoformat(),
             "borrower_id": state.borrower_id,
             "due_date": state.due_date.isoformat(),
             "policy": state.policy,
@@ -1022,6 +1030,11 @@ class DunningWorkflow:
         }
         if self._deep:
             values[sa.DUNNING_SEGMENT] = state.segment or "none"  # Keyword: "" would not be searchable
+        if self._publish_due_date:
+            # The start of the due date in the borrower's zone: a fixed instant,
+            # so `DueDate < X` stays right while the workflow sleeps, where
+            # DaysPastDue is only as fresh as the last wake.
+            values[sa.DUE_DATE] = self._clock.at(0)
         changed = [key.value_set(value) for key, value in values.items() if self._published.get(key.name) != value]
         if changed:
             workflow.upsert_search_attributes(changed)
