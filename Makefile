@@ -7,13 +7,25 @@ PY := $(VENV)/bin/python
 
 .PHONY: install demo worker test audit lock lint-templates clean gateway bench bench-smoke
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# make install: .venv holds exactly requirements.lock, nothing resolved here:
+# the locked versions, hash-checked and without dependencies (the lock has
+# them all), then the project itself, editable, without dependencies and
+# without build isolation (its build backend, setuptools, is locked too).
+# scripts/check_lock.py then uninstalls what the lock does not name (saying
+# so) and fails, naming each package, if .venv differs from the lock or the
+# lock from pyproject.toml. Each make install checks again (a fraction of a
+# second) and installs the lock again when .venv has drifted.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) scripts/check_lock.py --remove-extras
 	touch $@
 
 install: $(VENV)/.installed
+	@$(PY) scripts/check_lock.py --quiet >/dev/null || { \
+	  echo "make install: .venv differs from requirements.lock; installing the lock again" >&2; \
+	  rm -f $(VENV)/.installed; $(MAKE) --no-print-directory $(VENV)/.installed; }
 
 demo: install
 	$(PY) scripts/demo.py
@@ -34,19 +46,37 @@ test: install
 	fi
 	$(PY) -m pytest
 
-# Known vulnerabilities in requirements.lock (docs/operations.md); e.g.
+# Known vulnerabilities in what .venv has installed, which make install keeps
+# equal to requirements.lock (docs/operations.md); e.g.
 # make audit AUDIT_FLAGS="--ignore-vuln GHSA-xxxx --strict"
 audit: install
 	$(PY) scripts/audit_dependencies.py $(AUDIT_FLAGS)
 
-# Refresh requirements.lock from the environment make install built.
-lock: install
-	@{ echo "# The locked dependencies: every package the project and its dev extras install (.venv),"; \
-	  echo "# pinned, for the dependency audit (make audit; docs/operations.md). Linux x86_64, Python 3.11."; \
+# Write requirements.lock from pyproject.toml (dependencies, the dev extra and
+# the build backend) with pip-tools, every package pinned with its hashes.
+# Run it after changing pyproject.toml's dependencies and commit the lock with
+# that change. The lock's pins are kept where pyproject.toml still allows them;
+# make lock LOCK_FLAGS="--upgrade-package NAME" (or --upgrade, for all) moves on.
+# pip-tools runs from a venv of its own (.dunning/pip-tools), not .venv.
+PIP_TOOLS_VENV := .dunning/pip-tools
+PIP_TOOLS := pip-tools==7.6.2 pip==26.3
+$(PIP_TOOLS_VENV)/.installed:
+	rm -rf $(PIP_TOOLS_VENV)
+	$(PYTHON) -m venv $(PIP_TOOLS_VENV)
+	$(PIP_TOOLS_VENV)/bin/python -m pip install -q $(PIP_TOOLS)
+	touch $@
+
+lock: $(PIP_TOOLS_VENV)/.installed
+	[ ! -f requirements.lock ] || cp requirements.lock requirements.lock.new
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_TOOLS_VENV)/bin/pip-compile -q --generate-hashes \
+	  --allow-unsafe --strip-extras --extra dev --all-build-deps --no-emit-index-url \
+	  --no-emit-find-links $(LOCK_FLAGS) -o requirements.lock.new pyproject.toml
+	@{ echo "# The locked dependencies: every package that make install puts in .venv (the project's"; \
+	  echo "# dependencies, its dev extra, and setuptools to build it), pinned with hashes. make install"; \
+	  echo "# installs exactly these (docs/operations.md). Linux x86_64, Python 3.11."; \
 	  echo "# Refresh after changing pyproject.toml's dependencies: make lock"; \
-	  echo "#   (= .venv/bin/python -m pip freeze --exclude-editable, below these lines)"; \
-	  $(PY) -m pip freeze --exclude-editable; } > requirements.lock.new && mv requirements.lock.new requirements.lock
-	@echo "requirements.lock: $$(grep -c '==' requirements.lock) packages"
+	  cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+	@echo "requirements.lock: $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) packages"
 
 lint-templates: install
 	$(PY) -m compliance.template_lint

@@ -1,17 +1,24 @@
-"""Known vulnerabilities in the locked dependencies (requirements.lock): `make audit`.
+"""Known vulnerabilities in the installed dependencies: `make audit`.
 
-    python scripts/audit_dependencies.py [--lock requirements.lock] [--ignore-vuln ID ...] [--strict]
+    python scripts/audit_dependencies.py [--lock FILE] [--ignore-vuln ID ...] [--strict]
 
-1. pip-audit, for real: `pip-audit -r requirements.lock --no-deps --disable-pip`
+What is audited is what is really installed: every distribution in the
+site-packages of the interpreter that runs this (make audit: .venv's), but
+the project itself, name==version. make install keeps that equal to
+requirements.lock (scripts/check_lock.py), and this says so when it is not.
+`--lock FILE` audits a lock file's pins instead (pip-compile's hashed format
+or plain name==version lines), e.g. a new lock before installing it.
+
+1. pip-audit, for real: `pip-audit -r <those pins> --no-deps --disable-pip`
    against PyPI's vulnerability data (per release: /pypi/<name>/<version>/json).
 2. Where pip-audit could not audit a package (the service unreachable, or an
    index that serves no per-release JSON, as a mirror may), PyPI's project
    JSON (/pypi/<name>/json) is asked instead: its `vulnerabilities` are those
-   of the project's latest release, the same data, so a package locked at
-   its latest release is audited that way. A package locked at an older
-   release cannot be, and is named as not audited.
+   of the project's latest release, the same data, so a package at its
+   latest release is audited that way. A package at an older release
+   cannot be, and is named as not audited.
 
-Exit 1 when a locked package has a known vulnerability (not ignored). When
+Exit 1 when an audited package has a known vulnerability (not ignored). When
 some or all packages could not be audited it says so on a loud line,
 `dependency audit: INCOMPLETE` or `dependency audit: SKIPPED`, and exits 0,
 or 1 with --strict (or DUNNING_AUDIT_STRICT=1). It never reports a package
@@ -32,6 +39,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_lock  # noqa: E402  (scripts/check_lock.py)
+
 PROJECT = Path(__file__).resolve().parent.parent
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
 TIMEOUT = 20
@@ -47,28 +57,34 @@ class Package:
 
 
 def read_lock(path: Path) -> list[Package]:
-    packages = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if "==" not in line:
-            raise SystemExit(f"{path}: {line!r} is not pinned (name==version)")
-        name, version = line.split("==", 1)
-        packages.append(Package(name.strip(), version.split(";")[0].strip()))
-    return packages
+    """The pins of a lock file: pip-compile's hashed format (continued lines,
+    --hash= options, # via comments) or plain name==version lines."""
+    try:
+        pins = check_lock.read_lock(path)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    return [Package(pin.name, pin.version) for pin in pins.values()]
+
+
+def read_installed() -> list[Package]:
+    """What this interpreter has installed (its site-packages), but the project itself."""
+    installed = check_lock.installed_distributions()
+    return [Package(dists[0].metadata["Name"], dists[0].version)
+            for key, dists in sorted(installed.items()) if key != check_lock.normalize(check_lock.PROJECT_NAME)]
 
 
 def normalized(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
+    return check_lock.normalize(name)
 
 
-def run_pip_audit(lock: Path, packages: dict[str, Package]) -> str:
+def run_pip_audit(packages: dict[str, Package]) -> str:
     """Fill in what pip-audit audited; returns why it audited nothing, or ""."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
+        pins = Path(tmp) / "requirements.txt"
+        pins.write_text("".join(f"{p.name}=={p.version}\n" for p in packages.values()))
         command = [
-            sys.executable, "-m", "pip_audit", "-r", str(lock), "--no-deps", "--disable-pip",
+            sys.executable, "-m", "pip_audit", "-r", str(pins), "--no-deps", "--disable-pip",
             "--progress-spinner", "off", "--format", "json", "--output", str(report),
         ]
         try:
@@ -101,7 +117,7 @@ def project_json(package: Package) -> None:
         return
     latest = data.get("info", {}).get("version")
     if latest != package.version:
-        package.why_not = f"locked at {package.version}, not the latest release ({latest}); no per-release data here"
+        package.why_not = f"{package.version} is not the latest release ({latest}); no per-release data here"
         return
     if "vulnerabilities" not in data:
         package.why_not = "PyPI's project JSON has no vulnerability data"
@@ -111,35 +127,32 @@ def project_json(package: Package) -> None:
                      for v in data["vulnerabilities"] if not v.get("withdrawn")]
 
 
-def stale_lock_warning(lock_packages: list[Package]) -> str:
-    """The lock is what is audited: say so when this environment has drifted from it."""
-    result = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True)
-    if result.returncode != 0:
-        return ""
-    installed = {normalized(l.split("==")[0]): l.split("==")[1] for l in result.stdout.splitlines() if "==" in l}
-    locked = {normalized(p.name): p.version for p in lock_packages}
-    drift = sorted(
-        f"{name} {locked.get(name, '-')} locked, {installed.get(name, '-')} installed"
-        for name in set(installed) | set(locked)
-        if installed.get(name) != locked.get(name)
-    )
+def drift_warning(lock: Path) -> str:
+    """Say so when what is installed differs from the lock (one of the two was not audited)."""
+    try:
+        drift = check_lock.installed_vs_lock(check_lock.installed_distributions(), check_lock.read_lock(lock))
+    except (OSError, ValueError) as error:
+        return f"dependency audit: note: cannot compare with {lock.name}: {error}"
     if not drift:
         return ""
     shown = "; ".join(drift[:8]) + (f"; and {len(drift) - 8} more" if len(drift) > 8 else "")
-    return f"dependency audit: note: this environment differs from the lock ({shown}): refresh it with `make lock`"
+    return (f"dependency audit: note: this environment differs from {lock.name} ({shown}): "
+            f"`make install` installs the lock again (scripts/check_lock.py)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lock", type=Path, default=PROJECT / "requirements.lock")
+    parser.add_argument("--lock", type=Path, default=None,
+                        help="audit this lock file's pins instead of what is installed")
     parser.add_argument("--ignore-vuln", action="append", default=[], metavar="ID")
     parser.add_argument("--strict", action="store_true", default=os.environ.get("DUNNING_AUDIT_STRICT") == "1",
                         help="exit 1 when any package could not be audited")
     args = parser.parse_args(argv)
 
-    lock_packages = read_lock(args.lock)
-    packages = {normalized(p.name): p for p in lock_packages}
-    pip_audit_problem = run_pip_audit(args.lock, packages)
+    audited_packages = read_lock(args.lock) if args.lock else read_installed()
+    what = f"packages locked in {args.lock.name}" if args.lock else "installed packages"
+    packages = {normalized(p.name): p for p in audited_packages}
+    pip_audit_problem = run_pip_audit(packages)
     if pip_audit_problem:
         for package in packages.values():
             package.why_not = pip_audit_problem
@@ -174,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     elif by["project JSON"]:
         print("dependency audit: pip-audit's per-release queries went unanswered here "
               "(this index serves no /pypi/<name>/<version>/json); PyPI's project JSON was asked instead")
-    warning = stale_lock_warning(lock_packages)
+    warning = drift_warning(args.lock or PROJECT / "requirements.lock")
     if warning:
         print(warning)
 
     summary = (
-        f"{len(packages)} locked packages, {len(audited)} audited "
+        f"{len(packages)} {what}, {len(audited)} audited "
         f"({by['pip-audit']} by pip-audit, {by['project JSON']} by PyPI's project JSON), "
         f"{len(vulnerable)} known vulnerabilities"
         + (f" ({len(ignored)} ids ignored)" if ignored else "")
