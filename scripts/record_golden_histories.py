@@ -10,9 +10,10 @@ be incompatible with running loans (see the README's "Changing workflow code").
 
     .venv/bin/python scripts/record_golden_histories.py plan legal   # some scenarios only
 
-The files named `legacy-*.json` were recorded before the `deep-stages-2026-11`
-patch and are never re-recorded: they prove that loans started on the code of
-that time still replay (the patch keeps their old behaviour).
+The files named `legacy-*.json` are never re-recorded: they prove that loans
+started on older code still replay (a patch keeps their old behaviour).
+`legacy-2026-11-*` were recorded before the `deep-stages-2026-11` patch,
+`legacy-2026-12-*` before `due-date-search-attribute-2026-12`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,32 @@
 """Running loans survive deploys: the golden histories under tests/histories/
 (recorded from the dev server by scripts/record_golden_histories.py) replay
 against today's workflow code. A change that would break a running loan fails
-here; see the README's "Changing workflow code" for what to do then."""
+here; see the README's "Changing workflow code" for what to do then.
+
+The negative control below proves this replay can fail: a copy of the
+workflow that starts a timer before anything else, registered under the same
+name, fails every golden history with a nondeterminism error, while the same
+copy without the timer replays them all."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from worker import sandbox_runner
+# The sandbox imports this module again for the copies below (their module):
+# what it needs of the rest it takes as it is.
+with workflow.unsafe.imports_passed_through():
+    import pytest
+
+    from dunning.contract import WORKFLOW_TYPE
+    from worker import sandbox_runner
 from workflows.dunning import DunningWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -30,17 +43,56 @@ def test_there_are_golden_histories_of_each_outcome():
         outcomes.add(path.stem)
     today = {"dunning-L-GOLD-REPAID", "dunning-L-GOLD-WRITEOFF", "dunning-L-GOLD-DISPUTE",
              "dunning-L-GOLD-PLAN", "dunning-L-GOLD-PROMISE", "dunning-L-GOLD-LEGAL"}
-    # Recorded before the deep-stages patch: loans started then must replay too.
+    # Recorded before the deep-stages patch, and before the DueDate patch:
+    # loans started then must replay too.
     legacy = {f"legacy-2026-11-{name}" for name in ("dunning-L-GOLD-REPAID", "dunning-L-GOLD-WRITEOFF", "dunning-L-GOLD-DISPUTE")}
+    legacy |= {f"legacy-2026-12-{name}" for name in today}
     assert today | legacy <= outcomes
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_a_golden_history_replays_on_todays_code(path: Path):
+    await replay(path, DunningWorkflow)
+
+
+async def replay(path: Path, workflow_class: type) -> None:
+    """Replay a golden history as a deploy would: `workflow_class` under the
+    worker's sandbox, the only workflow registered."""
     workflow_id = re.sub(r"^legacy-\d{4}-\d{2}-", "", path.stem)  # the id the history was recorded under
     history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
-    await Replayer(workflows=[DunningWorkflow], workflow_runner=sandbox_runner()).replay_workflow(history)
+    await Replayer(workflows=[workflow_class], workflow_runner=sandbox_runner()).replay_workflow(history)
+
+
+# -------------------------------------------------------- the negative control
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class UnchangedCopy(DunningWorkflow):
+    """DunningWorkflow registered anew under its own name, and nothing else:
+    so a replay failure of the changed copy is the change's doing."""
+
+    @workflow.run
+    async def run(self, loan: Any = None) -> dict:
+        return await super().run(loan)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class TimerFirstCopy(DunningWorkflow):
+    """A deploy that changed the workflow: a one-second timer before anything
+    else, a command no recorded history has at that point."""
+
+    @workflow.run
+    async def run(self, loan: Any = None) -> dict:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(loan)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_a_golden_history_fails_to_replay_on_a_changed_workflow(path: Path):
+    await replay(path, UnchangedCopy)
+    with pytest.raises(workflow.NondeterminismError, match="TMPRL1100"):
+        await replay(path, TimerFirstCopy)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
