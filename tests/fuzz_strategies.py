@@ -16,10 +16,13 @@ oversized strings (up to 1 MiB).
 Strategies are built once (`functools.lru_cache`): Hypothesis validates every
 new strategy object, which is slow for recursive ones.
 
-KNOWN BUGS. A value that exposes a bug already reported and not fixed yet is
-left out of the random strategies (look for "KNOWN BUG"), and has a strict
-xfail test of its own at the end of test_fuzz_inputs.py, which turns red the
-day the bug is fixed: then delete the exclusion and the xfail marker.
+No bad value is left out because the code mishandles it: a bug the fuzzing
+finds is fixed, and its input stays in the strategies (and gets a regression
+test of its own at the end of test_fuzz_inputs.py). "CNY\n", booleans pydantic
+would read leniently ("yes", 1, 0.0), years outside 1970-2999, a garbage
+carried state and send_pay_link's non-objects were once left out; they are
+generated again, and most of them are also in the fixed lists, so that every
+run tries them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
 
 # ----------------------------------------------------------------- the contract's rules, stated independently
 
@@ -160,21 +162,13 @@ def bad_identifiers(**flags) -> st.SearchStrategy[Any]:
     return st.one_of(strings, non_strings(**flags))
 
 
-def _known_bug_currency(value: str) -> bool:
-    # KNOWN BUG (dunning/money.py): CURRENCY_CODE.match() lets "CNY\n" through
-    # ($ matches before a final newline).
-    return bool(re.fullmatch(r"[A-Z]{3}\n", value))
-
-
 @functools.lru_cache(maxsize=None)
 def bad_currencies(**flags) -> st.SearchStrategy[Any]:
     fixed = (
         "cny", "Cny", "cnY", "usd", "CN", "CNYY", "", " ", "C1Y", "123", "ＣＮＹ", "CNY ", " CNY", "C N", "€", "$",
-        "¥", "RMB?", "CNY" + EMOJI, "ÇNY", "CNY\x00", "CN\ud800",
+        "¥", "RMB?", "CNY" + EMOJI, "ÇNY", "CNY\x00", "CN\ud800", "CNY\n", "\nCNY", "USD\r\n",
     )
-    strings = _text_or(fixed, **flags).filter(
-        lambda s: len(s) > 4 or not (CURRENCY_RE.fullmatch(s) or _known_bug_currency(s))
-    )
+    strings = _text_or(fixed, **flags).filter(lambda s: not CURRENCY_RE.fullmatch(s))
     return st.one_of(strings, non_strings(**flags))
 
 
@@ -227,13 +221,14 @@ def bad_amounts(currency: str = "CNY", **flags) -> st.SearchStrategy[Any]:
 
 
 def _good_date(value: str) -> bool:
+    """A real calendar date, "YYYY-MM-DD", in the years 1970 to 2999 (a loan's
+    timers run years past its dates; the contract keeps them in range)."""
     if not DATE_RE.fullmatch(value):
         return False
     try:
-        date.fromisoformat(value)
+        return 1970 <= date.fromisoformat(value).year <= 2999
     except ValueError:
         return False
-    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -243,9 +238,10 @@ def bad_dates(**flags) -> st.SearchStrategy[Any]:
         "26-11-01", "2026/11/01", "20261101", "2026-11-01T00:00:00", "2026-11-01T00:00:00+08:00", "01-11-2026",
         "11/01/2026", "today", "", " ", "2026-11-01 ", " 2026-11-01", "2026-11-01\n", "２０２６-１１-０１",
         "٢٠٢٦-١١-٠١", "0000-01-01", "-2026-11-01", "+2026-11-01", "2026-W44-7", "2026-305", "2026-11-01\x00",
-        "2026-11-0\ud800",
+        "2026-11-0\ud800", "9999-12-31", "0001-01-01", "1969-12-31", "3000-01-01",
     )
-    strings = _text_or(fixed, **flags).filter(lambda s: not _good_date(s))
+    out_of_range = st.dates().map(date.isoformat).filter(lambda s: not _good_date(s))
+    strings = st.one_of(_text_or(fixed, **flags).filter(lambda s: not _good_date(s)), out_of_range)
     others = st.one_of(
         non_strings(**flags),
         st.sampled_from((20261101, 1793491200, 2026.1101, [2026, 11, 1], {"year": 2026, "month": 11, "day": 1})),
@@ -323,22 +319,13 @@ def bad_choices(allowed: tuple[str, ...], **flags) -> st.SearchStrategy[Any]:
     return st.one_of(strings, non_strings(**flags))
 
 
-def _lax_bool(value: Any) -> bool:
-    # KNOWN BUG (dunning/inputs.py): pydantic's lax mode reads "yes", "off",
-    # 1, 0.0, "t", ... as booleans.
-    if isinstance(value, bool):
-        return True
-    try:
-        TypeAdapter(bool).validate_python(value)
-    except ValidationError:
-        return False
-    return True
-
-
 @functools.lru_cache(maxsize=None)
 def bad_booleans(**flags) -> st.SearchStrategy[Any]:
-    fixed = st.sampled_from(("maybe", "", "ja", "2", "-1", "truee", "TRUE ", "✓"))
-    return st.one_of(fixed, json_values(**flags)).filter(lambda v: not _lax_bool(v))
+    """Anything but a JSON boolean: also what pydantic's lax mode would read
+    as one ("yes", "off", "t", 1, 0.0): "yes" must not end a loan."""
+    fixed = st.sampled_from(("maybe", "", "ja", "2", "-1", "truee", "TRUE ", "✓", "yes", "no", "on", "off", "t", "f",
+                             "true", "false", "True", "1", "0", 1, 0, 1.0, 0.0))
+    return st.one_of(fixed, json_values(**flags)).filter(lambda v: not isinstance(v, bool))
 
 
 @functools.lru_cache(maxsize=None)
@@ -369,7 +356,8 @@ def _subsets(keys: tuple[str, ...], most: int | None = None) -> st.SearchStrateg
 @functools.lru_cache(maxsize=None)
 def unknown_keys(reserved: frozenset[str], **flags) -> st.SearchStrategy[dict]:
     """Keys a payload may carry that no model knows: ignored (the contract says so)."""
-    reserved = reserved | {"carried_state", "carried_policy"}  # the workflow's own continue-as-new keys
+    # The workflow's own continue-as-new keys are not unknown: bad_carried_inputs fuzzes them.
+    reserved = reserved | {"carried_state", "carried_policy"}
     names = nasty_text(max_fragments=2, **flags).filter(lambda k: k not in reserved)
     return st.dictionaries(names, json_values(**{**flags, "huge": False}), max_size=2)
 
@@ -433,14 +421,17 @@ def _loan_field(key: str, currency: str, **flags) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def bad_loan_inputs(draw, flags: dict | None = None) -> tuple[Any, frozenset[str]]:
+def bad_loan_inputs(draw, flags: dict | None = None, carried: bool = False) -> tuple[Any, frozenset[str]]:
     """A workflow input with at least one bad key (`loan_id` is "L-FUZZ"
-    unless broken: the caller makes it unique)."""
+    unless broken: the caller makes it unique). With `carried`, also a good
+    loan with a garbage `carried_state` (the workflow's key, not the parser's)."""
     flags = flags or {}
     currency, amount = draw(st.sampled_from(LOAN_BASES))
     base = {"loan_id": "L-FUZZ", "borrower_id": "B-77", "currency": currency, "amount_due": amount,
             "due_date": "2026-11-01", "policy": "default"}
-    shape = draw(st.integers(0, 9))
+    shape = draw(st.integers(0, 10 if carried else 9))
+    if shape == 10:
+        return draw(bad_carried_inputs(flags))
     if shape == 0:
         return draw(non_objects(**flags)), frozenset({"(payload)"})
     if shape == 1:
@@ -458,6 +449,20 @@ def bad_loan_inputs(draw, flags: dict | None = None) -> tuple[Any, frozenset[str
         chosen.append("amount_due")  # "12.345" BHD is fine; once the currency is gone, it has too many decimals
     payload.update(draw(unknown_keys(frozenset(LOAN_KEYS), **flags)))
     return payload, frozenset(chosen)
+
+
+def bad_carried_inputs(flags: dict | None = None) -> st.SearchStrategy[tuple[dict, frozenset[str]]]:
+    """A good workflow input but for its `carried_state`, the key under which
+    a run continued as new hands its state to the next: garbage no run
+    carried over. (A falsy one reads as absent: a fresh start.)"""
+    flags = flags or {}
+    base = {"loan_id": "L-FUZZ", "borrower_id": "B-77", "currency": "CNY", "amount_due": "1200.00",
+            "due_date": "2026-11-01", "policy": "default"}
+    partial_states = st.fixed_dictionaries({"loan_id": st.just("L-FUZZ")}, optional={
+        "stage": st.sampled_from(("reminder", "legal", "closed", "nowhere")), "amount_paid": json_values(**flags),
+        "due_date": bad_dates(**flags), "contacts": json_values(**flags)})
+    garbage = st.one_of(json_values(**flags).filter(bool), partial_states)
+    return st.builds(lambda state: ({**base, "carried_state": state}, frozenset({"carried_state"})), garbage)
 
 
 # ------------------------------------------------------------------ signals
@@ -479,9 +484,9 @@ def bad_repayments(flags: dict | None = None) -> st.SearchStrategy[tuple[Any, fr
 
 
 def signal_payloads(flags: dict | None = None, *, semantic: bool = True) -> dict[str, st.SearchStrategy[tuple[Any, frozenset[str]]]]:
-    """Bad payloads of every signal but `repayment` (its own strategy) and
-    `send_pay_link` (KNOWN BUG: it takes any payload). With `semantic`, also
-    well-formed contact outcomes for a step never sent (rejected naming `step`)."""
+    """Bad payloads of every signal but `repayment` (its own strategy). With
+    `semantic`, also well-formed contact outcomes for a step never sent
+    (rejected naming `step`)."""
     flags = flags or {}
     hold = bad_payloads({"reason": "hardship review"}, {"reason": bad_reasons(**flags)}, frozenset(), flags=flags)
     contact_outcome = bad_payloads(
@@ -517,6 +522,8 @@ def signal_payloads(flags: dict | None = None, *, semantic: bool = True) -> dict
             flags=flags,
         ),
         "contact_outcome": contact_outcome,
+        # No fields: only a payload that is not an object is bad (null reads as {}).
+        "send_pay_link": non_objects(**flags).map(lambda v: (v, frozenset({"(payload)"}))),
     }
 
 

@@ -116,13 +116,27 @@ class DunningWorkflow:
             self._input_error = str(error)
             return
         carried = loan.get(CARRIED_STATE) if isinstance(loan, dict) else None
-        self._carried_policy = loan.get(CARRIED_POLICY) if isinstance(loan, dict) else None
+        self._carried_policy: tuple[Policy, Profile] | None = None
         if carried:
             try:
                 self._state = LoanState.model_validate(carried)
             except ValueError as error:  # pydantic's ValidationError: fail the start, not the task
                 self._input_error = f"{CARRIED_STATE}: not a loan state carried over by this workflow ({str(error)[:200]})"
                 return
+            carried_policy = loan.get(CARRIED_POLICY)
+            if carried_policy:
+                # Checked here like the state: a bad one must fail the start,
+                # not fail every workflow task for ever.
+                try:
+                    if not isinstance(carried_policy, dict):
+                        raise ValueError("must be an object with `policy` and `profile`")
+                    self._carried_policy = (
+                        Policy.model_validate(carried_policy.get("policy")),
+                        Profile.model_validate(carried_policy.get("profile")),
+                    )
+                except ValueError as error:
+                    self._input_error = f"{CARRIED_POLICY}: not a policy carried over by this workflow ({str(error)[:200]})"
+                    return
         else:
             terms = parsed.contract_terms
             self._state = LoanState(
@@ -608,8 +622,7 @@ class DunningWorkflow:
         state = self._require_state()
         if self._carried_policy and state.clock_anchor is not None:
             # A continued run: the policy and profile came with the state.
-            self._policy = Policy.model_validate(self._carried_policy["policy"])
-            self._profile = Profile.model_validate(self._carried_policy["profile"])
+            self._policy, self._profile = self._carried_policy
             self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, self._policy.day_seconds)
             self._terms = terms_for(self._policy, self._profile, state)
             return
