@@ -46,6 +46,13 @@ test: install
 	fi
 	$(PY) -m pytest
 
+# The inner loop (~55 s on 2 cores): no `slow` or `devserver` tests, SQLite
+# only, on both cores (pytest-xdist; a test file stays on one core, since some
+# share a module's fixtures). make test runs everything.
+.PHONY: test-fast
+test-fast: install
+	DUNNING_TEST_POSTGRES=off $(PY) -m pytest -n 2 --dist loadfile -m "not slow and not devserver"
+
 # Known vulnerabilities in what .venv has installed, which make install keeps
 # equal to requirements.lock (docs/operations.md); e.g.
 # make audit AUDIT_FLAGS="--ignore-vuln GHSA-xxxx --strict"

@@ -80,6 +80,16 @@ POSTGRES_MODES = ("auto", "required", "off")
 POSTGRES_URL_FILE = PROJECT / ".dunning" / "pg" / "url"
 
 
+# ------------------------------------------------------------ options
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--crash-seed", type=int, default=None, metavar="N",
+        help="the seed of tests/test_crash_safety.py's kill timing, to repeat a run (as CRASH_SEED=N); random when unset",
+    )
+
+
 # ------------------------------------------------------------ which database
 
 
@@ -250,7 +260,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     """Report how many random lifecycles the compliance properties checked,
-    and how the PostgreSQL items went."""
+    the crash tests' seeds (and how to repeat a failed one), and how the
+    PostgreSQL items went."""
     import sys
 
     properties = sys.modules.get("tests.test_compliance_properties")
@@ -259,6 +270,24 @@ def pytest_terminal_summary(terminalreporter):
             f"compliance properties: {properties.checked['lifecycles']} lifecycles through the workflow, "
             f"{properties.checked['contacts']} contacts checked"
         )
+
+    # The hours the run saw, so two runs' verdicts can be compared by hour.
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    chosen = os.environ.get("DUNNING_TEST_SHANGHAI_HOUR", "").strip()
+    terminalreporter.write_line(
+        f"hours: wall clock {datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M} in Asia/Shanghai at the end; "
+        + (f"time-skipping server started at {int(chosen):02d}:00 there (DUNNING_TEST_SHANGHAI_HOUR)" if chosen.isdigit()
+           else "time-skipping server started at the wall clock's time")
+    )
+
+    crash = sys.modules.get("tests.test_crash_safety")
+    if crash is not None:
+        failed = {getattr(report, "nodeid", None) for outcome in ("failed", "error")
+                  for report in terminalreporter.stats.get(outcome, [])}
+        for line in crash.summary_lines(failed):
+            terminalreporter.write_line(line)
 
     postgres_items = getattr(terminalreporter.config, "_dunning_postgres_items", set())
     if postgres_items:

@@ -64,6 +64,7 @@ def test_a_loan_continues_as_new_and_keeps_its_payments_contacts_and_opt_outs(sh
     assert result["result"]["outcome"] == "repaid" and result["result"]["amount_paid"] == "900.00"
 
 
+@pytest.mark.slow  # 39 s measured (--durations=0)
 def test_a_loan_continues_as_new_in_the_middle_of_a_plan_and_the_plan_goes_on(short_history_dev, tmp_path):
     dev = short_history_dev
     due = datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=16)

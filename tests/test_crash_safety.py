@@ -19,8 +19,11 @@ closed, and checks: one outbox row per key and none left pending; every row
 marked sent was accepted by the provider exactly once, and the provider
 accepted nothing else; each workflow's contacts agree with the outbox; each
 payment is recorded once and amount_paid is the sum of the distinct payments;
-the audit chain verifies. Only the kill timing is random: the seed is printed
-and in the terminal summary, and CRASH_SEED=<seed> repeats it.
+the audit chain verifies. Only the kill timing is random. Each scenario's seed
+is printed, in the terminal summary, and in the failure; `--crash-seed N` (or
+CRASH_SEED=N) repeats it:
+
+    .venv/bin/python -m pytest tests/test_crash_safety.py --crash-seed 1234567
 
 The worker processes are forked from one process that has done worker.py's
 imports (tests/crash_support.py, Workers), so a restart takes well under a
@@ -30,13 +33,14 @@ both mostly wait for Temporal's timeouts (a send lost with a killed worker is
 retried when its 60-second start-to-close timeout expires).
 
 The last two tests pin down, without a server, the two ways a kill between
-Twilio's acceptance and the outbox's `sent` still goes wrong (see the comment
-above them); they are expected failures (strict) until send_contact or the
-gateway changes.
+Twilio's acceptance and the outbox's `sent` could go wrong (see the comment
+above them): a retry must not send again, and Twilio's callback must leave
+its audit entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -44,6 +48,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -81,29 +86,55 @@ WORKER_KILLS = 20
 SERVER_KILLS = 4
 
 # Each scenario's counts, written into the terminal summary (so they are in the
-# CI log without -s) and recorded as properties (junit XML).
+# CI log without -s; tests/conftest.py calls summary_lines) and recorded as
+# properties (junit XML). SEEDS: each scenario's seed and test, set as it starts.
 REPORT: dict[str, dict] = {}
+SEEDS: dict[str, tuple[int, str]] = {}
 
 
-class _CrashSummary:
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        for name, counts in REPORT.items():
-            terminalreporter.write_line(f"crash safety, {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+def crash_seed(config) -> int:
+    """The kill timing's seed: `--crash-seed N`, else CRASH_SEED=N, else a random one."""
+    seed = config.getoption("crash_seed")
+    if seed is None and os.environ.get("CRASH_SEED", "").strip():
+        seed = int(os.environ["CRASH_SEED"])
+    return seed if seed is not None else random.SystemRandom().randrange(2**32)
 
 
-@pytest.fixture(autouse=True)
-def crash_summary(request):
-    manager = request.config.pluginmanager
-    if not manager.has_plugin("crash-safety-summary"):
-        manager.register(_CrashSummary(), "crash-safety-summary")
-    yield
+def rerun_command(seed: int, nodeid: str) -> str:
+    python = Path(sys.executable)
+    python = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python  # .venv/bin/python
+    return f"{python} -m pytest '{nodeid}' --crash-seed {seed}"
 
 
-def seed_for(name: str) -> int:
-    seed = int(os.environ["CRASH_SEED"]) if os.environ.get("CRASH_SEED") else random.SystemRandom().randrange(2**32)
+def seed_for(name: str, seed: int, nodeid: str) -> int:
+    SEEDS[name] = (seed, nodeid)
     REPORT[name] = {"seed": seed, "result": "did not finish"}
-    print(f"\ncrash safety, {name}: seed {seed} (CRASH_SEED={seed} repeats the kill timing)")
+    print(f"\ncrash safety, {name}: seed {seed} (`{rerun_command(seed, nodeid)}` repeats the kill timing)")
     return seed
+
+
+@contextlib.contextmanager
+def repeatable(name: str):
+    """A failure of the scenario says how to run it again with its seed."""
+    try:
+        yield
+    except BaseException as error:
+        if name in SEEDS:
+            seed, nodeid = SEEDS[name]
+            error.add_note(f"crash safety, {name}: seed {seed}; repeat its kill timing with: {rerun_command(seed, nodeid)}")
+        raise
+
+
+def summary_lines(failed: set[str]) -> list[str]:
+    """Each scenario's seed and counts for the terminal summary, and for a
+    failed one the command that repeats it (`failed`: the failed node ids)."""
+    lines = []
+    for name, (seed, nodeid) in SEEDS.items():
+        counts = {"seed": seed, **REPORT.get(name, {})}
+        lines.append(f"crash safety, {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if nodeid in failed:
+            lines.append(f"crash safety, {name}: FAILED; repeat its kill timing with: {rerun_command(seed, nodeid)}")
+    return lines
 
 
 def report(name: str, run: Run, counts: dict, record_property, started: float, finished: float | None = None) -> None:
@@ -223,9 +254,8 @@ class Stack:
                 part.stop()
 
 
-def worker_kills(tmp) -> tuple[Run, dict]:
+def worker_kills(tmp, seed: int) -> tuple[Run, dict]:
     """Scenario 1: SIGKILL the worker 20 times while messages go out."""
-    seed = seed_for("worker kills")
     rng = random.Random(seed)
     run = Run(seed)
     started = time.monotonic()
@@ -269,9 +299,8 @@ def worker_kills(tmp) -> tuple[Run, dict]:
         stack.stop()
 
 
-def dev_server_kills(tmp) -> tuple[Run, dict]:
+def dev_server_kills(tmp, seed: int) -> tuple[Run, dict]:
     """Scenario 2: SIGKILL the dev server four times; the worker rides it out."""
-    seed = seed_for("dev server kills")
     rng = random.Random(seed)
     run = Run(seed)
     started = time.monotonic()
@@ -302,16 +331,16 @@ def dev_server_kills(tmp) -> tuple[Run, dict]:
 class Background:
     """A scenario in a thread of its own."""
 
-    def __init__(self, scenario, tmp) -> None:
+    def __init__(self, scenario, tmp, seed: int) -> None:
         self.started = self.finished = time.monotonic()
         self.outcome: tuple[Run, dict] | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(scenario, tmp), name=scenario.__name__, daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(scenario, tmp, seed), name=scenario.__name__, daemon=True)
         self.thread.start()
 
-    def _run(self, scenario, tmp) -> None:
+    def _run(self, scenario, tmp, seed: int) -> None:
         try:
-            self.outcome = scenario(tmp)
+            self.outcome = scenario(tmp, seed)
         except BaseException as error:  # re-raised by the test that joins it
             self.error = error
         finally:
@@ -332,33 +361,41 @@ def dev_server_kills_run(request, tmp_path_factory):
     devserver test on: most of its time, and the worker scenario's, is
     waiting (for Temporal's timeouts to expire), so side by side they take
     little longer than the longer one alone."""
-    wanted = any(item.name == "test_dev_server_kills_lose_no_message_or_payment_and_send_none_twice"
-                 for item in request.session.items)
-    background = Background(dev_server_kills, tmp_path_factory.mktemp("dev-server-kills")) if wanted else None
+    wanted = [item.nodeid for item in request.session.items
+              if item.name == "test_dev_server_kills_lose_no_message_or_payment_and_send_none_twice"]
+    background = None
+    if wanted:
+        seed = seed_for("dev server kills", crash_seed(request.config), wanted[0])
+        background = Background(dev_server_kills, tmp_path_factory.mktemp("dev-server-kills"), seed)
     yield background
     if background is not None:
         background.thread.join(600)  # never leave its processes running
 
 
+@pytest.mark.slow  # 167 s measured
 @pytest.mark.devserver
 def test_twenty_worker_kills_lose_no_message_or_payment_and_send_none_twice(
-    tmp_path, record_property, dev_server_kills_run
+    request, tmp_path, record_property, dev_server_kills_run
 ):
     started = time.monotonic()
-    run, counts = worker_kills(tmp_path)
-    report("worker kills", run, counts, record_property, started)
-    assert counts["kills"] == WORKER_KILLS and counts["targeted_kills"] >= 3
-    assert counts["duplicates"] == 0 and counts["lost"] == 0
-    assert counts["sent_via_twilio"] > 0 and counts["payments_recorded"] == 4
+    seed = seed_for("worker kills", crash_seed(request.config), request.node.nodeid)
+    with repeatable("worker kills"):
+        run, counts = worker_kills(tmp_path, seed)
+        report("worker kills", run, counts, record_property, started)
+        assert counts["kills"] == WORKER_KILLS and counts["targeted_kills"] >= 3
+        assert counts["duplicates"] == 0 and counts["lost"] == 0
+        assert counts["sent_via_twilio"] > 0 and counts["payments_recorded"] == 4
 
 
+@pytest.mark.slow  # its scenario: 31 s measured, in the background beside the worker kills
 @pytest.mark.devserver
 def test_dev_server_kills_lose_no_message_or_payment_and_send_none_twice(record_property, dev_server_kills_run):
-    run, counts = dev_server_kills_run.join()
-    report("dev server kills", run, counts, record_property, dev_server_kills_run.started, dev_server_kills_run.finished)
-    assert counts["server_restarts"] == SERVER_KILLS and counts["worker_restarts"] == 0
-    assert counts["duplicates"] == 0 and counts["lost"] == 0
-    assert counts["sent_via_twilio"] > 0 and counts["payments_recorded"] == 3
+    with repeatable("dev server kills"):
+        run, counts = dev_server_kills_run.join()
+        report("dev server kills", run, counts, record_property, dev_server_kills_run.started, dev_server_kills_run.finished)
+        assert counts["server_restarts"] == SERVER_KILLS and counts["worker_restarts"] == 0
+        assert counts["duplicates"] == 0 and counts["lost"] == 0
+        assert counts["sent_via_twilio"] > 0 and counts["payments_recorded"] == 3
 
 
 # ------------------------------------------------ the kill window, pinned down
