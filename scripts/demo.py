@@ -106,6 +106,27 @@ def steer_samples(env: dict) -> None:
             print(f"{loan_id}: {update} not accepted: {(done.stderr or done.stdout).strip()[-200:]}", flush=True)
 
 
+def register_search_attributes() -> None:
+    """Add the contract's search attributes the server at HOST:PORT lacks."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from runtime.temporal import ensure_search_attributes
+
+    async def register() -> None:
+        client = await Client.connect(f"{HOST}:{PORT}", namespace=NAMESPACE)
+        await ensure_search_attributes(client, NAMESPACE)
+
+    asyncio.run(register())
+
+
+def due_cutoff() -> str:
+    """Yesterday's start in UTC, for the DueDate example."""
+    yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
+    return f"{yesterday.isoformat()}T00:00:00Z"
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -163,7 +184,10 @@ def main() -> int:
     logs = []
     try:
         if port_open(PORT):
-            print(f"A Temporal server already listens on {HOST}:{PORT}; using it (the worker registers the search attributes).")
+            print(f"A Temporal server already listens on {HOST}:{PORT}; using it, with the contract's search attributes.")
+            # The worker only checks a namespace; on the developer's own
+            # server, which may predate an attribute, the demo sets it up.
+            register_search_attributes()
         else:
             if os.environ.get("DEMO_KEEP_STATE") != "1":
                 # Each demo shows loans moving from their first day: the last
@@ -225,6 +249,7 @@ Try, in another terminal:
   {py} starter.py list --stage call
   {temporal} workflow list --query 'DunningStage="call"'
   {temporal} workflow list --query 'DunningSegment="high_risk"'
+  {temporal} workflow list --query 'DueDate < "{due_cutoff()}"'   (due before yesterday)
   {temporal} workflow update execute --workflow-id dunning-L-DEMO-1 --name promise_to_pay \\
       --input '{{"amount": "600.00", "by_date": "{(date.today() + timedelta(days=7)).isoformat()}"}}'
   {py} starter.py report          (KPIs, with a chart under .dunning/reports/)
