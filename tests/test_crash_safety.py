@@ -26,7 +26,7 @@ CRASH_SEED=N) repeats it:
     .venv/bin/python -m pytest tests/test_crash_safety.py --crash-seed 1234567
 
 The worker processes are forked from one process that has done worker.py's
-imports (tests/crash_support.py, Workers), so a restart takes well under a
+imports (tests/support/crash.py, Workers), so a restart takes well under a
 second; each runs worker.py as __main__, as `python worker.py` does. The
 dev-server scenario runs in a background thread beside the worker scenario:
 both mostly wait for Temporal's timeouts (a send lost with a killed worker is
@@ -64,7 +64,7 @@ from channels.base import OutboundMessage, ProviderReceipt
 from db.models import AuditEntry, Contact
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.crash_support import (
+from tests.support.crash import (
     ROOT,
     Gateway,
     Run,
@@ -79,8 +79,8 @@ from tests.crash_support import (
     send_signal,
     wait_until,
 )
-from tests.test_devserver import DevServer, due_days_ago, run_ids
-from tests.test_provider_channels import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.support.devserver import DevServer, due_days_ago, run_ids
+from tests.support.providers import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 
 WORKER_KILLS = 20
 SERVER_KILLS = 4

@@ -20,7 +20,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from activities.exports import bureau_cycle_path
 from db.models import BureauRecord, Contact, FieldVisitRecord, LegalCase, PlanInstallment, PlanRecord, PromiseRecord, StageEntry
-from tests.temporal_support import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
+from tests.support.polling import poll_until
+from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
 from workflows.search_attributes import DAYS_PAST_DUE, DUE_DATE, DUNNING_SEGMENT
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -70,12 +71,10 @@ async def skip(env, **delta) -> None:
 async def until_applied(handle, amount_paid: str) -> dict:
     """Status once the workflow has applied payments up to `amount_paid`,
     polled in real time so the server's clock does not skip meanwhile."""
-    for _ in range(200):
-        shown = await status(handle)
-        if shown["amount_paid"] == amount_paid:
-            return shown
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"amount_paid never reached {amount_paid}: {shown['amount_paid']}")
+    return await poll_until(
+        lambda: status(handle), lambda shown: shown["amount_paid"] == amount_paid, lambda: asyncio.sleep(0.05), 200,
+        lambda shown: f"amount_paid never reached {amount_paid}: {shown['amount_paid']}",
+    )
 
 
 # ------------------------------------------------------------------- plans

@@ -17,7 +17,7 @@ Hypothesis runs derandomized (a fixed seed per test, no example database), so
 CI is reproducible. The live properties run in a thread of their own and
 drive the worker on the test's event loop (`OnLoop`); they do not shrink (a
 live loan's state moves on), and their messages name the payload. The
-strategies are in tests/fuzz_strategies.py; nothing is kept out of them
+strategies are in tests/support/fuzz_strategies.py; nothing is kept out of them
 because the code mishandles it. Each bug the fuzzing found has a regression
 test at the end.
 The import and gateway tests run on SQLite and PostgreSQL (tests/conftest.py).
@@ -69,10 +69,11 @@ from dunning.inputs import (
     PayLinkRequest,
     parse_signal,
 )
+from runtime.binaries import binary
 from runtime.placement import PlacementError, read_placements, validate_placements
 from runtime.temporal import ensure_search_attributes
-from tests import fuzz_strategies as fz
-from tests.temporal_support import binary, loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
+from tests.support import fuzz_strategies as fz
+from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -905,7 +906,7 @@ def gateway(settings, tmp_path):
     from fastapi.testclient import TestClient
 
     from gateway.app import create_app
-    from tests.test_gateway import gateway_settings
+    from tests.support.gateway import gateway_settings
 
     def no_temporal():
         raise ConnectionError("no Temporal in this test")
@@ -958,7 +959,7 @@ def test_a_bad_placement_is_a_422_naming_the_field_and_writes_nothing(gateway, s
 @both_databases
 def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_nothing(gateway, session_factory):
     from gateway.app import sign_payment
-    from tests.test_gateway import PAYMENTS_SECRET
+    from tests.support.gateway import PAYMENTS_SECRET
 
     before = row_counts(session_factory)
     for body in RAW_BODIES:
@@ -988,7 +989,7 @@ def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_not
 @both_databases
 def test_an_unsigned_forged_or_garbled_payment_signature_is_a_401_and_writes_nothing(gateway, session_factory):
     from gateway.app import sign_payment
-    from tests.test_gateway import PAYMENTS_SECRET
+    from tests.support.gateway import PAYMENTS_SECRET
 
     before = row_counts(session_factory)
     header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)  # what a header carries
@@ -1042,7 +1043,7 @@ def _form_text() -> st.SearchStrategy[str]:
 
 @both_databases
 def test_twilio_webhooks_answer_garbage_forms_without_a_500_and_refuse_unsigned_ones(gateway, session_factory):
-    from tests.test_gateway import twilio_signed
+    from tests.support.gateway import twilio_signed
 
     names = st.one_of(st.sampled_from(TWILIO_NAMES), fz.nasty_text(surrogates=False, max_fragments=2).filter(bool))
 
@@ -1069,7 +1070,7 @@ def test_twilio_webhooks_answer_garbage_forms_without_a_500_and_refuse_unsigned_
 
 @both_databases
 def test_sendgrid_events_answer_garbage_without_a_500_and_refuse_unsigned_ones(gateway, session_factory):
-    from tests.test_gateway import sendgrid_signed
+    from tests.support.gateway import sendgrid_signed
 
     kinds = st.sampled_from(("delivered", "bounce", "dropped", "open", "click", "unsubscribe", "spamreport", "group_unsubscribe"))
     anything = fz.json_values(huge=False)

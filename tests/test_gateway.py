@@ -8,7 +8,6 @@ gateway uses the test server's client directly.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from datetime import date, datetime, timedelta
@@ -19,38 +18,16 @@ from urllib.parse import urlencode
 import httpx
 from werkzeug.wrappers import Response
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from twilio.request_validator import RequestValidator
 
 from activities.pay_link import SALT, make_pay_link
 from db.models import Contact
 from dunning.policy import load_policy
 from gateway.app import create_app, sign_payment
-from gateway.settings import GatewaySettings
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
-from tests.temporal_support import overdue_since, running_worker, time_env, zone_at_hour, zone_where_it_is  # noqa: F401 (fixture)
-
-PAYMENTS_SECRET = "payments-test-secret"
-TWILIO_TOKEN = "twilio-test-token"
-PUBLIC = "https://gw.example.com"
-
-_SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
-SENDGRID_PUBLIC_KEY = base64.b64encode(
-    _SENDGRID_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-).decode()
-
-
-def gateway_settings(tmp_path) -> GatewaySettings:
-    return GatewaySettings(
-        DUNNING_PAYMENTS_SECRET=PAYMENTS_SECRET,
-        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
-        DUNNING_PUBLIC_BASE_URL=PUBLIC,
-        SENDGRID_WEBHOOK_PUBLIC_KEY=SENDGRID_PUBLIC_KEY,
-        DUNNING_LENDER_PAY_URL="https://lender.example/pay",
-        DUNNING_INBOUND_REPLIES_PATH=str(tmp_path / "inbound.jsonl"),
-    )
+from tests.support.gateway import PAYMENTS_SECRET, TWILIO_TOKEN, gateway_settings, loan_status_when, sendgrid_signed, twilio_signed
+from tests.support.temporal import overdue_since, running_worker, time_env, zone_at_hour, zone_where_it_is  # noqa: F401 (fixture)
 
 
 def record(loan_id: str, due_date, amount: str = "1200.00", zone: str = BORROWER["time_zone"]) -> dict:
@@ -63,20 +40,6 @@ def record(loan_id: str, due_date, amount: str = "1200.00", zone: str = BORROWER
         "due_date": due_date.isoformat(),
         "policy": "default",
         "borrower": borrower,
-    }
-
-
-def twilio_signed(path: str, params: dict, token: str = TWILIO_TOKEN) -> dict:
-    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
-
-
-def sendgrid_signed(body: str, key=_SENDGRID_KEY) -> dict:
-    timestamp = str(int(time.time()))
-    signature = key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256()))
-    return {
-        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-        "Content-Type": "application/json",
     }
 
 
@@ -112,12 +75,7 @@ async def place(http, loans, time_env, loan_id: str, days: int = 2, hour: int = 
 
 
 async def status_when(http, time_env, loan_id: str, condition, tries: int = 20) -> dict:
-    for _ in range(tries):
-        answer = (await http.get(f"/loans/{loan_id}")).json()
-        if condition(answer):
-            return answer
-        await time_env.sleep(timedelta(seconds=30))
-    raise AssertionError(f"status never met the condition: {answer}")
+    return await loan_status_when(http, time_env, loan_id, condition, tries)
 
 
 async def test_placing_a_loan_twice_starts_one_run_and_its_status_is_readable(gateway, time_env):

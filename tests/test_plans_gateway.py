@@ -30,8 +30,8 @@ from activities.pay_link import SALT, make_pay_link
 from db.models import Contact, FieldVisitRecord
 from gateway.app import create_app
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
-from tests.test_gateway import TWILIO_TOKEN, gateway_settings, twilio_signed
-from tests.temporal_support import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
+from tests.support.gateway import gateway_settings, loan_status_when, twilio_signed
+from tests.support.temporal import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELD_TOKEN = "field-team-test-token"
@@ -86,13 +86,7 @@ async def place(http, loans, time_env, loan_id: str, days: int, policy: str = "d
 
 
 async def status_when(http, time_env, loan_id: str, condition, tries: int = 40) -> dict:
-    answer: dict = {}
-    for _ in range(tries):
-        answer = (await http.get(f"/loans/{loan_id}")).json()
-        if condition(answer):
-            return answer
-        await time_env.sleep(timedelta(seconds=30))
-    raise AssertionError(f"status never met the condition: {answer}")
+    return await loan_status_when(http, time_env, loan_id, condition, tries)
 
 
 def today_of(status: dict) -> date:

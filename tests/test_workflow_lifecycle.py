@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from db.models import BureauRecord, Contact, LegalCase, Loan, Payment
 from worker import sandbox_runner
 from workflows.dunning import DunningWorkflow
-from tests.temporal_support import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
+from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asyncio
 

