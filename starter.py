@@ -109,7 +109,7 @@ def start(
     from db.migrate import upgrade_to_head
     from db.session import make_engine, make_session_factory
     from runtime.logging import configure_logging
-    from runtime.placement import PlacementError, read_placements, validate_placements
+    from services.placement import PlacementError, read_placements, validate_placements
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -122,7 +122,7 @@ def start(
         _fail(f"{file}: no records", code=2)
 
     async def place() -> None:
-        from runtime.placing import closed_outcomes, start_placement
+        from services.placing import closed_outcomes, start_placement
 
         client = await _client(settings)  # before writing: no Temporal, nothing written
 
@@ -275,7 +275,7 @@ def update(
     payload: str = typer.Argument("{}", help="the update's JSON object"),
 ) -> None:
     """Run an update (propose_plan, promise_to_pay, record_visit, legal_outcome); print its answer as JSON."""
-    from runtime.visits import NoSuchLoan, UpdateRejected, UpdateTimedOut, execute_update, refuse_personal_keys
+    from services.visits import NoSuchLoan, UpdateRejected, UpdateTimedOut, execute_update, refuse_personal_keys
 
     if name not in contract.UPDATES:
         _fail(f"name: must be one of {', '.join(contract.UPDATES)}", code=2)
@@ -321,7 +321,7 @@ def visit(
     from db.migrate import upgrade_to_head
     from db.session import make_engine, make_session_factory
     from dunning.inputs import explain
-    from runtime.visits import FieldReport, NoSuchLoan, NotesNotStored, UpdateTimedOut, report_visit
+    from services.visits import FieldReport, NoSuchLoan, NotesNotStored, UpdateTimedOut, report_visit
 
     if (promise_amount is None) != (promise_by is None):
         _fail("--promise-amount and --promise-by: give both, or neither", code=2)

@@ -14,61 +14,14 @@ import os
 import sys
 
 import structlog
-from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.dunning_activities import DunningActivities
-from activities.rendering import TemplateRenderer
-from channels.registry import build_channels
 from db.migrate import upgrade_to_head
-from db.session import make_engine, make_session_factory
-from runtime.bytecode import share_code
 from runtime.logging import configure_logging
-from runtime.settings import Settings, get_settings
+from runtime.settings import get_settings
 from runtime.temporal import SearchAttributesMissing, check_search_attributes, connect, metrics_runtime
-from workflows.dunning import DunningWorkflow
+from runtime.worker_build import build_worker
 
 log = structlog.get_logger("worker")
-
-# Modules the workflow sandbox may share with the worker instead of
-# re-importing them for every workflow run: they are deterministic (pydantic
-# models and pure functions), and re-importing pydantic per run is slow.
-PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "annotated_types", "dunning", "activities.payloads")
-
-
-def sandbox_runner() -> SandboxedWorkflowRunner:
-    # The sandbox imports the workflow modules again for every workflow
-    # instance: with one shared copy of their compiled code (runtime/bytecode.py).
-    share_code("workflows")
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
-
-
-def build_activities(settings: Settings) -> DunningActivities:
-    engine = make_engine(settings.database_url)
-    return DunningActivities(
-        session_factory=make_session_factory(engine),
-        channels=build_channels(settings),
-        renderer=TemplateRenderer(settings.templates_dir),
-        settings=settings,
-    )
-
-
-def build_worker(
-    client: Client,
-    settings: Settings,
-    executor: concurrent.futures.Executor,
-    activities: DunningActivities | None = None,
-) -> Worker:
-    acts = activities or build_activities(settings)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=[DunningWorkflow],
-        activities=acts.registered(),
-        activity_executor=executor,
-        workflow_runner=sandbox_runner(),
-    )
 
 
 async def main() -> None:

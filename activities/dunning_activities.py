@@ -79,8 +79,10 @@ from db.models import (
 )
 from db.models import StageEntry as StageEntryRow
 from dunning.contract import STAGE_CLOSED
-from dunning.compliance import ProfileError, load_profile
-from dunning.policy import PolicyError, load_policy
+from dunning.compliance import ProfileError
+from loaders.config_files import load_profile
+from dunning.policy import PolicyError
+from loaders.config_files import load_policy
 from runtime.settings import Settings
 
 log = structlog.get_logger("activities")

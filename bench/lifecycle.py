@@ -27,7 +27,7 @@ from bench.noop import NOOP_WORKFLOW, NoopWorkflow, noop_prepare
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 from runtime.bytecode import share_code
 from runtime.settings import Settings
-from worker import build_worker
+from runtime.worker_build import build_worker
 
 _WFT = {"WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED",
         "WORKFLOW_TASK_FAILED", "WORKFLOW_TASK_TIMED_OUT"}

@@ -58,7 +58,7 @@ from db.migrate import upgrade_to_head
 from db.models import Borrower, Loan
 from db.session import make_engine, make_session_factory
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
-from dunning.policy import load_policy
+from loaders.config_files import load_policy
 from runtime.binaries import binary
 
 BENCH = Path(__file__).resolve().parent

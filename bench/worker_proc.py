@@ -162,7 +162,7 @@ async def build(kind: str, probe: Probe, executor: concurrent.futures.Executor) 
     from runtime.bytecode import share_code
     from runtime.settings import get_settings
     from runtime.temporal import connect_config
-    from worker import build_worker
+    from runtime.worker_build import build_worker
 
     settings = get_settings()
     client = await _connect(connect_config(settings), probe)

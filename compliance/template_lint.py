@@ -494,7 +494,8 @@ def _check_source(path: Path, source: str, rules: Rules, parser: SandboxedEnviro
 
 def _policy_usage(policies_dir: Path | None, report) -> tuple[set[tuple[str, str]], set[str]]:
     """(channel, template) of every step of every policy, and the policies' default languages."""
-    from dunning.policy import PolicyError, load_policy  # the core, only when policies are checked
+    from dunning.policy import PolicyError  # the core, only when policies are checked
+    from loaders.config_files import load_policy
 
     steps: set[tuple[str, str]] = set()
     languages: set[str] = set()
@@ -521,7 +522,8 @@ def _profile_opt_outs(profiles_dir: Path | None, rules: Rules, report) -> list[t
     """(channel, part, body forms) for every channel a profile wants an opt-out instruction in."""
     if profiles_dir is None:
         return []
-    from dunning.compliance import ProfileError, load_profile
+    from dunning.compliance import ProfileError
+    from loaders.config_files import load_profile
 
     profiles_dir = Path(profiles_dir)
     if not profiles_dir.is_dir():

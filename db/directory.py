@@ -8,13 +8,31 @@ workflow runs on the terms it started with, and reported as a conflict.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from datetime import date
+from decimal import Decimal
+from typing import Iterable, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Borrower, Loan
 from dunning.contract import STAGE_PENDING, workflow_id_for
-from runtime.placement import Placement
+
+
+class _DirectoryBorrower(Protocol):
+    def directory_fields(self) -> dict: ...
+
+
+class PlacedLoan(Protocol):
+    """What the directory needs of a placement (services/placement.py's
+    Placement): the directory sits below the services and names no type of theirs."""
+
+    loan_id: str
+    borrower_id: str
+    amount_due: Decimal
+    currency: str
+    due_date: date
+    policy: str
+    borrower: _DirectoryBorrower
 
 _CONTACT_FIELDS = ("name", "phone", "email", "push_token", "language", "time_zone")
 
@@ -32,7 +50,7 @@ class PlacementSummary:
         return asdict(self)
 
 
-def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[Placement]) -> PlacementSummary:
+def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[PlacedLoan]) -> PlacementSummary:
     """Upsert the borrowers and insert the loans that are not there yet, all or nothing."""
     summary = PlacementSummary()
     with session_factory.begin() as db:

@@ -10,17 +10,15 @@ check answers the ones that only delay: the window and the caps.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dunning.policy import describe_validation_error, named_config_file
+from dunning.policy import describe_validation_error
 
 Channel = Literal["sms", "email", "voice", "push"]
 # Call results that mean a conversation took place (fed back by the voice provider).
@@ -81,15 +79,11 @@ class Profile(_Strict):
     rules: Rules
 
 
-def load_profile(name: str, profiles_dir: Path) -> Profile:
-    path = named_config_file("profile", name, profiles_dir, ProfileError)
+def parse_profile(data: dict, source: str = "profile") -> Profile:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
         return Profile.model_validate(data)
-    except tomllib.TOMLDecodeError as error:
-        raise ProfileError(f"{path}: not valid TOML: {error}") from None
     except ValidationError as error:
-        raise ProfileError(f"{path}: {describe_validation_error(error)}") from None
+        raise ProfileError(f"{source}: {describe_validation_error(error)}") from None
 
 
 @dataclass(frozen=True)

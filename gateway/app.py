@@ -53,16 +53,17 @@ from dunning import contract
 from dunning.arrangements import split
 from dunning.inputs import ID_PATTERN, Currency, Identifier, Instant
 from dunning.money import format_amount, parse_amount
-from dunning.policy import PlanOffer, Policy, PolicyError, load_policy
+from dunning.policy import PlanOffer, Policy, PolicyError
+from loaders.config_files import load_policy
 from gateway.settings import GatewaySettings, get_gateway_settings
-from runtime.placement import Placement
-from runtime.placing import closed_outcomes, start_placement
+from services.placement import Placement
+from services.placing import closed_outcomes, start_placement
 
 # Outbox rows a provider's report can confirm as sent: not yet finished, or
 # left in doubt by a worker that stopped while calling the provider.
 UNCONFIRMED_SEND = (STATUS_PENDING, STATUS_SENDING, STATUS_UNCONFIRMED)
 from runtime.settings import Settings, get_settings
-from runtime.visits import (
+from services.visits import (
     UPDATE_TIMEOUT_SECONDS,
     FieldReport,
     NoSuchLoan,

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # worker, at /metrics; unset, none are served.
     metrics_port: int | None = _env("DUNNING_METRICS_PORT", default=None)
 
-    # Providers, per channel (channels/registry.py). `local` captures messages
+    # Providers, per channel (runtime/channels.py). `local` captures messages
     # on this machine and needs no credentials; a real provider needs its own.
     sms_provider: Literal["local", "twilio"] = _env("DUNNING_SMS_PROVIDER", default="local")
     voice_provider: Literal["local", "twilio"] = _env("DUNNING_VOICE_PROVIDER", default="local")

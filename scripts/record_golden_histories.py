@@ -38,7 +38,7 @@ from db.models import Borrower  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.temporal import ensure_search_attributes  # noqa: E402
-from worker import build_worker  # noqa: E402
+from runtime.worker_build import build_worker  # noqa: E402
 
 OUT = ROOT / "tests" / "histories"
 # The borrower's personal data: the replay test checks none of it is in a history.

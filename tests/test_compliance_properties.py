@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from db.models import Borrower, Contact
-from dunning.compliance import load_profile
-from dunning.policy import load_policy
+from loaders.config_files import load_profile
+from loaders.config_files import load_policy
 from tests.support.temporal import days_ago, loan_input, running_worker, time_env  # noqa: F401 (fixture)
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

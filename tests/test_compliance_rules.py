@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dunning.clock import LoanClock
-from dunning.compliance import ProfileError, load_profile
-from dunning.policy import load_policy
+from dunning.compliance import ProfileError
+from loaders.config_files import load_profile
+from loaders.config_files import load_policy
 from tests.support.planner import DUE, POLICIES, PROFILES, new_state, walk
 
 

@@ -70,7 +70,7 @@ from dunning.inputs import (
     parse_signal,
 )
 from runtime.binaries import binary
-from runtime.placement import PlacementError, read_placements, validate_placements
+from services.placement import PlacementError, read_placements, validate_placements
 from runtime.temporal import ensure_search_attributes
 from tests.support import fuzz_strategies as fz
 from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
@@ -1336,7 +1336,7 @@ def test_a_bad_repayment_with_unstorable_text_is_recorded(payment_id, session_fa
     from temporalio.testing import ActivityEnvironment
 
     from activities.payloads import PaymentRecord
-    from worker import build_activities
+    from runtime.worker_build import build_activities
 
     record = PaymentRecord(key=f"dunning-L-1/payment/unapplied-1-{payment_id}", workflow_id="dunning-L-1", loan_id="L-1",
                            payment_id=payment_id, amount="1.00", currency="CNY", paid_at="", applied=False,

@@ -23,7 +23,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from activities.pay_link import SALT, make_pay_link
 from db.models import Contact
-from dunning.policy import load_policy
+from loaders.config_files import load_policy
 from gateway.app import create_app, sign_payment
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
 from tests.support.gateway import PAYMENTS_SECRET, TWILIO_TOKEN, gateway_settings, loan_status_when, sendgrid_signed, twilio_signed

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from dunning import bureau
 from dunning.arrangements import ArrangementRejected, check_plan, check_promise, plan_progress, split
 from dunning.charges import apply_payment, cap_through, post_charges, terms_for
-from dunning.compliance import load_profile
+from loaders.config_files import load_profile
 from dunning.inputs import PlanProposal, PromiseToPay
-from dunning.policy import load_policy
+from loaders.config_files import load_policy
 from dunning.state import LoanState
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from db.directory import upsert_placements
 from db.models import Borrower, Loan
-from runtime.placement import PlacementError, read_placements, validate_placements
+from services.placement import PlacementError, read_placements, validate_placements
 
 
 def record(loan_id="L-1", borrower_id="B-1", **borrower):

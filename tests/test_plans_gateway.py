@@ -25,7 +25,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-import runtime.visits
+import services.visits
 from activities.pay_link import SALT, make_pay_link
 from db.models import Contact, FieldVisitRecord
 from gateway.app import create_app
@@ -293,18 +293,18 @@ async def test_notes_whose_storing_failed_after_the_update_was_accepted_are_stor
     visit_id = (await visit_of(http, time_env, "L-FV-2"))["visit_id"]
     good = {"outcome": "not_home", "staff_ids": ["S-3", "S-4"], "notes": NOTES}
 
-    real_store = runtime.visits.store_notes
+    real_store = services.visits.store_notes
 
     def database_down(*args, **kwargs):
         raise ConnectionError("database is down")
 
-    monkeypatch.setattr(runtime.visits, "store_notes", database_down)
+    monkeypatch.setattr(services.visits, "store_notes", database_down)
     failed = await report(visit_id, good, http=http)
     assert failed.status_code == 503 and "send the report again" in failed.json()["detail"]
     assert stored_notes(session_factory, visit_id) is None
     assert (await http.get("/loans/L-FV-2")).json()["field_visits"][0]["status"] == "done"  # the workflow took it
 
-    monkeypatch.setattr(runtime.visits, "store_notes", real_store)
+    monkeypatch.setattr(services.visits, "store_notes", real_store)
     # Someone else's report for the visit does not get to attach its notes.
     wrong = await report(visit_id, {**good, "outcome": "met", "notes": "not these"}, http=http)
     assert wrong.status_code == 409 and stored_notes(session_factory, visit_id) is None

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from dunning.clock import LoanClock
-from dunning.compliance import load_profile
+from loaders.config_files import load_profile
 from dunning.planner import next_action
-from dunning.policy import PolicyError, load_policy
+from dunning.policy import PolicyError
+from loaders.config_files import load_policy
 from tests.support.planner import DUE, POLICIES, PROFILES, new_state, walk
 
 

@@ -32,7 +32,7 @@ from activities.rendering import TemplateRenderer
 from channels.base import OutboundMessage, PermanentSendError, ProviderConfigError, TransientSendError
 from channels.local import LocalCaptureChannel
 from channels.push import AppPushChannel
-from channels.registry import build_channels
+from runtime.channels import build_channels
 from channels.sendgrid_email import SendGridEmailChannel
 from channels.twilio_sms import TwilioSmsChannel, make_twilio_client
 from channels.twilio_voice import TwilioVoiceChannel

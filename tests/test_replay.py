@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     import pytest
 
     from dunning.contract import WORKFLOW_TYPE
-    from worker import sandbox_runner
+    from runtime.worker_build import sandbox_runner
 from workflows.dunning import DunningWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

@@ -31,7 +31,7 @@ from activities.rendering import (
     format_day,
     format_money,
 )
-from dunning.policy import load_policy
+from loaders.config_files import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "config" / "templates"

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from db.models import BureauRecord, Contact, LegalCase, Loan, Payment
-from worker import sandbox_runner
+from runtime.worker_build import sandbox_runner
 from workflows.dunning import DunningWorkflow
 from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
 

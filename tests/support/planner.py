@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from dunning.clock import LoanClock
-from dunning.compliance import load_profile
+from loaders.config_files import load_profile
 from dunning.planner import next_action, segment_name
 from dunning.state import ContactEntry, LoanState
 

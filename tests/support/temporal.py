@@ -23,7 +23,7 @@ from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 from runtime.binaries import binary
 from runtime.settings import Settings
 from runtime.temporal import ensure_search_attributes
-from worker import build_worker
+from runtime.worker_build import build_worker
 
 
 def days_ago(days: int, zone: str = "Asia/Shanghai", now: datetime | None = None) -> date:

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from db.models import Loan
 from dunning import contract
-from runtime.placement import Placement
+from services.placement import Placement
 
 STARTED = "started"
 RESTARTED = "restarted"

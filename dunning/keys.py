@@ -1,0 +1,149 @@
+"""Every idempotency key and step name, built and parsed in one place.
+
+A record's key is what makes its writer idempotent: an activity retried, or a
+worker restarted mid-write, writes the same key and the database keeps one
+row. The keys are part of what the golden histories recorded, so a key's
+shape never changes for a running loan: the builders below produce exactly
+the strings the workflow has always written.
+
+Two kinds of name live here:
+- *step keys* name a planned contact within a loan (`call/d7/0-voice`,
+  `notice/validation/email`, `plan/2/i3/reminder`, `request/pay_link/1`);
+- *record keys* name one row in the database, and start with the workflow id
+  (`dunning-L-1/bureau/first`, `dunning-L-1/<run>/call/d7/0-voice`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# --- step keys (the planner's occurrences) -----------------------------------
+
+NOTICE_PREFIX = "notice/"
+REQUEST_PREFIX = "request/"
+# Deferred steps that survive entering a new stage (a notice still owed, a
+# borrower's request still unanswered); the stage's own steps do not.
+CARRIED_ACROSS_STAGES = (NOTICE_PREFIX, REQUEST_PREFIX)
+
+
+def stage_step(stage: str, day: int, index: int, channel: str) -> str:
+    """The index-th step of a stage's cadence on a day past due."""
+    return f"{stage}/d{day}/{index}-{channel}"
+
+
+def validation_notice_step(channel: str) -> str:
+    return f"{NOTICE_PREFIX}validation/{channel}"
+
+
+def pay_link_request_step(number: int) -> str:
+    """The answer to the borrower's number-th request for a pay link."""
+    return f"{REQUEST_PREFIX}pay_link/{number}"
+
+
+def plan_confirmation_step(plan_no: int) -> str:
+    return f"plan/{plan_no}/confirmation"
+
+
+def installment_reminder_step(plan_no: int, installment: int) -> str:
+    return f"plan/{plan_no}/i{installment}/reminder"
+
+
+_INSTALLMENT = re.compile(r"/i(\d+)(?:/|$)")
+
+
+def installment_of(step: str) -> int | None:
+    """The installment number an installment reminder's step names."""
+    match = _INSTALLMENT.search(step)
+    return int(match.group(1)) if match else None
+
+
+def is_request_step(step: str) -> bool:
+    return step.startswith(REQUEST_PREFIX)
+
+
+def carried_across_stages(step: str) -> bool:
+    return step.startswith(CARRIED_ACROSS_STAGES)
+
+
+# --- record keys -------------------------------------------------------------
+
+
+def contact_key(workflow_id: str, first_run_id: str, step: str) -> str:
+    """An outbox row: one message of one step. The first run's id keeps the key
+    the same across continue-as-new, and different for a loan placed again."""
+    return f"{workflow_id}/{first_run_id}/{step}"
+
+
+def step_of_contact_key(key: str) -> str | None:
+    """The step a contact key names (what the workflow's contact_outcome
+    signal carries), or None for a key that is not a contact key."""
+    parts = key.split("/", 2)
+    return parts[2] if len(parts) == 3 and parts[2] else None
+
+
+def decision_key(workflow_id: str, first_run_id: str, number: int) -> str:
+    return f"{workflow_id}/{first_run_id}/decision/{number}"
+
+
+def stage_entry_key(workflow_id: str, stage: str) -> str:
+    return f"{workflow_id}/{stage}"
+
+
+def complaint_key(workflow_id: str, complaint_id: str) -> str:
+    return f"{workflow_id}/complaint/{complaint_id}"
+
+
+def visit_key(workflow_id: str, visit_id: str) -> str:
+    return f"{workflow_id}/visit/{visit_id}"
+
+
+def visit_outcome_key(workflow_id: str, visit_id: str) -> str:
+    return f"{visit_key(workflow_id, visit_id)}/outcome"
+
+
+def visit_id(loan_id: str, number: int) -> str:
+    return f"{loan_id}-V{number}"
+
+
+def legal_outcome_key(workflow_id: str, outcome: str) -> str:
+    return f"{workflow_id}/legal/{outcome}"
+
+
+def first_bureau_key(workflow_id: str) -> str:
+    return f"{workflow_id}/bureau/first"
+
+
+def bureau_record_key(workflow_id: str, number: int, kind: str) -> str:
+    return f"{workflow_id}/bureau/{number}-{kind}"
+
+
+def arrangement_family(kind: str) -> str:
+    """Which record an arrangement event belongs to: a plan or a promise."""
+    return "plan" if kind.startswith(("plan", "installment")) else "promise"
+
+
+def arrangement_event_key(workflow_id: str, kind: str, number: int, installment: int | None = None) -> str:
+    suffix = f"/i{installment}" if installment else ""
+    return f"{workflow_id}/{arrangement_family(kind)}/{number}/{kind}{suffix}"
+
+
+def arrangement_record_key(event_key: str, kind: str) -> str:
+    """The plan's or promise's own row, from one of its events' keys."""
+    return event_key.split(f"/{kind}")[0]
+
+
+def payment_key(workflow_id: str, payment_id: str) -> str:
+    return f"{workflow_id}/payment/{payment_id}"
+
+
+def unapplied_payment_key(workflow_id: str, signal_number: int, payment_id: str) -> str:
+    return payment_key(workflow_id, f"unapplied-{signal_number}-{payment_id or 'no-id'}")
+
+
+def audit_key(*parts: str) -> str:
+    """An audit entry's idempotency key, within the column's 255 characters."""
+    key = "/".join(parts)
+    if len(key) <= 255:
+        return key
+    return f"{key[:180]}#{hashlib.sha256(key.encode()).hexdigest()}"
