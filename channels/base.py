@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode
 
+from dunning.masking import mask  # noqa: F401  (the channels' masking, from the core)
+
 
 @dataclass(frozen=True)
 class OutboundMessage:
@@ -47,14 +49,6 @@ class Channel(Protocol):
     idempotent_by_key: bool
 
     def send(self, message: OutboundMessage) -> ProviderReceipt: ...
-
-
-def mask(recipient: str) -> str:
-    """Enough of an address to tell two apart in a log, not enough to use it."""
-    if "@" in recipient:
-        local, _, domain = recipient.partition("@")
-        return f"{local[:1]}***@{domain}"
-    return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 6 else "***"
 
 
 def callback_url(public_base_url: str, path: str, key: str) -> str:
