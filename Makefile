@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo worker test audit lock lint-templates clean gateway bench bench-smoke
+.PHONY: install demo worker test audit lock lint-templates lint-imports clean gateway bench bench-smoke
 
 # make install: .venv holds exactly requirements.lock, nothing resolved here:
 # the locked versions, hash-checked and without dependencies (the lock has
@@ -87,6 +87,10 @@ lock: $(PIP_TOOLS_VENV)/.installed
 
 lint-templates: install
 	$(PY) -m compliance.template_lint
+
+# The layers (docs/architecture.md): no import runs up; the contracts are in .importlinter.
+lint-imports: install
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	-bash scripts/ensure_postgres.sh stop
