@@ -15,6 +15,14 @@ def workflow_id_for(loan_id: str) -> str:
     return f"dunning-{loan_id}"
 
 
+def wrong_workflow_id(loan_id: str, workflow_id: str) -> str | None:
+    """Why `workflow_id` cannot run the loan `loan_id`, or None if it can."""
+    expected = workflow_id_for(loan_id)
+    if workflow_id == expected:
+        return None
+    return f"workflow id: must be {expected!r} for loan_id {loan_id!r}, got {workflow_id!r}"
+
+
 # Stages, in the order a loan walks through them.
 STAGES: Final = ("reminder", "call", "negotiation", "credit_reporting", "legal")
 # Before the first stage's day (a loan placed on its due date) and after the end.

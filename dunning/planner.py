@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 
+from dunning import keys
 from dunning.clock import LoanClock
 from dunning.compliance import PastContact, Profile, check_contact
 from dunning.contract import STAGES
@@ -67,7 +68,7 @@ def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, seg
             if day >= from_day:
                 found.append(
                     Occurrence(
-                        key=f"{stage}/d{day}/{index}-{step.channel}",
+                        key=keys.stage_step(stage, day, index, step.channel),
                         stage=stage,
                         day=day,
                         channel=step.channel,
@@ -101,7 +102,7 @@ def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now
     for channel in ("email", "sms"):
         if channel not in tried and not state.channel_opted_out(channel):
             return Occurrence(
-                key=f"notice/validation/{channel}", stage=state.stage, day=clock.days_past_due(now),
+                key=keys.validation_notice_step(channel), stage=state.stage, day=clock.days_past_due(now),
                 channel=channel, template=VALIDATION_NOTICE, at=now,
             )
     return None
@@ -115,12 +116,12 @@ def _requested_pay_link(state: LoanState, clock: LoanClock, now: datetime) -> Oc
     if handled >= state.pay_link_requests:
         return None
     return Occurrence(
-        key=f"request/pay_link/{handled + 1}", stage=state.stage, day=clock.days_past_due(now),
+        key=keys.pay_link_request_step(handled + 1), stage=state.stage, day=clock.days_past_due(now),
         channel="sms", template=PAY_LINK, at=now,
     )
 
 
-def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
+def first_report_due(profile: Profile, state: LoanState) -> datetime | None:
     """When the first bureau report may be filed (loan time), or None if not yet known.
 
     Reg F 1006.30(a) (us): only after a contact and a wait; cn: at once."""
@@ -136,7 +137,7 @@ def _bureau_report_due(profile: Profile, state: LoanState) -> datetime | None:
 def _next_bureau_record(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock) -> tuple[datetime, str] | None:
     """When the next credit-bureau record is due (loan time) and which kind."""
     if not state.bureau_reported:
-        first = _bureau_report_due(profile, state)
+        first = first_report_due(profile, state)
         return (first, "first") if first is not None else None
     if state.bureau.correction_due:
         return (datetime.min.replace(tzinfo=timezone.utc), "correction")
@@ -156,7 +157,7 @@ def _plan_contacts(policy: Policy, state: LoanState, clock: LoanClock) -> list[O
     channel = policy.plans.reminder_channel
     found = []
     done = set(state.done_steps)
-    confirmation = f"plan/{plan.plan_no}/confirmation"
+    confirmation = keys.plan_confirmation_step(plan.plan_no)
     if confirmation not in done:
         accepted = _local_day_start(clock, plan.accepted_on)
         found.append(Occurrence(confirmation, state.stage, clock.days_past_due(accepted), channel, PLAN_CONFIRMATION, accepted))
@@ -164,7 +165,7 @@ def _plan_contacts(policy: Policy, state: LoanState, clock: LoanClock) -> list[O
     running = 0
     for installment in plan.installments:
         running += installment.amount
-        key = f"plan/{plan.plan_no}/i{installment.number}/reminder"
+        key = keys.installment_reminder_step(plan.plan_no, installment.number)
         if covered >= running or key in done:
             continue
         day = installment.due_date - timedelta(days=policy.plans.reminder_days_before)
@@ -200,27 +201,28 @@ def segment_name(policy: Policy, state: LoanState, days_past_due: int) -> str:
     return segment.name if segment else ""
 
 
-def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime, deep: bool = True) -> Action:
-    """`now` is loan time (see LoanClock). `deep` is False only while replaying
-    a history from before risk segments, plans and monthly bureau records
-    (the workflow's DEEP_STAGES patch), which must plan as it did then."""
+def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Action:
+    """The loan's next action and when, `now` being loan time (see LoanClock).
+
+    A loan with no segment assigned (one that has not started yet, or a run
+    from before segments: dunning/versions.py) is planned in the segment its
+    facts match now."""
     today = clock.days_past_due(now)
-    if deep and state.segment is not None:
+    if state.segment is not None:
         segment = policy.segment(state.segment)  # as assigned at start and at each stage change
     else:
         segment = policy.segment_for(segment_facts(state, today))
-    stage_segment = segment if deep else None
     local_today = now.astimezone(clock.zone).date()
 
     # Bureau records go on during a hold: a dispute is reported as one (XB).
-    bureau = _next_bureau_record(policy, profile, state, clock) if deep else None
+    bureau = _next_bureau_record(policy, profile, state, clock)
     if bureau is not None and bureau[0] <= now:
         return Action("report_to_bureau", f"{bureau[1]} credit-bureau record ({profile.name} profile)", at=now, bureau_kind=bureau[1])
-    if deep and (plan := state.active_plan) is not None:
+    if (plan := state.active_plan) is not None:
         deadline = plan_deadline(policy, plan, state.amount_paid)
         if deadline is not None and deadline <= local_today:
             return Action("break_plan", f"an installment of plan {plan.plan_no} is unpaid past its grace days", at=now)
-    if deep and (promise := state.open_promise) is not None and promise_deadline(policy, promise) <= local_today:
+    if (promise := state.open_promise) is not None and promise_deadline(policy, promise) <= local_today:
         return Action("break_promise", f"promise {promise.promise_no} was not kept by {promise.by_date}", at=now)
 
     if state.on_hold:
@@ -233,23 +235,18 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     if today >= policy.write_off_day and not state.in_court:
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 
-    plan = state.active_plan if deep else None
-    promise = state.open_promise if deep else None
+    plan = state.active_plan
+    promise = state.open_promise
     candidates: list[tuple[datetime, str]] = []
     upcoming: list[tuple[datetime, Occurrence]] = []
     if plan is None:
-        due_stage = policy.stage_for_day(today, stage_segment)
+        due_stage = policy.stage_for_day(today, segment)
         if due_stage is not None and STAGES.index(due_stage) > state.stage_rank():
-            start_day = policy.start_day(due_stage, stage_segment)
+            start_day = policy.start_day(due_stage, segment)
             return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
-        report_at = _bureau_report_due(profile, state) if not deep else None
-        if report_at is not None and report_at <= now:
-            return Action("report_to_bureau", f"first credit-bureau report ({profile.name} profile)", at=now, bureau_kind="first")
-        visit_at = _visit_due(policy, profile, state, clock, segment) if deep and promise is None and not state.in_court else None
+        visit_at = _visit_due(policy, profile, state, clock, segment) if promise is None and not state.in_court else None
         if visit_at is not None and visit_at <= now:
             return Action("assign_visit", f"field visit from day {policy.field_visits.from_day} ({policy.name} policy)", at=now)
-        if report_at is not None:
-            candidates.append((report_at, "the first credit-bureau report"))
         if visit_at is not None:
             candidates.append((visit_at, "a field visit assignment"))
 
@@ -261,12 +258,12 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             upcoming.append((state.deferred.get(notice.key, now), notice))
         elif state.stage in STAGES and promise is None and not state.in_court:
             done = set(state.done_steps)
-            for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, stage_segment), stage_segment):
+            for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment):
                 if o.key not in done and (o.day >= today or o.key in state.deferred):
                     upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
         later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
         if later:
-            start_day = policy.start_day(later[0], stage_segment)
+            start_day = policy.start_day(later[0], segment)
             candidates.append((clock.at(start_day), f"{later[0]} stage on day {start_day}"))
         if promise is not None:
             candidates.append((_local_day_start(clock, promise_deadline(policy, promise)), f"promise {promise.promise_no} due by {promise.by_date}"))

@@ -36,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from db.migrate import upgrade_to_head  # noqa: E402
 from db.models import Borrower  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
+from runtime.binaries import binary  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.temporal import ensure_search_attributes  # noqa: E402
 from runtime.worker_build import build_worker  # noqa: E402
@@ -149,7 +150,7 @@ async def main() -> None:
         db.add(Borrower(**BORROWER))
     os.environ.update({"DUNNING_DATABASE_URL": url, "DUNNING_PAY_LINK_SECRET": "golden"})
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"), ui=False,
+        dev_server_existing_path=binary("temporal"), ui=False,
     )
     try:
         await ensure_search_attributes(env.client, env.client.namespace)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dunning import versions
 from dunning.clock import LoanClock
 from loaders.config_files import load_profile
 from dunning.planner import next_action
@@ -86,6 +87,21 @@ def test_before_day_one_the_loan_waits_for_the_reminder_stage():
     clock = LoanClock(local(0, 15), "Asia/Shanghai", DUE)
     action = next_action(policy, load_profile("cn", PROFILES), new_state(), clock, local(0, 15))
     assert action.kind == "wait" and action.at == local(1, 0)
+
+
+def test_a_run_from_before_deep_stages_plans_as_it_did_then():
+    """Its history replays with the workflow's DEEP_STAGES patch unset: the
+    first bureau report waited for a hold to end, and no segment moved a
+    stage's days (dunning/versions.py)."""
+    policy, profile = default_policy(), load_profile("cn", PROFILES)
+    clock = LoanClock(local(40, 9), "Asia/Shanghai", DUE)
+    on_hold = new_state(stage="credit_reporting", paused=True)
+    assert versions.CURRENT.next_action(policy, profile, on_hold, clock, local(40, 9)).kind == "report_to_bureau"
+    assert versions.BEFORE_DEEP_STAGES.next_action(policy, profile, on_hold, clock, local(40, 9)).kind == "hold"
+    risky = new_state(stage="reminder", risk_score=800)  # high_risk: calls from day 4
+    assert versions.CURRENT.next_action(policy, profile, risky, clock, local(5, 9)).stage == "call"
+    waiting = versions.BEFORE_DEEP_STAGES.next_action(policy, profile, risky, clock, local(5, 9))
+    assert waiting.kind == "wait" and waiting.at <= local(8, 0) and waiting.stage is None
 
 
 def test_days_past_due_follow_the_borrowers_time_zone():

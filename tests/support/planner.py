@@ -1,7 +1,8 @@
 """The planner driven as the workflow drives it, without Temporal: the
 repository's policies and compliance profiles (`POLICIES`, `PROFILES`), a loan
 state due on `DUE` (`new_state`), and `walk`, which does whatever the planner
-says with every activity succeeding at once."""
+says through the workflow's own transitions (dunning/transitions/), with
+every activity succeeding at once."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from dunning.clock import LoanClock
+from dunning.planner import Action, next_action
+from dunning.state import LoanState
+from dunning.transitions import contacts, plans, stages, visits
+from dunning.transitions.records import Moment, Rules
 from loaders.config_files import load_profile
-from dunning.planner import next_action, segment_name
-from dunning.state import ContactEntry, LoanState
 
 POLICIES = Path(__file__).resolve().parent.parent.parent / "config" / "policies"
 PROFILES = POLICIES.parent / "profiles"
@@ -26,38 +29,51 @@ def new_state(amount="1200.00", **changes) -> LoanState:
     )
 
 
-def walk(policy, state, start: datetime, until_day: int | None = None, call_result: str = "sent"):
-    """Do what the planner says, as the workflow does, with every activity
-    succeeding at once. Returns (events, final action)."""
+def walk(policy, state, start: datetime, until_day: int | None = None, call_result: str = "sent") -> tuple[list, Action]:
+    """Do what the planner says, as the workflow does, until it waits past
+    `until_day` or writes the loan off. Returns (events, final action).
+
+    Contacts go out at once; a call's provider reports `call_result`."""
     profile = load_profile(policy.profile, PROFILES)
     clock = LoanClock(start, state.time_zone, state.due_date, policy.day_seconds)
+    rules = Rules(policy, profile, stages.begin(state, policy, profile, clock, clock.loan_time(start)))
     now, events = start, []
     for _ in range(10_000):
-        loan_now = clock.loan_time(now)
+        moment = Moment(f"dunning-{state.loan_id}", "run-1", now, clock)
+        loan_now, day = moment.loan_now, moment.days_past_due
+        plans.bookkeep(state, rules, moment)
         action = next_action(policy, profile, state, clock, loan_now)
+        o = action.occurrence
         if action.kind == "wait":
             if until_day is not None and clock.days_past_due(action.at) >= until_day:
                 return events, action
             assert action.at > loan_now, "a wait must move time forward"
             now = clock.real_time(action.at)
         elif action.kind == "enter_stage":
-            state.stage, state.done_steps = action.stage, []
-            state.segment = segment_name(policy, state, clock.days_past_due(loan_now))  # as the workflow does
-            events.append(("stage", action.stage, clock.days_past_due(loan_now)))
+            stages.enter_stage(state, action.stage, policy, clock, loan_now, moment).then()
+            events.append(("stage", action.stage, day))
         elif action.kind == "report_to_bureau":
-            state.bureau_reported = True
-            events.append(("bureau", clock.days_past_due(loan_now)))
+            stages.bureau_record(state, clock, loan_now, moment, action.bureau_kind).then()
+            events.append(("bureau", day))
         elif action.kind == "defer":
-            state.deferred[action.occurrence.key] = action.at
-            events.append(("defer", action.occurrence.channel, action.rule, action.at.strftime("%d %H:%M")))
-        elif action.kind in ("contact", "skip"):
-            o = action.occurrence
-            state.done_steps.append(o.key)
-            state.deferred.pop(o.key, None)
-            result = action.skip_result or (call_result if o.channel == "voice" else "sent")
-            state.contacts.append(ContactEntry(at=now, loan_at=loan_now, channel=o.channel, stage=o.stage, template=o.template, day=o.day, result=result))
-            events.append((action.kind, o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
-        else:
-            events.append((action.kind, clock.days_past_due(loan_now)))
+            contacts.contact_deferred(state, o.key, action.at, action.rule, action.reason, o.channel, moment)
+            events.append(("defer", o.channel, action.rule, action.at.strftime("%d %H:%M")))
+        elif action.kind == "skip":
+            contacts.contact_skipped(state, o, action.skip_result, action.reason, moment, loan_now)
+            events.append(("skip", o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
+        elif action.kind == "contact":
+            contacts.contact_recorded(state, o, call_result if o.channel == "voice" else "sent", moment, loan_now)
+            events.append(("contact", o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
+        elif action.kind == "assign_visit":
+            visits.visit_assignment(state, rules, loan_now, moment).then()
+            events.append(("visit", day))
+        elif action.kind == "break_plan":
+            plans.break_plan(state, loan_now, moment)
+            events.append(("break_plan", day))
+        elif action.kind == "break_promise":
+            plans.end_promise(state, policy, loan_now, moment, kept=False)
+            events.append(("break_promise", day))
+        else:  # hold, write_off: the walk ends
+            events.append((action.kind, day))
             return events, action
     raise AssertionError("the planner did not finish")

@@ -1,0 +1,21 @@
+"""What each event does to a loan: pure functions over its `LoanState`.
+
+A transition changes the state it is given and returns the records to write
+(`records.Record`: which writer, its fields, a one-line summary). It reads no
+clock (the workflow passes `records.Moment`, its reading of `workflow.now()`)
+and does no I/O, so the workflow replays it exactly and the tests drive it
+without Temporal. One module per concern:
+
+- `records`   the record and moment types, the audit decision, arrangement events
+- `payments`  a repayment: charges first, then fees, interest, principal
+- `holds`     disputes, operator pauses, complaints
+- `contacts`  a contact sent, skipped or postponed; opt-outs, pay-link requests,
+              providers' outcomes
+- `plans`     installment plans and promises to pay: made, paid, kept, broken
+- `visits`    field visits assigned and reported
+- `legal`     the legal case and its outcomes
+- `stages`    a loan starting, entering a stage, reported to the bureau, ending
+
+(The workflow used to hold all of this; together it is over 500 lines, so it
+is split by concern rather than kept in one `transitions.py`.)
+"""

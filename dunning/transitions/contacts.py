@@ -1,0 +1,103 @@
+"""Contacts: one the planner asked for, sent, skipped or postponed by a
+compliance rule; and what the borrower and the providers say about them
+(opt-outs, a pay link asked for, a call's outcome)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dunning import contract, keys
+from dunning.compliance import Profile
+from dunning.inputs import ContactOutcomeSignal, OptOutSignal, PayLinkRequest
+from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, Occurrence
+from dunning.state import ContactEntry, LoanState
+from dunning.transitions.holds import SignalRejected
+from dunning.transitions.records import CONTACT, Moment, Record, decision, money, operator_action
+
+
+def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, moment: Moment, loan_now: datetime) -> Record:
+    """The message to send for a planned step (the send_contact activity's request)."""
+    return Record(
+        CONTACT,
+        dict(
+            # One message per loan, step and day, across retries, crashes and
+            # continue-as-new (the first run id names this chain of runs).
+            key=keys.contact_key(moment.workflow_id, moment.first_run_id, occurrence.key),
+            workflow_id=moment.workflow_id, loan_id=state.loan_id, borrower_id=state.borrower_id,
+            stage=occurrence.stage, channel=occurrence.channel, template=occurrence.template,
+            days_past_due=moment.clock.days_past_due(loan_now), outstanding=money(state, state.outstanding),
+            currency=state.currency, due_date=state.due_date.isoformat(),
+            # Enforced by the activity, which alone sees the borrower's other loans.
+            voice_daily_cap=profile.caps.voice_attempts_per_day_per_borrower,
+            **message_terms(state, occurrence),
+        ),
+        f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
+    )
+
+
+def message_terms(state: LoanState, occurrence: Occurrence) -> dict:
+    """An installment reminder states the installment, not the balance."""
+    plan = state.active_plan
+    if plan is None or occurrence.template not in (INSTALLMENT_REMINDER, PLAN_CONFIRMATION):
+        return {}
+    number = keys.installment_of(occurrence.key) if occurrence.template == INSTALLMENT_REMINDER else 1
+    installment = plan.installments[number - 1]
+    return {"message_amount": money(state, installment.amount), "message_due_date": installment.due_date.isoformat()}
+
+
+def contact_recorded(state: LoanState, occurrence: Occurrence, result: str, moment: Moment, loan_now: datetime) -> None:
+    """A step done (sent, failed or skipped) at `moment`: it is not planned again."""
+    state.done_steps.append(occurrence.key)
+    state.deferred.pop(occurrence.key, None)
+    state.contacts.append(
+        ContactEntry(
+            at=moment.now.astimezone(moment.clock.zone),
+            loan_at=loan_now,
+            step=occurrence.key,
+            channel=occurrence.channel,
+            stage=occurrence.stage,
+            template=occurrence.template,
+            day=occurrence.day,
+            result=result,
+        )
+    )
+
+
+def contact_skipped(state: LoanState, occurrence: Occurrence, result: str, reason: str, moment: Moment, loan_now: datetime) -> list[Record]:
+    """A step not sent (an opted-out channel, one the segment skips), and why."""
+    contact_recorded(state, occurrence, result, moment, loan_now)
+    return [decision(state, moment, "decision", result, reason, occurrence.channel, occurrence.key)]
+
+
+def contact_deferred(
+    state: LoanState, step_key: str, until: datetime, rule: str, reason: str, channel: str, moment: Moment
+) -> list[Record]:
+    """A compliance rule said 'not now': the contact waits for `until` (loan time)."""
+    state.deferred[step_key] = until
+    return [decision(state, moment, "decision", rule, f"{reason}; postponed to {until.isoformat()}", channel, step_key)]
+
+
+# ------------------------------------------------------------------ signals
+
+
+def opt_out(state: LoanState, signal: OptOutSignal, moment: Moment) -> list[Record]:
+    """That channel (or all) is never used again for this loan."""
+    if signal.channel not in state.opted_out:
+        state.opted_out.append(signal.channel)
+    return [operator_action(state, moment, contract.SIGNAL_OPT_OUT, f"opted out of {signal.channel}", channel=signal.channel)]
+
+
+def request_pay_link(state: LoanState, signal: PayLinkRequest, moment: Moment) -> list[Record]:
+    """The borrower asked for the repayment link (keypad 1 on a call): the
+    planner sends it as the next contact, under the same rules as any other."""
+    state.pay_link_requests += 1
+    return [operator_action(state, moment, contract.SIGNAL_SEND_PAY_LINK, "borrower asked for the repayment link by SMS", channel="sms")]
+
+
+def contact_outcome(state: LoanState, signal: ContactOutcomeSignal, moment: Moment) -> list[Record]:
+    """What a provider reported after a contact went out (call caps count it)."""
+    entry = next((c for c in reversed(state.contacts) if c.step == signal.step), None)
+    if entry is None or entry.result.startswith("skipped"):
+        raise SignalRejected(f"step: no contact {signal.step!r} was sent")
+    entry.result = signal.result
+    return []

@@ -1,0 +1,123 @@
+"""A loan's course: it starts (its charges' terms and first risk segment),
+enters each stage, is reported to the credit bureau, and ends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dunning import bureau, contract, keys
+from dunning.charges import Terms, terms_for
+from dunning.clock import LoanClock
+from dunning.compliance import Profile
+from dunning.planner import segment_name
+from dunning.policy import Policy
+from dunning.state import LegalCase, LoanState
+from dunning.transitions.records import BUREAU, CLOSING, STAGE_ENTRY, Moment, Record, Write, money
+
+
+def begin(state: LoanState, policy: Policy, profile: Profile, clock: LoanClock, loan_now: datetime) -> Terms:
+    """A loan starting (or continuing from a run that knew no segments): the
+    charges it may bear, and its first risk segment."""
+    if state.segment is None:
+        state.segment = segment_name(policy, state, clock.days_past_due(loan_now))
+    return terms_for(policy, profile, state)
+
+
+def stage_entry_record(state: LoanState, stage: str, clock: LoanClock, loan_now: datetime, moment: Moment) -> Record:
+    day = clock.days_past_due(loan_now)
+    return Record(
+        STAGE_ENTRY,
+        dict(
+            key=keys.stage_entry_key(moment.workflow_id, stage), workflow_id=moment.workflow_id,
+            loan_id=state.loan_id, stage=stage, days_past_due=day, outstanding=money(state, state.outstanding),
+            currency=state.currency, segment=state.segment or "",
+        ),
+        f"Enter {stage} on day {day}",
+    )
+
+
+def start_stage(state: LoanState, stage: str) -> None:
+    """The loan in `stage`, with none of its steps done yet. Postponed contacts
+    of the old stage give way to the new stage's own; a notice still owed and
+    a borrower's request still stand."""
+    state.stage, state.done_steps = stage, []
+    state.deferred = {key: at for key, at in state.deferred.items() if keys.carried_across_stages(key)}
+
+
+def enter_stage(state: LoanState, stage: str, policy: Policy, clock: LoanClock, loan_now: datetime, moment: Moment) -> Write:
+    """The stage entered once its record is written: the segment is decided
+    again, and the legal stage opens the loan's case."""
+
+    def entered() -> None:
+        start_stage(state, stage)
+        state.segment = segment_name(policy, state, clock.days_past_due(loan_now))
+        if stage == "legal" and state.legal is None:
+            state.legal = LegalCase(opened_on=loan_now.date())
+
+    return Write(stage_entry_record(state, stage, clock, loan_now, moment), entered)
+
+
+def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment: Moment, kind: str, outcome: str | None = None) -> Write:
+    """A Metro 2-like record (dunning/bureau.py) of `kind` (first, regular,
+    correction, final with the loan's outcome), and what the loan remembers
+    of it once it is filed."""
+    day = clock.days_past_due(loan_now)
+    today = loan_now.date()
+    if state.bureau.first_delinquency is None:
+        state.bureau.first_delinquency = bureau.first_delinquency(state.due_date)
+        state.bureau.first_reported_on = today
+    # A regular record belongs to this month's cycle; a correction or the
+    # final record to the cycle of the day it is filed.
+    cycle = bureau.cycle_of(today)
+    fields = bureau.record_fields(state, day, today, outcome)
+    number = state.bureau.records + 1
+    record = Record(
+        BUREAU,
+        dict(
+            key=keys.bureau_record_key(moment.workflow_id, number, kind), workflow_id=moment.workflow_id,
+            loan_id=state.loan_id, days_past_due=day, outstanding=fields["balance"], currency=state.currency,
+            kind=kind, cycle=cycle, account_status=fields["account_status"], special_comment=fields["special_comment"],
+            compliance_code=fields["compliance_code"], first_delinquency=fields["first_delinquency"],
+            amount_past_due=fields["amount_past_due"], original_amount=fields["original_amount"],
+            reported_on=today.isoformat(),
+        ),
+        f"Credit-bureau record {number} ({kind}): status {fields['account_status']} {fields['compliance_code']}".rstrip(),
+    )
+
+    def filed() -> None:
+        state.bureau_reported = True
+        state.bureau.records = number
+        if kind in ("first", "regular"):
+            state.bureau.last_cycle = cycle
+        state.bureau.correction_due = False
+        state.bureau.reported_disputed = state.bureau.reported_disputed or fields["compliance_code"] == "XB"
+        state.bureau.reported_93 = state.bureau.reported_93 or fields["account_status"] == "93"
+
+    return Write(record, filed)
+
+
+def ending(state: LoanState) -> str | None:
+    """The outcome the loan ends with now, if it ends."""
+    if state.outstanding <= 0:
+        # Paid in full, or for less under a plan's waivers.
+        return contract.OUTCOME_SETTLED if state.waived > 0 else contract.OUTCOME_REPAID
+    if state.dispute_upheld:
+        return contract.OUTCOME_DISPUTE_UPHELD
+    if state.legal is not None and state.legal.status == "settled":
+        return contract.OUTCOME_SETTLED
+    return None
+
+
+def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: Moment) -> Record:
+    return Record(
+        CLOSING,
+        dict(
+            workflow_id=moment.workflow_id, loan_id=state.loan_id, outcome=outcome,
+            amount_paid=money(state, state.amount_paid), outstanding=money(state, state.outstanding),
+            final_stage=state.stage, closed_at=moment.at, days_past_due=moment.clock.days_past_due(loan_now),
+            segment=state.segment or "", waived=money(state, state.waived),
+            fees_charged=money(state, state.fees_charged), interest_charged=money(state, state.interest_charged),
+        ),
+        f"Close loan: {outcome}",
+    )
+
