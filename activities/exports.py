@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from compliance.evidence import evidence
+from db.evidence import evidence
 from db.models import BureauRecord, Loan, Payment
 
 # The Metro 2 base-segment fields we fill, in file order, under their Metro 2

@@ -8,6 +8,9 @@ each channel renders one or more *forms* of it:
     voice  -> <template>.voice.j2            (a TTS script: never the link)
     email  -> <template>.email.subject.j2 + .email.txt.j2 + .email.html.j2
 
+One form belongs to no channel: `ivr` (<template>.ivr.j2), what a call says
+after the borrower presses a key; the gateway renders it with `render_form`.
+
 Files whose template part starts with "_" (e.g. `_layout.email.html.j2`) are
 layouts that templates extend; they are not templates of their own.
 
@@ -58,7 +61,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 CHANNELS: Final = ("sms", "push", "email", "voice")
-FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice")
+FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice", "ivr")
 CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "sms": ("sms",),
     "push": ("push",),
@@ -190,7 +193,7 @@ def _single_line(text: str) -> str:
 
 
 def _finish(form: str, text: str) -> str:
-    if form in ("voice", "email.subject"):
+    if form in ("voice", "ivr", "email.subject"):
         # TTS reads one flowing script; a subject is one header line, so a
         # newline in a name can never start a new header.
         return _single_line(text)

@@ -17,8 +17,9 @@ import sys
 from collections.abc import Sequence
 
 
-from compliance.evidence import evidence, format_evidence, loan_time_zone
+from compliance.evidence import format_evidence, loan_time_zone
 from db import audit
+from db.evidence import evidence
 from db.migrate import upgrade_to_head
 from db.models import AuditEntry
 from db.session import make_engine, make_session_factory

@@ -25,6 +25,18 @@ class Base(DeclarativeBase):
     pass
 
 
+class KeyedRecord:
+    """The first columns of a loan's record that an activity writes once by
+    its key (dunning/keys.py): payments, bureau records, legal cases, plans
+    and promises."""
+
+    # sort_order: first in each table, as the migrations made them.
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True, sort_order=-1)
+    key: Mapped[str] = mapped_column(String(255), unique=True, sort_order=-1)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True, sort_order=-1)
+    workflow_id: Mapped[str] = mapped_column(String(128), sort_order=-1)
+
+
 class Borrower(Base):
     """The borrower directory: contact details and preferences."""
 
@@ -66,8 +78,8 @@ class Loan(Base):
 
 
 class Contact(Base):
-    """Every contact, and the outbox: the row is written (status `pending`)
-    before the provider is called, then marked `sent` or `failed`."""
+    """Every contact, and the outbox (db/outbox.py): the row is written
+    before the provider is called, then marked with how the call ended."""
 
     __tablename__ = "contacts"
 
@@ -84,9 +96,9 @@ class Contact(Base):
     subject: Mapped[str | None] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text(), default="")
     body_html: Mapped[str | None] = mapped_column(Text())
-    # pending|sent|failed|skipped_no_address, or deferred (a compliance cap
-    # said "not today": not sent, and the same key is tried again later)
-    status: Mapped[str] = mapped_column(String(32), default="pending")
+    # The outbox's statuses and which may follow which: db/outbox.py, the
+    # only writer of this column.
+    status: Mapped[str] = mapped_column(String(32))
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text())
@@ -95,17 +107,13 @@ class Contact(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class Payment(Base):
+class Payment(KeyedRecord, Base):
     """Every repayment signal the workflow received, applied or not. A payment
     id can appear twice: once unapplied (say, in the wrong currency) and once
     applied, when the payment service sends it again corrected."""
 
     __tablename__ = "payments"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    workflow_id: Mapped[str] = mapped_column(String(128))
     payment_id: Mapped[str] = mapped_column(String(128))
     amount: Mapped[str] = mapped_column(String(64))  # as received; may be unparseable
     currency: Mapped[str] = mapped_column(String(16))
@@ -115,13 +123,9 @@ class Payment(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class BureauRecord(Base):
+class BureauRecord(KeyedRecord, Base):
     __tablename__ = "bureau_records"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    workflow_id: Mapped[str] = mapped_column(String(128))
     days_past_due: Mapped[int]
     balance: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
@@ -139,13 +143,9 @@ class BureauRecord(Base):
     reported_on: Mapped[date | None] = mapped_column(Date())
 
 
-class LegalCase(Base):
+class LegalCase(KeyedRecord, Base):
     __tablename__ = "legal_cases"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    workflow_id: Mapped[str] = mapped_column(String(128))
     days_past_due: Mapped[int]
     outstanding: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
@@ -173,15 +173,11 @@ class StageEntry(Base):
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class PlanRecord(Base):
+class PlanRecord(KeyedRecord, Base):
     """An installment plan: accepted, then kept or broken."""
 
     __tablename__ = "plans"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    workflow_id: Mapped[str] = mapped_column(String(128))
     plan_no: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | kept | broken
     total: Mapped[Decimal] = mapped_column(Money())
@@ -207,15 +203,11 @@ class PlanInstallment(Base):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class PromiseRecord(Base):
+class PromiseRecord(KeyedRecord, Base):
     """A promise to pay: open, then kept or broken."""
 
     __tablename__ = "promises"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(255), unique=True)
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    workflow_id: Mapped[str] = mapped_column(String(128))
     promise_no: Mapped[int]
     amount: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.context import ActivitySettings
 from activities.dunning_activities import DunningActivities
 from activities.rendering import TemplateRenderer
 from db.session import make_engine, make_session_factory
@@ -32,13 +33,25 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 
+def activity_settings(settings: Settings) -> ActivitySettings:
+    """What the activities read of the settings; they never read them themselves."""
+    return ActivitySettings(
+        lender_name=settings.lender_name,
+        policies_dir=settings.policies_dir,
+        profiles_dir=settings.profiles_dir,
+        pay_link_base_url=settings.pay_link_base_url,
+        pay_link_secret=settings.signing_secret(),
+        export_dir=settings.export_dir,
+    )
+
+
 def build_activities(settings: Settings) -> DunningActivities:
     engine = make_engine(settings.database_url)
     return DunningActivities(
         session_factory=make_session_factory(engine),
         channels=build_channels(settings),
         renderer=TemplateRenderer(settings.templates_dir),
-        settings=settings,
+        settings=activity_settings(settings),
     )
 
 

@@ -31,9 +31,11 @@ from activities.rendering import TemplateRenderer
 from channels.base import OutboundMessage, PermanentSendError, TransientSendError
 from channels.local import LocalCaptureChannel
 from runtime.channels import build_channels
+from db import outbox
 from db.migrate import upgrade_to_head
 from db.models import Base, Borrower, BureauRecord, Contact, LegalCase, Loan, Payment
 from db.session import make_engine
+from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -66,7 +68,9 @@ def channels():
 
 @pytest.fixture
 def acts(session_factory, channels, settings):
-    return DunningActivities(session_factory, channels, TemplateRenderer(settings.templates_dir), settings)
+    return DunningActivities(
+        session_factory, channels, TemplateRenderer(settings.templates_dir), activity_settings(settings)
+    )
 
 
 @pytest.fixture
@@ -162,6 +166,36 @@ def test_a_permanent_error_fails_the_contact_for_good(env, acts, channels, sessi
     assert row.status == "failed" and row.attempts == 1
 
 
+def test_the_outbox_never_moves_a_final_status_back_and_never_sends_a_failed_message():
+    for final in outbox.FINAL_STATUSES:
+        assert not outbox.NEXT[final] & {outbox.PENDING, outbox.SENDING, outbox.DEFERRED}, final
+    assert not outbox.may_follow(outbox.FAILED, outbox.SENT)
+    assert not outbox.may_follow(outbox.SKIPPED, outbox.SENT)
+
+
+def test_a_receipt_after_the_provider_s_failure_callback_leaves_the_row_failed(
+    env, acts, channels, session_factory, seeded_borrower
+):
+    """The provider's callback (the gateway) reports the message undelivered
+    while the attempt still waits for the provider's answer: the receipt
+    that follows does not turn it into `sent`."""
+    sms = channels["sms"]
+
+    def send_then_fail(message):
+        receipt = CountingChannel.send(sms, message)
+        with session_factory.begin() as db:
+            assert outbox.record_provider_failure(outbox.find(db, message.key), "twilio undelivered")
+        return receipt
+
+    sms.send = send_then_fail
+    outcome = env.run(acts.send_contact, contact())
+
+    assert outcome.result == "failed"
+    [row] = rows(session_factory, Contact)
+    assert row.status == "failed" and row.error == "twilio undelivered"
+    assert env.run(acts.send_contact, contact()).result == "failed" and len(sms.calls) == 1
+
+
 def test_an_unknown_borrower_is_skipped_without_calling_the_provider(env, acts, channels, session_factory):
     outcome = env.run(acts.send_contact, contact(borrower_id="B-404"))
 
@@ -237,7 +271,9 @@ def test_an_unknown_channel_is_not_retried(env, acts, seeded_borrower):
 def test_local_capture_logs_a_masked_recipient(settings, seeded_borrower, session_factory, env):
     from structlog.testing import capture_logs
 
-    acts = DunningActivities(session_factory, build_channels(settings), TemplateRenderer(settings.templates_dir), settings)
+    acts = DunningActivities(
+        session_factory, build_channels(settings), TemplateRenderer(settings.templates_dir), activity_settings(settings)
+    )
     with capture_logs() as logs:
         env.run(acts.send_contact, contact())
 

@@ -29,9 +29,11 @@ from activities.payloads import (
 )
 from activities.rendering import TemplateRenderer
 from channels.local import LocalCaptureChannel
-from compliance.evidence import evidence, format_evidence, loan_time_zone
+from compliance.evidence import format_evidence, loan_time_zone
 from db import audit
+from db.evidence import evidence
 from db.models import AuditEntry, Complaint, Contact
+from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -76,7 +78,9 @@ def channels():
 
 @pytest.fixture
 def acts(session_factory, channels, settings, clock):
-    return DunningActivities(session_factory, channels, TemplateRenderer(settings.templates_dir), settings, clock=clock)
+    return DunningActivities(
+        session_factory, channels, TemplateRenderer(settings.templates_dir), activity_settings(settings), clock=clock
+    )
 
 
 @pytest.fixture
@@ -326,7 +330,8 @@ def test_a_failed_contact_is_audited_once_with_the_recipient_masked(
             raise PermanentSendError(f"{message.recipient} is not a mobile number")
 
     acts = DunningActivities(
-        session_factory, {"sms": Refusing("sms")}, TemplateRenderer(settings.templates_dir), settings, clock=clock
+        session_factory, {"sms": Refusing("sms")}, TemplateRenderer(settings.templates_dir), activity_settings(settings),
+        clock=clock,
     )
     env.run(acts.send_contact, contact())
     env.run(acts.send_contact, contact())

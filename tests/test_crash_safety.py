@@ -64,6 +64,7 @@ from channels.base import OutboundMessage, ProviderReceipt
 from db.models import AuditEntry, Contact
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from runtime.worker_build import activity_settings
 from tests.support.crash import (
     ROOT,
     Gateway,
@@ -401,10 +402,10 @@ def test_dev_server_kills_lose_no_message_or_payment_and_send_none_twice(record_
 # ------------------------------------------------ the kill window, pinned down
 #
 # send_contact commits the outbox row (`pending`), calls the provider, then
-# records `sent` (activities/dunning_activities.py, send_contact steps 1-3). A
+# records `sent` (activities/outbox.py send_contact, through db/outbox.py). A
 # worker killed after Twilio accepted a message and before step 3 committed
 # leaves the row `pending`; Temporal retries the activity when its 60-second
-# start-to-close timeout expires, and `_claim` hands a `pending` row back to be
+# start-to-close timeout expires, and `db.outbox.claim` hands a `pending` row back to be
 # sent again. Twilio's Messages and Calls APIs take no idempotency key, so
 # only the gateway's status callback, if it reconciles the row first, keeps
 # the retry from sending twice. The end-to-end runs above have that callback
@@ -437,7 +438,9 @@ class _AcceptingTwilio:
 
 def _killed_after_acceptance(settings, session_factory):
     twilio = _AcceptingTwilio()
-    acts = DunningActivities(session_factory, {"sms": twilio}, TemplateRenderer(settings.templates_dir), settings)
+    acts = DunningActivities(
+        session_factory, {"sms": twilio}, TemplateRenderer(settings.templates_dir), activity_settings(settings)
+    )
     request = ContactRequest(
         key="dunning-L-KW/run-1/reminder/d1/0-sms", workflow_id="dunning-L-KW", loan_id="L-KW", borrower_id="B-77",
         stage="reminder", channel="sms", template="reminder_friendly", days_past_due=1, outstanding="1200.00",

@@ -38,6 +38,7 @@ from channels.twilio_sms import TwilioSmsChannel, make_twilio_client
 from channels.twilio_voice import TwilioVoiceChannel
 from db.models import Contact
 from runtime.settings import Settings
+from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER
 from tests.support.providers import (
     ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, PHONE, SPECS, TWILIO_ERRORS, TWILIO_SPEC, FakeTwilio,
@@ -432,7 +433,9 @@ def sms_request() -> ContactRequest:
 def twilio_acts(twilio, session_factory, settings):
     channels = {name: LocalCaptureChannel(name) for name in ("email", "voice", "push")}
     channels["sms"] = TwilioSmsChannel(twilio_client(twilio), PUBLIC, from_number=FROM_NUMBER)
-    return DunningActivities(session_factory, channels, TemplateRenderer(settings.templates_dir), settings)
+    return DunningActivities(
+        session_factory, channels, TemplateRenderer(settings.templates_dir), activity_settings(settings)
+    )
 
 
 def contact_rows(session_factory) -> list[Contact]:

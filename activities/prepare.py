@@ -1,0 +1,68 @@
+"""prepare_loan: what a loan's workflow starts from.
+
+The loan's policy and its compliance profile, validated, go into workflow
+history (so a running loan keeps the policy it started with, and replay never
+depends on files), with the borrower's preferences (a time zone and a
+language, never contact details). The loan's directory row is written if
+placing did not write it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import ActivityContext, bound_log
+from activities.payloads import PREPARE_LOAN, PreparedLoan, PrepareLoanInput
+from db.directory import new_loan
+from db.models import Borrower, Loan
+from dunning.compliance import ProfileError
+from dunning.policy import PolicyError
+from loaders.config_files import load_policy, load_profile
+
+
+class LoanPreparation:
+    def __init__(self, context: ActivityContext) -> None:
+        self._context = context
+
+    def registered(self) -> list:
+        return [self.prepare_loan]
+
+    @activity.defn(name=PREPARE_LOAN)
+    def prepare_loan(self, request: PrepareLoanInput) -> PreparedLoan:
+        logger = bound_log(loan_id=request.loan_id)
+        settings = self._context.settings
+        try:
+            policy = load_policy(request.policy, settings.policies_dir)
+            profile = load_profile(policy.profile, settings.profiles_dir)
+        except (PolicyError, ProfileError) as error:
+            raise ApplicationError(str(error), type="PolicyError", non_retryable=True) from None
+
+        def work(db: Session) -> PreparedLoan:
+            borrower = db.get(Borrower, request.borrower_id)
+            # Without the borrower (started without placing, e.g. by the
+            # temporal CLI) the loan runs on the policy's defaults, no loan row
+            # is written (its foreign key needs the borrower), and each contact
+            # is skipped until the directory has the borrower.
+            if borrower is not None and db.get(Loan, request.loan_id) is None:
+                db.add(new_loan(
+                    request.loan_id, request.borrower_id, Decimal(request.amount_due), request.currency,
+                    date.fromisoformat(request.due_date), request.policy, request.workflow_id,
+                ))
+            return PreparedLoan(
+                policy=policy.model_dump(mode="json"),
+                time_zone=borrower.time_zone if borrower else policy.default_time_zone,
+                language=borrower.language if borrower else policy.default_language,
+                borrower_known=borrower is not None,
+                profile=profile.model_dump(mode="json"),
+            )
+
+        prepared = self._context.in_transaction(work)
+        if not prepared.borrower_known:
+            logger.warning("borrower_not_in_directory", borrower_id=request.borrower_id)
+        logger.info("loan_prepared", policy=policy.name, borrower_known=prepared.borrower_known)
+        return prepared

@@ -1,0 +1,440 @@
+"""The record writers: stages, payments, the closing, decisions, complaints,
+the credit bureau, and the deep stages' plans, promises, field visits and
+legal outcomes.
+
+Each has one shape (`RecordWriters._write`): in one transaction, write the
+record once by its key and name its audit entry, append that entry beside it,
+and log whether this attempt wrote it. Temporal may retry any of them, or run
+one again after a worker crash, without a second row or audit entry appearing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import exports
+from activities.context import ActivityContext, aware, bound_log
+from activities.payloads import (
+    ASSIGN_FIELD_VISIT,
+    CLOSE_LOAN,
+    ENTER_STAGE,
+    OPEN_COMPLAINT,
+    RECORD_ARRANGEMENT,
+    RECORD_DECISION,
+    RECORD_LEGAL_OUTCOME,
+    RECORD_PAYMENT,
+    RECORD_VISIT,
+    REPORT_TO_BUREAU,
+    RESOLVE_COMPLAINT,
+    ArrangementEvent,
+    BureauReport,
+    ComplaintOpened,
+    ComplaintResolved,
+    DecisionRecord,
+    FieldVisitAssignment,
+    LegalOutcomeRecord,
+    LoanClosing,
+    PaymentRecord,
+    StageEntry,
+    VisitOutcome,
+)
+from db import audit
+from db.models import (
+    BureauRecord,
+    Complaint,
+    FieldVisitRecord,
+    LegalCase,
+    Loan,
+    Payment,
+    PlanInstallment,
+    PlanRecord,
+    PromiseRecord,
+)
+from db.models import StageEntry as StageEntryRow
+from db.write_once import insert_once
+from dunning.contract import STAGE_CLOSED
+from dunning.keys import arrangement_record_key, audit_key, complaint_key
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The audit entry a record writer appends beside its record."""
+
+    kind: str
+    key: str
+    payload: dict
+
+
+class RecordWriters:
+    def __init__(self, context: ActivityContext) -> None:
+        self._context = context
+
+    def registered(self) -> list:
+        return [
+            self.enter_stage, self.record_payment, self.close_loan, self.record_decision, self.open_complaint,
+            self.resolve_complaint, self.report_to_bureau, self.record_arrangement, self.assign_field_visit,
+            self.record_visit, self.record_legal_outcome,
+        ]
+
+    def _write(
+        self, loan_id: str, workflow_id: str, at: datetime, work: Callable[[Session], Entry | None], event: str,
+        **log_fields,
+    ) -> bool:
+        """The record writers' one shape: `work` writes the record (once by its
+        key) and names its audit entry, or returns None when there is nothing
+        new (an earlier attempt wrote it); the entry is appended in the same
+        transaction, which runs once more if a concurrent attempt inserted the
+        same key first. True when this attempt wrote it."""
+
+        def transaction(db: Session) -> bool:
+            entry = work(db)
+            if entry is None:
+                return False
+            db.flush()
+            audit.append(db, entry.kind, loan_id, workflow_id, entry.payload, at=at, key=entry.key)
+            return True
+
+        new = self._context.in_transaction(transaction)
+        bound_log(loan_id=loan_id).info(event, new=new, **log_fields)
+        return new
+
+    # ------------------------------------------------------------ the stages
+
+    @activity.defn(name=ENTER_STAGE)
+    def enter_stage(self, entry: StageEntry) -> None:
+        at = self._context.clock()
+
+        def work(db: Session) -> Entry | None:
+            loan = db.get(Loan, entry.loan_id)
+            previous = loan.stage if loan is not None else ""
+            changed = loan is not None and loan.stage not in (STAGE_CLOSED, entry.stage)
+            if loan is not None and loan.stage != STAGE_CLOSED:
+                loan.stage = entry.stage
+                loan.max_days_past_due = max(loan.max_days_past_due or 0, entry.days_past_due)
+                if entry.segment:
+                    loan.segment = entry.segment
+            insert_once(db, StageEntryRow, entry.key, lambda: StageEntryRow(
+                key=entry.key, loan_id=entry.loan_id, stage=entry.stage, days_past_due=entry.days_past_due,
+                segment=entry.segment or None, outstanding=Decimal(entry.outstanding), entered_at=at,
+            ))
+            # The bureau record is not opened here: its time is the compliance
+            # profile's (report_to_bureau), which may wait after the stage starts.
+            record = "legal_case" if entry.stage == "legal" and self._open_legal_case(db, entry) else ""
+            # Only a change is audited: a retry finds the loan at this stage
+            # already (or, without a loan row, its entry by key).
+            if not (changed or record or loan is None):
+                return None
+            return Entry("stage", audit_key(entry.key, "stage"), {
+                "key": entry.key, "stage": entry.stage, "previous_stage": previous,
+                "days_past_due": entry.days_past_due, "outstanding": entry.outstanding,
+                "currency": entry.currency, "record": record,
+            })
+
+        self._write(entry.loan_id, entry.workflow_id, at, work, "stage_recorded",
+                    stage=entry.stage, days_past_due=entry.days_past_due)
+
+    def _open_legal_case(self, db: Session, entry: StageEntry) -> bool:
+        """The loan's legal case, with the case file for the lawyers written
+        from the records as they are now; False when it was opened before."""
+        if not insert_once(db, LegalCase, entry.key, lambda: LegalCase(
+            key=entry.key, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
+            days_past_due=entry.days_past_due, outstanding=Decimal(entry.outstanding), currency=entry.currency,
+        )):
+            return False
+        db.flush()
+        case = db.scalar(select(LegalCase).where(LegalCase.key == entry.key))
+        case.documents = exports.write_legal_documents(db, self._context.settings.export_dir, entry.loan_id)
+        return True
+
+    @activity.defn(name=REPORT_TO_BUREAU)
+    def report_to_bureau(self, report: BureauReport) -> None:
+        """One Metro 2-like record: a row, then the cycle's export file
+        rewritten from the rows (so a retry or a crash never leaves a line
+        twice or missing in it)."""
+        at = self._context.clock()
+        cycle = report.cycle or at.strftime("%Y-%m")
+
+        def work(db: Session) -> Entry | None:
+            if not insert_once(db, BureauRecord, report.key, lambda: BureauRecord(
+                key=report.key, loan_id=report.loan_id, workflow_id=report.workflow_id,
+                days_past_due=report.days_past_due, balance=Decimal(report.outstanding), currency=report.currency,
+                kind=report.kind, cycle=cycle, account_status=report.account_status or None,
+                special_comment=report.special_comment or None, compliance_code=report.compliance_code or None,
+                first_delinquency=date.fromisoformat(report.first_delinquency) if report.first_delinquency else None,
+                amount_past_due=Decimal(report.amount_past_due) if report.amount_past_due else None,
+                original_amount=Decimal(report.original_amount) if report.original_amount else None,
+                reported_on=date.fromisoformat(report.reported_on) if report.reported_on else None,
+                created_at=at,
+            )):
+                return None
+            return Entry("stage", audit_key(report.key, "bureau"), {
+                "key": report.key, "record": "bureau_record", "kind": report.kind, "cycle": cycle,
+                "account_status": report.account_status, "compliance_code": report.compliance_code,
+                "days_past_due": report.days_past_due, "outstanding": report.outstanding, "currency": report.currency,
+            })
+
+        self._write(report.loan_id, report.workflow_id, at, work, "bureau_reported",
+                    kind=report.kind, cycle=cycle, status=report.account_status)
+        with self._context.sessions() as db:
+            path = exports.write_bureau_cycle(db, self._context.settings.export_dir, cycle)
+        bound_log(loan_id=report.loan_id).info("bureau_cycle_written", cycle=cycle, file=str(path))
+
+    # ------------------------------------------------------ money and the end
+
+    @activity.defn(name=RECORD_PAYMENT)
+    def record_payment(self, record: PaymentRecord) -> None:
+        # A bad payment is kept as it came, but made storable: a lone
+        # surrogate or a NUL (which PostgreSQL refuses) would fail the write
+        # for ever and hold the loan up behind it.
+        record = dataclasses.replace(record, **{
+            name: _storable(getattr(record, name)) for name in ("key", "payment_id", "amount", "currency", "paid_at", "reason")
+        })
+
+        def work(db: Session) -> Entry | None:
+            if not insert_once(db, Payment, record.key, lambda: Payment(
+                key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id,
+                payment_id=record.payment_id, amount=record.amount, currency=record.currency,
+                paid_at=record.paid_at, applied=record.applied, reason=record.reason or None,
+            )):
+                return None  # a retry: recorded (and audited) the first time
+            loan = db.get(Loan, record.loan_id) if record.applied else None
+            if loan is not None:
+                db.flush()
+                # The sum of applied payments, not an increment: a retry
+                # cannot count a payment twice.
+                amounts = db.scalars(
+                    select(Payment.amount).where(Payment.loan_id == record.loan_id, Payment.applied.is_(True))
+                ).all()
+                loan.amount_paid = sum((Decimal(amount) for amount in amounts), Decimal("0"))
+            return Entry("payment", audit_key(record.key, "payment"), {
+                "key": record.key, "payment_id": record.payment_id, "amount": record.amount,
+                "currency": record.currency, "paid_at": record.paid_at, "applied": record.applied,
+                "reason": record.reason,
+            })
+
+        self._write(record.loan_id, record.workflow_id, self._context.clock(), work, "payment_recorded",
+                    payment_id=record.payment_id, applied=record.applied)
+
+    @activity.defn(name=CLOSE_LOAN)
+    def close_loan(self, closing: LoanClosing) -> None:
+        at = aware(closing.closed_at)
+
+        def work(db: Session) -> Entry | None:
+            loan = db.get(Loan, closing.loan_id)
+            changed = loan is None or loan.stage != STAGE_CLOSED or loan.outcome != closing.outcome
+            if loan is not None:
+                loan.stage, loan.outcome = STAGE_CLOSED, closing.outcome
+                loan.amount_paid = Decimal(closing.amount_paid)
+                loan.closed_at = at
+                loan.max_days_past_due = max(loan.max_days_past_due or 0, closing.days_past_due)
+                loan.segment = closing.segment or loan.segment
+                loan.waived = Decimal(closing.waived)
+                loan.fees_charged = Decimal(closing.fees_charged)
+                loan.interest_charged = Decimal(closing.interest_charged)
+            if not changed:
+                return None
+            # Without a loan row, the entry's key keeps a retry from a second one.
+            return Entry("closing", audit_key(closing.workflow_id, "closing", closing.closed_at), {
+                "outcome": closing.outcome, "amount_paid": closing.amount_paid,
+                "outstanding": closing.outstanding, "final_stage": closing.final_stage,
+                "closed_at": closing.closed_at,
+            })
+
+        self._write(closing.loan_id, closing.workflow_id, at, work, "loan_closed",
+                    outcome=closing.outcome, final_stage=closing.final_stage)
+
+    # -------------------------------------------- decisions and complaints
+
+    @activity.defn(name=RECORD_DECISION)
+    def record_decision(self, record: DecisionRecord) -> None:
+        """A compliance decision (kind `decision`: a contact postponed or
+        skipped, the rule and why) or an operator action (kind `operator`:
+        pause, resume, opt_out, dispute...), appended once per key."""
+        if record.kind not in ("decision", "operator"):
+            raise ApplicationError(
+                f"kind: {record.kind!r} is not 'decision' or 'operator'", type="InvalidDecision", non_retryable=True
+            )
+        entry = Entry(record.kind, audit_key(record.key), {
+            "key": record.key, "rule": record.rule, "reason": record.reason[:500],
+            "channel": record.channel, "step_key": record.step_key,
+        })
+        at = aware(record.at) if record.at else self._context.clock()
+        self._write(record.loan_id, record.workflow_id, at, lambda db: entry, "decision_recorded",
+                    kind=record.kind, rule=record.rule)
+
+    @activity.defn(name=OPEN_COMPLAINT)
+    def open_complaint(self, opened: ComplaintOpened) -> None:
+        """The complaint record, open for internal review; once per loan and id."""
+        at = aware(opened.at) if opened.at else self._context.clock()
+
+        def work(db: Session) -> Entry | None:
+            if _complaint(db, opened.loan_id, opened.complaint_id) is not None:
+                return None
+            db.add(Complaint(
+                key=opened.key, complaint_id=opened.complaint_id, loan_id=opened.loan_id,
+                workflow_id=opened.workflow_id, category=opened.category[:32], opened_at=at, status="open",
+            ))
+            return Entry("complaint", audit_key(opened.key, "opened"), {
+                "complaint_id": opened.complaint_id, "action": "opened", "category": opened.category,
+            })
+
+        self._write(opened.loan_id, opened.workflow_id, at, work, "complaint_recorded",
+                    complaint_id=opened.complaint_id, action="opened")
+
+    @activity.defn(name=RESOLVE_COMPLAINT)
+    def resolve_complaint(self, resolved: ComplaintResolved) -> None:
+        """A reviewer's decision on an open complaint; once."""
+        at = aware(resolved.at) if resolved.at else self._context.clock()
+
+        def work(db: Session) -> Entry | None:
+            row = _complaint(db, resolved.loan_id, resolved.complaint_id)
+            if row is None:  # opened before this audit existed: keep the decision anyway
+                row = Complaint(
+                    key=complaint_key(resolved.workflow_id, resolved.complaint_id),
+                    complaint_id=resolved.complaint_id, loan_id=resolved.loan_id, workflow_id=resolved.workflow_id,
+                    category="other", opened_at=at, status="open",
+                )
+                db.add(row)
+            if row.status == "resolved":
+                return None
+            row.status, row.resolution = "resolved", "upheld" if resolved.upheld else "rejected"
+            row.resolved_at, row.reviewer_id = at, resolved.reviewer_id
+            return Entry("complaint", audit_key(row.key, "resolved"), {
+                "complaint_id": resolved.complaint_id, "action": "resolved", "resolution": row.resolution,
+                "reviewer_id": resolved.reviewer_id,
+            })
+
+        self._write(resolved.loan_id, resolved.workflow_id, at, work, "complaint_recorded",
+                    complaint_id=resolved.complaint_id, action="resolved", upheld=resolved.upheld)
+
+    # ------------------------- the deep stages: plans, promises, visits, courts
+
+    @activity.defn(name=RECORD_ARRANGEMENT)
+    def record_arrangement(self, event: ArrangementEvent) -> None:
+        at = aware(event.at)
+
+        def work(db: Session) -> Entry | None:
+            if audit.has_key(db, audit_key(event.key)):
+                return None  # recorded by an earlier attempt
+            _apply_arrangement(db, event, at)
+            return Entry("arrangement", audit_key(event.key), {
+                "key": event.key, "kind": event.kind, "number": event.number, "amount": event.amount,
+                "currency": event.currency, "due_date": event.due_date, "installment": event.installment,
+                "waived_fees": event.waived_fees, "waived_interest": event.waived_interest, "source": event.source,
+            })
+
+        self._write(event.loan_id, event.workflow_id, at, work, "arrangement_recorded",
+                    kind=event.kind, number=event.number)
+
+    @activity.defn(name=ASSIGN_FIELD_VISIT)
+    def assign_field_visit(self, assignment: FieldVisitAssignment) -> None:
+        """The field team's assignment row; they work from the database."""
+        at = aware(assignment.at)
+
+        def work(db: Session) -> Entry | None:
+            if not insert_once(db, FieldVisitRecord, assignment.key, lambda: FieldVisitRecord(
+                key=assignment.key, visit_id=assignment.visit_id, loan_id=assignment.loan_id,
+                workflow_id=assignment.workflow_id, staff_required=assignment.staff_required,
+                days_past_due=assignment.days_past_due, outstanding=Decimal(assignment.outstanding),
+                currency=assignment.currency, status="assigned", assigned_at=at,
+            )):
+                return None
+            return Entry("visit", audit_key(assignment.key, "assigned"), {
+                "visit_id": assignment.visit_id, "action": "assigned", "staff_required": assignment.staff_required,
+                "days_past_due": assignment.days_past_due,
+            })
+
+        self._write(assignment.loan_id, assignment.workflow_id, at, work, "field_visit_assigned",
+                    visit_id=assignment.visit_id)
+
+    @activity.defn(name=RECORD_VISIT)
+    def record_visit(self, outcome: VisitOutcome) -> None:
+        at = aware(outcome.at)
+
+        def work(db: Session) -> Entry | None:
+            row = db.scalar(select(FieldVisitRecord).where(FieldVisitRecord.visit_id == outcome.visit_id))
+            if row is None or row.status == "done":
+                return None
+            row.status, row.outcome, row.reported_at = "done", outcome.outcome, at
+            row.staff_ids = json.dumps(list(outcome.staff_ids))
+            return Entry("visit", audit_key(outcome.key), {
+                "visit_id": outcome.visit_id, "action": "reported", "outcome": outcome.outcome,
+                "staff_ids": list(outcome.staff_ids),
+            })
+
+        self._write(outcome.loan_id, outcome.workflow_id, at, work, "field_visit_reported",
+                    visit_id=outcome.visit_id, outcome=outcome.outcome)
+
+    @activity.defn(name=RECORD_LEGAL_OUTCOME)
+    def record_legal_outcome(self, record: LegalOutcomeRecord) -> None:
+        at = aware(record.at)
+
+        def work(db: Session) -> Entry | None:
+            if audit.has_key(db, audit_key(record.key)):
+                return None
+            case = db.scalar(select(LegalCase).where(LegalCase.loan_id == record.loan_id).order_by(LegalCase.id.desc()))
+            if case is not None:
+                case.status, case.outcome_at = record.outcome, at
+                case.case_ref = record.case_ref or case.case_ref
+            return Entry("legal", audit_key(record.key), {"outcome": record.outcome, "case_ref": record.case_ref})
+
+        self._write(record.loan_id, record.workflow_id, at, work, "legal_outcome_recorded", outcome=record.outcome)
+
+
+def _apply_arrangement(db: Session, event: ArrangementEvent, at: datetime) -> None:
+    """A plan or promise event on its row: accepted or made (a new row, and a
+    plan's installments), an installment paid, or kept or broken."""
+    record_key = arrangement_record_key(event.key, event.kind)
+    if event.kind == "plan_accepted":
+        plan = PlanRecord(
+            key=record_key, loan_id=event.loan_id, workflow_id=event.workflow_id, plan_no=event.number,
+            status="active", total=Decimal(event.amount), currency=event.currency,
+            waived_fees=Decimal(event.waived_fees), waived_interest=Decimal(event.waived_interest),
+            policy=event.policy or None, segment=event.segment or None, days_past_due=event.days_past_due,
+            accepted_at=at,
+        )
+        db.add(plan)
+        db.flush()
+        for item in event.schedule or []:
+            db.add(PlanInstallment(
+                plan_id=plan.id, number=int(item["number"]), due_date=date.fromisoformat(item["due_date"]),
+                amount=Decimal(item["amount"]),
+            ))
+    elif event.kind.startswith(("plan_", "installment_")):
+        plan = db.scalar(select(PlanRecord).where(PlanRecord.key == record_key))
+        if plan is not None and event.kind == "installment_paid":
+            row = db.scalar(select(PlanInstallment).where(
+                PlanInstallment.plan_id == plan.id, PlanInstallment.number == event.installment))
+            if row is not None:
+                row.paid_at = at
+        elif plan is not None:
+            plan.status, plan.ended_at = event.kind.removeprefix("plan_"), at
+    elif event.kind == "promise_made":
+        db.add(PromiseRecord(
+            key=record_key, loan_id=event.loan_id, workflow_id=event.workflow_id, promise_no=event.number,
+            amount=Decimal(event.amount), currency=event.currency, by_date=date.fromisoformat(event.due_date),
+            status="open", source=event.source or "borrower", policy=event.policy or None,
+            segment=event.segment or None, made_at=at,
+        ))
+    else:
+        promise = db.scalar(select(PromiseRecord).where(PromiseRecord.key == record_key))
+        if promise is not None:
+            promise.status, promise.ended_at = event.kind.removeprefix("promise_"), at
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _complaint(db: Session, loan_id: str, complaint_id: str) -> Complaint | None:
+    return db.scalar(select(Complaint).where(Complaint.loan_id == loan_id, Complaint.complaint_id == complaint_id))
