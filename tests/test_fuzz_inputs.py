@@ -931,6 +931,14 @@ def loc_names(loc: list, key: str) -> bool:
     return loc[1 : 1 + len(parts)] == parts if key != "(payload)" else loc in (["body"], ["body", "(payload)"])
 
 
+def assert_names_a_broken_field(response, payload: Any, broken: frozenset[str]) -> None:
+    """A 422 whose `loc`s name at least one of the fields the case broke."""
+    about = f"{response.status_code} {response.text[:300]} for {fz.short(payload)}"
+    assert response.status_code == 422, about
+    locs = error_locs(response)
+    assert any(loc_names(loc, key) for loc in locs for key in broken), f"{locs} name none of {sorted(broken)}: {about}"
+
+
 RAW_BODIES = (b"", b"{", b'{"loan_id": "L-1",}', b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, b"null",
               b'{"a": NaN}', "\u202e{}".encode(), b'"\\ud800"', b"{" + b'"a":{' * 5000 + b"}" * 5001)
 
@@ -947,23 +955,25 @@ def test_a_bad_placement_is_a_422_naming_the_field_and_writes_nothing(gateway, s
     def check(case):
         record, broken = case
         response = gateway.post("/loans/overdue", content=json_body(record), headers={"Content-Type": "application/json"})
-        about = f"{response.status_code} {response.text[:300]} for {fz.short(record)}"
-        assert response.status_code == 422, about
-        locs = error_locs(response)
-        assert any(loc_names(loc, key) for loc in locs for key in broken), f"{locs} name none of {sorted(broken)}: {about}"
+        assert_names_a_broken_field(response, record, broken)
 
     check()
     assert row_counts(session_factory) == before
 
 
-@both_databases
-def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_nothing(gateway, session_factory):
-    from gateway.app import sign_payment
+def signed_payment(body: bytes) -> dict:
+    """The headers of a body the payment service signed."""
+    from gateway.payment_signature import sign_payment
     from tests.support.gateway import PAYMENTS_SECRET
 
+    return {"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body)}
+
+
+@both_databases
+def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_nothing(gateway, session_factory):
     before = row_counts(session_factory)
     for body in RAW_BODIES:
-        response = gateway.post("/payments", content=body, headers={"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body)})
+        response = gateway.post("/payments", content=body, headers=signed_payment(body))
         assert response.status_code == 422 and error_locs(response), (body[:40], response.status_code, response.text[:300])
 
     bad = {
@@ -976,11 +986,8 @@ def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_not
     def check(case):
         payload, broken = case
         body = json_body(payload)
-        response = gateway.post("/payments", content=body, headers={"X-Dunning-Signature": sign_payment(PAYMENTS_SECRET, body)})
-        about = f"{response.status_code} {response.text[:300]} for {fz.short(payload)}"
-        assert response.status_code == 422, about
-        locs = error_locs(response)
-        assert any(loc_names(loc, key) for loc in locs for key in broken), f"{locs} name none of {sorted(broken)}: {about}"
+        response = gateway.post("/payments", content=body, headers=signed_payment(body))
+        assert_names_a_broken_field(response, payload, broken)
 
     check()
     assert row_counts(session_factory) == before
@@ -988,7 +995,7 @@ def test_a_signed_but_malformed_payment_is_a_422_naming_the_field_and_writes_not
 
 @both_databases
 def test_an_unsigned_forged_or_garbled_payment_signature_is_a_401_and_writes_nothing(gateway, session_factory):
-    from gateway.app import sign_payment
+    from gateway.payment_signature import sign_payment
     from tests.support.gateway import PAYMENTS_SECRET
 
     before = row_counts(session_factory)
@@ -1104,8 +1111,6 @@ def test_sendgrid_events_answer_garbage_without_a_500_and_refuse_unsigned_ones(g
 @both_databases
 def test_a_field_report_with_a_bad_token_id_or_body_is_refused_and_writes_nothing(gateway, session_factory):
     before = row_counts(session_factory)
-    if not any(getattr(route, "path", "") == "/visits/{visit_id}/report" for route in gateway.app.routes):
-        pytest.skip("no field visit endpoint")
     auth = {"Authorization": f"Bearer {FIELD_TOKEN}"}
     report_base = {"outcome": "met", "staff_ids": ["S-1", "S-2"], "notes": "met the borrower"}
     promise = st.one_of(fz.non_objects(huge=False), st.fixed_dictionaries({"amount": fz.bad_amounts("CNY"), "by_date": st.just("2026-11-20")}))
@@ -1131,9 +1136,7 @@ def test_a_field_report_with_a_bad_token_id_or_body_is_refused_and_writes_nothin
         payload, broken = case
         body = json_body(payload)
         response = gateway.post("/visits/V-1/report", content=body, headers=auth)
-        about = f"{response.status_code} {response.text[:300]} for {fz.short(payload)}"
-        assert response.status_code == 422, about
-        assert any(loc_names(loc, key) for loc in error_locs(response) for key in broken), about
+        assert_names_a_broken_field(response, payload, broken)
         forged = gateway.post("/visits/V-1/report", content=body, headers={"Authorization": f"Bearer {token}"})
         assert forged.status_code == 401, (token, forged.status_code, forged.text[:200])
         elsewhere = gateway.post(f"/visits/{quote(visit_id, safe='')}/report", content=body, headers=auth)

@@ -28,7 +28,9 @@ from sqlalchemy import select
 import services.visits
 from activities.pay_link import SALT, make_pay_link
 from db.models import Contact, FieldVisitRecord
+from dunning.pay_options import loan_today, nothing_to_pay, offer_proposal, plan_offers, running_plan
 from gateway.app import create_app
+from loaders.config_files import load_policy
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
 from tests.support.gateway import gateway_settings, loan_status_when, twilio_signed
 from tests.support.temporal import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
@@ -180,6 +182,34 @@ async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(g
     assert "An instalment plan is in place" in page.text and "Choose this plan" not in page.text
     status = await status_when(http, time_env, "L-PP-1", lambda s: any(c["template"] == "plan_confirmation" for c in s["contacts"]))
     assert [c["channel"] for c in status["contacts"] if c["template"] == "plan_confirmation"] == ["sms"]
+
+
+def test_the_pay_pages_offers_are_the_workflows_arithmetic_on_the_status():
+    """dunning/pay_options.py, without a server: the balance less what an
+    offer waives, the cents on the first installment, from the loan's today."""
+    policy = load_policy("default", ROOT / "config" / "policies")
+    status = {"loan_id": "L-PO", "stage": "negotiation", "outstanding": "1000.01", "fees": "30.00", "interest": "0.00",
+              "currency": "CNY", "due_date": "2026-11-01", "days_past_due": 16, "plan": None}
+    today = loan_today(status)
+    assert today == date(2026, 11, 17)
+    assert offer_proposal(policy.plans.offers[0], today) == {
+        "installments": 3, "first_due_date": "2026-11-24", "interval_days": 30, "waive_fees": False, "waive_interest": False,
+    }
+
+    three, six = plan_offers(policy, status, today)
+    assert (three.index, three.total, three.waive_fees) == (0, "1000.01", False)
+    assert [(i.number, i.due_date, i.amount) for i in three.installments] == [
+        (1, "2026-11-24", "333.35"), (2, "2026-12-24", "333.33"), (3, "2027-01-23", "333.33"),
+    ]
+    assert (six.index, six.total, six.waive_fees, six.waive_interest) == (1, "970.01", True, False)
+    assert [i.amount for i in six.installments] == ["161.71"] + ["161.66"] * 5
+
+    for change in ({"paused": True}, {"disputed": True}, {"open_complaints": 1}, {"plan": {"status": "active"}},
+                   {"outstanding": "0.00"}, {"stage": "closed"}):
+        assert plan_offers(policy, status | change, today) == [], change
+    assert nothing_to_pay(status | {"stage": "closed"}) and nothing_to_pay(status | {"outstanding": "0.00"})
+    assert running_plan(status | {"plan": {"status": "active"}}) == {"status": "active"} and running_plan(status) is None
+    assert loan_today({"due_date": "soon"}) is None
 
 
 # ------------------------------------------------------------------ keypad 2

@@ -1,4 +1,5 @@
-"""The template lint (compliance/template_lint.py, rules in config/compliance/template_rules.toml)."""
+"""The template lint (compliance/template_lint.py; rules in config/compliance/template_rules.toml,
+read by compliance/template_rules.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from compliance.template_lint import (
-    DEFAULT_POLICIES,
-    DEFAULT_PROFILES,
-    DEFAULT_RULES,
-    LintFinding,
-    RulesError,
-    lint_templates,
-    load_rules,
-    main,
-)
+from compliance.template_lint import DEFAULT_POLICIES, DEFAULT_PROFILES, DEFAULT_RULES, LintFinding, lint_templates, main
+from compliance.template_rules import RulesError, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "config" / "templates"
@@ -245,6 +238,44 @@ def test_the_identity_check_must_come_before_the_debt(templates):
     assert [(f.file, f.rule) for f in lint(templates)] == [(str(voice), "misplaced-identity-check")]
 
 
+# ------------------------------------------------------------------ keypad answers (the ivr form)
+
+
+def test_a_keypad_answer_needs_no_identity_check_but_never_carries_the_link(templates):
+    answer = templates / "en" / "keypad_pay_link.ivr.j2"
+    assert "hang up" not in answer.read_text(encoding="utf-8")  # shipped without one, and clean
+    append(answer, " Or visit https://pay.example.com/p/x")
+
+    assert [(f.file, f.rule) for f in lint(templates)] == [(str(answer), "forbidden-web-address")]
+
+
+def test_a_keypad_answer_takes_no_template_variables(templates):
+    answer = templates / "zh_TW" / "keypad_plan.ivr.j2"
+    append(answer, "{{ borrower_name }}")
+
+    [finding] = lint(templates)
+    assert (finding.file, finding.rule) == (str(answer), "unknown-variable")
+    assert "borrower_name" in finding.message and "ivr form takes none" in finding.message
+
+
+def test_a_keypad_answer_is_needed_in_every_language_in_the_ivr_form_only(templates):
+    (templates / "zh_CN" / "keypad_agent.ivr.j2").unlink()
+    shutil.copy(templates / "en" / "keypad_other.ivr.j2", templates / "en" / "keypad_repeat.ivr.j2")
+
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"missing-form"}
+    assert sorted(Path(f.file).relative_to(templates).as_posix() for f in findings) == [
+        "zh_CN/keypad_agent.ivr.j2", "zh_CN/keypad_repeat.ivr.j2", "zh_TW/keypad_repeat.ivr.j2",
+    ]
+
+
+def test_banned_phrases_are_found_in_a_keypad_answer(templates):
+    answer = templates / "zh_CN" / "keypad_other.ivr.j2"
+    append(answer, "否则我们将报警。")
+    findings = lint(templates)
+    assert {(f.file, f.rule) for f in findings} == {(str(answer), "banned-phrase")}
+
+
 # ------------------------------------------------------------------ completeness
 
 
@@ -351,6 +382,7 @@ def test_rules_are_data():
     assert rules.parts["opt_out"].by_language == {"en": "Reply STOP", "zh_CN": "回复TD退订", "zh_TW": "回覆TD退訂"}
     assert rules.opt_out_parts == {"sms": "opt_out", "email": "unsubscribe"}
     assert "pay_link" in rules.forbid["voice"] and "identity_check" in rules.require["voice"]
+    assert "pay_link" in rules.forbid["ivr"] and "identity_check" not in rules.require.get("ivr", ())
     for form in ("sms", "email.txt", "email.html"):
         assert "pay_link" in rules.require[form]
     assert str(LintFinding("a/b.sms.j2", 3, "banned-phrase", "x")) == "a/b.sms.j2:3: banned-phrase: x"

@@ -22,7 +22,6 @@ from activities.rendering import (
     CHANNELS,
     CONTEXT_KEYS,
     FILTERS,
-    FORMS,
     LOCALES,
     RenderedMessage,
     TemplateMissing,
@@ -142,7 +141,8 @@ def test_every_required_template_exists_in_every_language(renderer):
         f"{lang}/{template}.{form}.j2"
         for lang in LANGUAGES
         for template in REQUIRED_TEMPLATES
-        for form in FORMS
+        for forms in CHANNEL_FORMS.values()
+        for form in forms
         if (lang, template, form) not in names
     ]
     assert not missing
@@ -251,6 +251,53 @@ def test_validation_notice_says_what_regulation_f_asks(renderer, language, dispu
     how = {"en": "customer service", "zh_CN": "客服", "zh_TW": "客服"}[language]
     for body in (email.text, email.html):
         assert pause in body and how in body and ctx["pay_link"] in body and ctx["loan_id"] in body
+
+
+# ------------------------------------------------------------------ keypad answers
+
+# What a call says after a key is pressed, word for word as the gateway has
+# always said it (gateway/ivr.py renders the keypad_*.ivr.j2 templates).
+KEYPAD_WORDS = {
+    "en": ("en-US", {
+        "keypad_pay_link": "Thank you. We are sending the repayment link to your phone by text message.",
+        "keypad_plan": "Thank you. A repayment plan has been set up for you. You will receive its schedule by text message.",
+        "keypad_plan_failed": "Sorry, we could not set up a repayment plan now. An agent will call you back to agree on a plan or a promise to pay.",
+        "keypad_agent": "Thank you. An agent will contact you about your question or dispute.",
+        "keypad_other": "Sorry, that is not an option. Goodbye.",
+    }),
+    "zh_CN": ("zh-CN", {
+        "keypad_pay_link": "谢谢。我们将通过短信把还款链接发送到您的手机。",
+        "keypad_plan": "谢谢。我们已为您设立分期还款计划，还款安排将通过短信发送给您。",
+        "keypad_plan_failed": "抱歉，目前无法为您设立分期还款计划。客服将回电与您商定还款计划或还款承诺。",
+        "keypad_agent": "谢谢。客服将就您的问题或异议与您联系。",
+        "keypad_other": "抱歉，没有这个选项。再见。",
+    }),
+    "zh_TW": ("zh-TW", {
+        "keypad_pay_link": "謝謝。我們將透過簡訊把還款連結傳送到您的手機。",
+        "keypad_plan": "謝謝。我們已為您設立分期還款計畫，還款安排將透過簡訊傳送給您。",
+        "keypad_plan_failed": "抱歉，目前無法為您設立分期還款計畫。客服將回電與您商定還款計畫或還款承諾。",
+        "keypad_agent": "謝謝。客服將就您的問題或異議與您聯絡。",
+        "keypad_other": "抱歉，沒有這個選項。再見。",
+    }),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_keypad_answers_are_templates_in_every_language(renderer, language):
+    from gateway import ivr
+
+    say_language, words = KEYPAD_WORDS[language]
+    assert set(words) == {*ivr.KEYPAD.values(), ivr.PLAN_NOT_SET_UP, ivr.NOT_AN_OPTION}
+    for template, said in words.items():
+        assert ivr.keypad_answer(renderer, language, template) == (said, say_language)
+        assert (language, template, "ivr") in renderer.names()
+
+
+@pytest.mark.parametrize("language", ["", "xx", "zh-CN", "zh_HK", "../en"])
+def test_a_keypad_answer_in_a_language_calls_are_not_made_in_is_english(renderer, language):
+    from gateway import ivr
+
+    assert ivr.keypad_answer(renderer, language, ivr.NOT_AN_OPTION) == ("Sorry, that is not an option. Goodbye.", "en-US")
 
 
 # ------------------------------------------------------------------ renderer

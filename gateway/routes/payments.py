@@ -1,0 +1,88 @@
+"""POST /payments: the payment service's signed notifications, signalled to
+the loan's workflow as `repayment`, once per payment_id."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from db.models import Payment
+from dunning import contract
+from dunning.inputs import Currency, Identifier, Instant
+from dunning.money import parse_amount
+from gateway.bodies import invalid, parse_model
+from gateway.deps import Gateway, gateway
+from gateway.openapi import header, json_body
+from gateway.payment_signature import check_payment_signature
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["payments"])
+
+
+class PaymentNotification(BaseModel):
+    """POST /payments: what the payment service reports (becomes the `repayment` signal)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    loan_id: Identifier
+    payment_id: Identifier
+    currency: Currency
+    amount: str
+    paid_at: Instant | None = None
+
+
+@router.post(
+    "/payments",
+    status_code=202,
+    responses={401: {"description": "missing, forged or stale X-Dunning-Signature"}},
+    openapi_extra={
+        **json_body(PaymentNotification.model_json_schema()),
+        "parameters": [
+            header("X-Dunning-Signature", required=True,
+                   description='t=<unix time>,v1=<hex HMAC-SHA256 of f"{t}.{raw body}">'),
+        ],
+    },
+)
+async def payment(request: Request, gw: Gateway = Depends(gateway)) -> JSONResponse:
+    """A payment notification: signals `repayment` to dunning-<loan_id>, once per payment_id."""
+    body = await request.body()
+    problem = check_payment_signature(
+        gw.edge.payments_secret, request.headers.get("X-Dunning-Signature"), body, gw.edge.payments_max_age_seconds
+    )
+    if problem is not None:
+        log.warning("payment_signature_refused", reason=problem)
+        raise HTTPException(401, problem)
+    notice, data = parse_model(body, PaymentNotification)
+    try:
+        parse_amount(notice.amount, notice.currency)
+    except ValueError as error:
+        raise invalid("amount", str(error)) from None
+
+    workflow_id = contract.workflow_id_for(notice.loan_id)
+    answer = {"loan_id": notice.loan_id, "payment_id": notice.payment_id, "workflow_id": workflow_id}
+    key = f"{notice.loan_id}/{notice.payment_id}"
+    with gw.sessions()() as db:
+        recorded = db.scalar(
+            select(Payment.id).where(
+                Payment.loan_id == notice.loan_id, Payment.payment_id == notice.payment_id, Payment.applied.is_(True)
+            )
+        )
+    if recorded is not None or not gw.payments_seen.add(key):
+        log.info("payment_duplicate", loan_id=notice.loan_id, payment_id=notice.payment_id)
+        return JSONResponse({**answer, "signaled": False, "duplicate": True}, status_code=202)
+    payload = {"payment_id": notice.payment_id, "amount": notice.amount, "currency": notice.currency}
+    if notice.paid_at is not None:
+        payload["paid_at"] = data["paid_at"]  # as the payment service wrote it
+    try:
+        delivered = await gw.signal(workflow_id, contract.SIGNAL_REPAYMENT, payload)
+    except BaseException:
+        gw.payments_seen.discard(key)  # not delivered: a retry may try again
+        raise
+    if not delivered:
+        gw.payments_seen.discard(key)
+        raise HTTPException(404, f"no open workflow {workflow_id}")
+    return JSONResponse({**answer, "signaled": True, "duplicate": False}, status_code=202)

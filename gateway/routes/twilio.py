@@ -1,0 +1,257 @@
+"""Twilio's webhooks: message and call status callbacks (the outbox), the
+answering-machine report, inbound SMS (stop words, replies for an agent) and
+the call's keypad menu. Each is refused with a 403 unless Twilio signed it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from db import outbox
+from db.models import Borrower, Loan
+from dunning import contract
+from dunning.masking import mask
+from gateway import ivr
+from gateway.deps import Gateway, gateway
+from gateway.openapi import OUTBOX_KEY, TWILIO_SIGNATURE, form_body
+from gateway.plans import propose_offer
+from gateway.twilio_form import twilio_form
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["webhooks"], responses={403: {"description": "missing or forged X-Twilio-Signature"}})
+
+# Inbound SMS words that opt the sender out of SMS (carrier keywords, and the
+# Chinese 退订 / TD that Chinese senders use).
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "退订", "TD"})
+SMS_DELIVERED = {"delivered"}
+# Any of these proves Twilio took the message: a `pending` outbox row (a worker
+# that crashed between sending and recording) becomes `sent`, so the retried
+# activity, which Temporal runs only after its timeout, finds it and does not
+# send again.
+SMS_ACCEPTED = {"accepted", "queued", "sending", "sent", "delivered"}
+SMS_FAILED = {"undelivered", "failed"}
+CALL_COMPLETED = {"completed"}
+CALL_PLACED = {"initiated", "ringing", "in-progress", "answered"}  # the call exists: reconciles a pending row
+CALL_NOT_REACHED = {"no-answer", "busy"}  # an attempt was made: it still counts towards call caps
+CALL_FAILED = {"failed", "canceled"}
+
+# Twilio waits 15 seconds for a <Gather> action's TwiML.
+IVR_UPDATE_TIMEOUT_SECONDS = 10.0
+
+
+def call_outcome(call_status: str, answered_by: str) -> str | None:
+    """A finished call's outcome in the contract's words, or None while it runs."""
+    if call_status == "completed":
+        return "voicemail" if answered_by.startswith(("machine", "fax")) else "answered"
+    return {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "failed"}.get(call_status)
+
+
+def sms_outcome(message_status: str) -> str | None:
+    return "delivered" if message_status in SMS_DELIVERED else ("undelivered" if message_status in SMS_FAILED else None)
+
+
+@router.post(
+    "/webhooks/twilio/status",
+    status_code=204,
+    openapi_extra={
+        "parameters": [OUTBOX_KEY, TWILIO_SIGNATURE],
+        **form_body(
+            {
+                "MessageSid": "SMS id",
+                "MessageStatus": "queued, sent, delivered, undelivered, failed",
+                "CallSid": "call id",
+                "CallStatus": "completed, no-answer, busy, failed",
+                "ErrorCode": "Twilio error code",
+            }
+        ),
+    },
+)
+async def twilio_status(
+    request: Request, params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)
+) -> Response:
+    """Message and call status callbacks: update the outbox row named by `key`."""
+    key = request.query_params.get("key")
+    sid = str(params.get("MessageSid") or params.get("CallSid") or "")
+    is_call = bool(params.get("CallSid")) and not params.get("MessageSid")
+    raw = str(params.get("CallStatus") if is_call else params.get("MessageStatus") or params.get("SmsStatus") or "")
+    if not key:
+        return Response(status_code=204)
+    code = str(params.get("ErrorCode") or "")
+    kind = "call" if is_call else "sms"
+    with gw.sessions().begin() as db:
+        row = outbox.find(db, key)
+        if row is None:
+            log.warning("twilio_status_unknown_key", key=key[:255], status=raw)
+            return Response(status_code=204)
+        outbox.note_provider_message(row, "twilio", sid)  # a send whose record was lost: reconciled from the callback
+        succeeded = (raw in CALL_COMPLETED) if is_call else (raw in SMS_ACCEPTED)
+        if succeeded or (is_call and raw in CALL_NOT_REACHED | CALL_PLACED):
+            # Twilio took it: a send a crashed worker left in doubt is confirmed, and audited.
+            outbox.confirm_sent(db, row, datetime.now(timezone.utc))
+            if is_call and raw in CALL_NOT_REACHED:
+                row.error = f"twilio {kind} {raw}"  # noted, not a failure: the row stays sent
+        elif raw in (CALL_FAILED if is_call else SMS_FAILED):
+            outbox.record_provider_failure(row, f"twilio {kind} {raw}" + (f" (error {code})" if code else ""))
+        workflow_id = row.workflow_id
+    log.info("twilio_status", key=key[:255], channel=kind, status=raw)
+    outcome = call_outcome(raw, str(params.get("AnsweredBy") or "")) if is_call else sms_outcome(raw)
+    await gw.tell_contact_outcome(workflow_id, key, outcome)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/webhooks/twilio/amd",
+    status_code=204,
+    openapi_extra={
+        "parameters": [OUTBOX_KEY, TWILIO_SIGNATURE],
+        **form_body({"CallSid": "call id", "AnsweredBy": "human, machine_start, machine_end_beep, fax, unknown"}),
+    },
+)
+async def twilio_amd(
+    request: Request, params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)
+) -> Response:
+    """Answering-machine detection: a machine or fax must not hear the debt.
+
+    The call is ended at once (through Twilio's REST API when the worker's
+    Twilio credentials are set here too) and the workflow is told it was
+    a voicemail, which counts as an attempt but not a conversation."""
+    key = request.query_params.get("key") or ""
+    answered_by = str(params.get("AnsweredBy") or "")
+    if not answered_by.startswith(("machine", "fax")) or not key:
+        return Response(status_code=204)
+    call_sid = str(params.get("CallSid") or "")
+    core = gw.core
+    if call_sid and core.twilio_account_sid and core.twilio_auth_token:
+        from channels.twilio_sms import make_twilio_client
+
+        client = make_twilio_client(core.twilio_account_sid, core.twilio_auth_token, core.twilio_api_base_url)
+        try:
+            await asyncio.to_thread(lambda: client.calls(call_sid).update(status="completed"))
+        except Exception as error:  # the call may have ended already
+            log.warning("twilio_amd_hangup_failed", key=key[:255], error=str(error)[:200])
+    with gw.sessions().begin() as db:
+        row = outbox.find(db, key)
+        if row is None:
+            return Response(status_code=204)
+        row.error = f"twilio call answered by {answered_by[:32]}: ended before the message"
+        workflow_id = row.workflow_id
+    await gw.tell_contact_outcome(workflow_id, key, "voicemail")
+    log.info("twilio_amd_machine", key=key[:255], answered_by=answered_by[:32])
+    return Response(status_code=204)
+
+
+@router.post(
+    "/webhooks/twilio/inbound",
+    response_class=Response,
+    openapi_extra={
+        "parameters": [TWILIO_SIGNATURE],
+        **form_body({"MessageSid": "SMS id", "From": "sender (E.164)", "Body": "text"}),
+    },
+)
+async def twilio_inbound(params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)) -> Response:
+    """Inbound SMS: a stop word opts the sender's open loans out of SMS; other replies are kept for an agent."""
+    sender = str(params.get("From") or "")
+    text = str(params.get("Body") or "").strip()
+    sid = str(params.get("MessageSid") or "")
+    with gw.sessions()() as db:
+        borrower_ids = list(db.scalars(select(Borrower.borrower_id).where(Borrower.phone == sender))) if sender else []
+        loans = (
+            list(db.scalars(select(Loan.loan_id).where(Loan.borrower_id.in_(borrower_ids), Loan.outcome.is_(None))))
+            if borrower_ids
+            else []
+        )
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    first_word = text.split()[0].upper() if text.split() else ""
+    if first_word in STOP_WORDS or text in STOP_WORDS:
+        if not sid or gw.messages_seen.add(f"stop/{sid}"):
+            for loan_id in loans:
+                await gw.signal(contract.workflow_id_for(loan_id), contract.SIGNAL_OPT_OUT, {"channel": "sms"})
+        log.info("sms_opt_out", sender=mask(sender), loans=loans)
+    elif text:
+        if not sid or gw.messages_seen.add(f"reply/{sid}"):
+            keep_reply(
+                gw,
+                {
+                    "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "message_sid": sid,
+                    "from": sender,
+                    "borrower_ids": borrower_ids,
+                    "loan_ids": loans,
+                    "body": text[:1600],
+                },
+            )
+        log.info("sms_reply_received", sender=mask(sender), loans=loans, message_sid=sid)
+    return Response(str(MessagingResponse()), media_type="application/xml")
+
+
+def keep_reply(gw: Gateway, record: dict) -> None:
+    """An SMS reply, appended for an agent (DUNNING_INBOUND_REPLIES_PATH)."""
+    path = Path(gw.edge.inbound_replies_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gw.replies_lock, path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@router.post(
+    "/webhooks/twilio/gather",
+    response_class=Response,
+    openapi_extra={
+        "parameters": [
+            {"name": "language", "in": "query", "required": False, "schema": {"type": "string", "enum": ["zh_CN", "zh_TW", "en"]}},
+            TWILIO_SIGNATURE,
+        ],
+        **form_body({"CallSid": "call id", "Digits": "the keys pressed"}),
+    },
+)
+async def twilio_gather(
+    request: Request, params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)
+) -> Response:
+    """The call's keypad menu: 1 repayment link by SMS, 2 the policy's first plan offer, 3 agent or dispute."""
+    from twilio.twiml.voice_response import VoiceResponse
+
+    key = request.query_params.get("key") or ""
+    row_language = workflow_id = loan_id = None
+    if key:
+        with gw.sessions().begin() as db:
+            row = outbox.find(db, key)
+            if row is not None:
+                row_language, workflow_id, loan_id = row.language, row.workflow_id, row.loan_id
+    # The call's own language (from its outbox row), else the query's.
+    language = row_language or request.query_params.get("language", "en")
+    digits = str(params.get("Digits") or "").strip()[:1]
+    answer = ivr.KEYPAD.get(digits, ivr.NOT_AN_OPTION)
+    if digits == "2" and not (loan_id and await plan_set_up(gw, loan_id)):
+        # The policy's first plan offer, through the workflow's own checks;
+        # its plan_confirmation SMS follows like any other contact.
+        answer = ivr.PLAN_NOT_SET_UP
+    words, say_language = ivr.keypad_answer(gw.templates(), language, answer)
+    response = VoiceResponse()
+    response.say(words, language=say_language)
+    response.hangup()
+    if digits == "1" and workflow_id:
+        # The SMS goes out through the workflow, like every contact: window, opt-out and outbox apply.
+        await gw.signal(workflow_id, contract.SIGNAL_SEND_PAY_LINK, {})
+    log.info("twilio_gather", call_sid=str(params.get("CallSid") or "")[:64], digits=digits)
+    return Response(str(response), media_type="application/xml")
+
+
+async def plan_set_up(gw: Gateway, loan_id: str) -> bool:
+    """Keypad 2: the first offer of the loan's policy. True if accepted."""
+    try:
+        answer, _ = await propose_offer(gw, loan_id, 0, IVR_UPDATE_TIMEOUT_SECONDS)
+    except Exception as error:  # whatever happened, Twilio gets TwiML: an agent calls back
+        log.info("ivr_plan_not_set_up", loan_id=loan_id, error=type(error).__name__,
+                 reason=str(getattr(error, "detail", None) or error)[:300])
+        return False
+    log.info("ivr_plan_set_up", loan_id=loan_id, plan_no=answer.get("plan_no") if isinstance(answer, dict) else None)
+    return True
