@@ -28,6 +28,7 @@ from typing import Any, NoReturn, Optional
 import typer
 
 from dunning import contract
+from reports.text_table import text_table
 from runtime.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -69,6 +70,16 @@ def _one_line(error: BaseException) -> str:
     return text[:300]
 
 
+def _migrated_sessions(settings: Settings):
+    """The database's sessions, its schema brought to head first: placing, a
+    visit or a report may be the first to touch a fresh database."""
+    from db.migrate import upgrade_to_head
+    from db.session import make_engine, make_session_factory
+
+    upgrade_to_head(settings.database_url)
+    return make_session_factory(make_engine(settings.database_url))
+
+
 async def _client(settings: Settings):
     from runtime.temporal import connect
 
@@ -105,11 +116,9 @@ def start(
     policy: Optional[str] = typer.Option(None, help="policy for records that name none"),
 ) -> None:
     """Place overdue loans: borrowers to the directory, one workflow per loan."""
-    from db.directory import upsert_placements
-    from db.migrate import upgrade_to_head
-    from db.session import make_engine, make_session_factory
     from runtime.logging import configure_logging
     from services.placement import PlacementError, read_placements, validate_placements
+    from services.placing import Placing
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -122,19 +131,13 @@ def start(
         _fail(f"{file}: no records", code=2)
 
     async def place() -> None:
-        from services.placing import closed_outcomes, start_placement
-
         client = await _client(settings)  # before writing: no Temporal, nothing written
 
-        upgrade_to_head(settings.database_url)
-        sessions = make_session_factory(make_engine(settings.database_url))
-        summary = upsert_placements(sessions, placements)
+        placing = Placing.write(_migrated_sessions(settings), placements)
+        summary = placing.summary
         for conflict in summary.conflicts:
             typer.echo(f"warning: {conflict}", err=True)
-        closed = closed_outcomes(sessions, [p.loan_id for p in placements])
-
-        for placement in placements:
-            result = await start_placement(client, settings.task_queue, placement, closed.get(placement.loan_id))
+        async for result in placing.start_each(client, settings.task_queue):
             typer.echo(result.line())
         typer.echo(
             f"placed {len(placements)} loans: borrowers {summary.borrowers_created} new, "
@@ -157,12 +160,6 @@ def status(loan_id: str) -> None:
     answer = _run(ask(), f"loan {loan_id}")
     typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
     _finish(0)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
-    cells = [header, *[tuple("" if v is None else str(v) for v in row) for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
 
 
 @app.command(name="list")
@@ -192,9 +189,17 @@ def list_loans(stage: Optional[str] = typer.Option(None, help="only loans in thi
         return rows
 
     rows = _run(listing(), "list")
-    typer.echo(_table(("WORKFLOW ID", "STATUS", "STAGE", "DAYS PAST DUE", "OUTSTANDING"), rows))
+    typer.echo(text_table(("WORKFLOW ID", "STATUS", "STAGE", "DAYS PAST DUE", "OUTSTANDING"), rows))
     typer.echo(f"({len(rows)} workflows)")
     _finish(0)
+
+
+def _json_payload(payload: str) -> Any:
+    """A signal's or update's payload argument, parsed; a usage error if it is not JSON."""
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as error:
+        _fail(f"payload: not valid JSON: {error}", code=2)
 
 
 def _signal(loan_id: str, name: str, payload: dict) -> NoReturn:
@@ -257,10 +262,7 @@ def signal(
         _fail("name: use `starter.py repay` for repayments", code=2)
     if name not in models:
         _fail(f"name: must be one of {', '.join(models)}", code=2)
-    try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as error:
-        _fail(f"payload: not valid JSON: {error}", code=2)
+    data = _json_payload(payload)
     try:
         inputs.parse_signal(models[name], data)
     except inputs.InputError as error:
@@ -279,10 +281,7 @@ def update(
 
     if name not in contract.UPDATES:
         _fail(f"name: must be one of {', '.join(contract.UPDATES)}", code=2)
-    try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as error:
-        _fail(f"payload: not valid JSON: {error}", code=2)
+    data = _json_payload(payload)
     if not isinstance(data, dict):
         _fail("payload: must be a JSON object", code=2)
     try:
@@ -318,8 +317,6 @@ def visit(
     """Report a field visit: record_visit with ids only, then the notes into the database."""
     from pydantic import ValidationError
 
-    from db.migrate import upgrade_to_head
-    from db.session import make_engine, make_session_factory
     from dunning.inputs import explain
     from services.visits import FieldReport, NoSuchLoan, NotesNotStored, UpdateTimedOut, report_visit
 
@@ -336,9 +333,9 @@ def visit(
 
     async def send():
         client = await _client(settings)
-        upgrade_to_head(settings.database_url)
+        sessions = _migrated_sessions(settings)
         try:
-            return await report_visit(client, make_session_factory(make_engine(settings.database_url)), visit_id, report)
+            return await report_visit(client, sessions, visit_id, report)
         except (NoSuchLoan, UpdateTimedOut, NotesNotStored) as error:
             return str(error)
 
@@ -364,16 +361,15 @@ def report(
         _fail("--since: is after --until", code=2)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.migrate import upgrade_to_head
-    from db.session import make_engine, make_session_factory
     from reports.chart import write_report_files
-    from reports.kpi import Filters, build_report, format_text, report_json
+    from reports.kpi import build_report
+    from reports.kpi_render import format_text, report_json
+    from reports.loan_facts import Filters
     from runtime.settings import STATE_DIR
 
     settings = get_settings()
     try:
-        upgrade_to_head(settings.database_url)
-        with make_session_factory(make_engine(settings.database_url))() as db:
+        with _migrated_sessions(settings)() as db:
             kpis = build_report(db, Filters(since=since and since.date(), until=until and until.date(), policy=policy))
     except SQLAlchemyError as error:
         _fail(f"database: {_one_line(error)}")

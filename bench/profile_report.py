@@ -25,8 +25,8 @@ AREAS = {
     "alembic": r"alembic",
     "pydantic": r"pydantic",
     "payload conversion (JSON / protobuf)": r"temporalio/converter|json/(encoder|decoder|__init__)|google/protobuf",
-    "our workflow code": r"workflows/dunning|dunning/(planner|state|policy|compliance|clock|inputs|money|charges|bureau|arrangements)",
-    "our activities": r"activities/dunning_activities|channels/",
+    "our workflow code": r"workflows/|dunning/(transitions|planner|state|status_view|keys|versions|carry|policy|compliance|clock|inputs|money|charges|bureau|arrangements)",
+    "our activities": r"activities/|db/(outbox|write_once|evidence|directory|audit)|channels/",
 }
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 

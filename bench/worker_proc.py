@@ -5,9 +5,9 @@ CPU are its own:
     python -m bench.worker_proc noop        the same worker with NoopWorkflow instead
 
 Settings come from the environment, as for worker.py. Both kinds are built by
-worker.build_worker (sandbox runner, activity executor, cache size, ...); the
-noop kind then swaps the workflows and activities for bench/noop.py's, nothing
-else. Two probes are added, identically for both kinds, so the benchmark can
+runtime/worker_build.py's build_worker (sandbox runner, activity executor,
+cache size, ...); the noop kind then swaps the workflows and activities for
+bench/noop.py's, nothing else. Two probes are added, identically for both kinds, so the benchmark can
 time what the worker did instead of polling the server:
 
 - an activity interceptor counting completed activities by type, with the time
@@ -166,7 +166,7 @@ async def build(kind: str, probe: Probe, executor: concurrent.futures.Executor) 
 
     settings = get_settings()
     client = await _connect(connect_config(settings), probe)
-    # Built by worker.build_worker, then rebuilt from its configuration with
+    # Built by build_worker, then rebuilt from its configuration with
     # the probes; the first one is registered on a queue of its own (the SDK
     # refuses two workers on one queue) and never runs.
     template = build_worker(client, settings.model_copy(update={"task_queue": f"{settings.task_queue}-template"}), executor)

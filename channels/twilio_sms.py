@@ -1,8 +1,9 @@
 """SMS through Twilio's Programmable Messaging, with the official `twilio` SDK.
 
 Also the parts the voice channel shares: the REST client (pointed at
-`TWILIO_API_BASE_URL`, so tests can put a spec-checking server behind it) and
-the mapping of Twilio's errors onto the channel interface:
+`TWILIO_API_BASE_URL`, so tests can put a spec-checking server behind it),
+`TwilioChannel` (client, callback URLs, sender, receipt) and the mapping of
+Twilio's errors onto the channel interface:
 
 - 429 and 5xx, and no answer at all (connection refused, timeout): the
   message may go later, `TransientSendError` (the activity is retried);
@@ -12,6 +13,9 @@ the mapping of Twilio's errors onto the channel interface:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import requests
 import structlog
@@ -78,8 +82,34 @@ def twilio_error(error: Exception, recipient: str, what: str) -> Exception:
     return error
 
 
-class TwilioSmsChannel:
+class TwilioChannel:
+    """What the SMS and voice channels share: the SDK client, the gateway's
+    base URL for Twilio's callbacks, the sender, and one way to create a
+    message or call and answer with its receipt."""
+
     idempotent_by_key = False  # no idempotency key: an interrupted send is never repeated
+
+    def __init__(self, client: Client, public_base_url: str, from_number: str) -> None:
+        self._client = client
+        self._public_base_url = public_base_url
+        self._from = from_number
+
+    def _callback(self, path: str, key: str) -> str:
+        return callback_url(self._public_base_url, path, key)
+
+    def _created(self, what: str, message: OutboundMessage, create: Callable[[], Any]) -> ProviderReceipt:
+        """create() (the SDK's messages.create or calls.create) with the errors
+        mapped, logged as twilio_<what>_created."""
+        try:
+            created = create()
+        except Exception as error:  # mapped; anything unexpected propagates as itself
+            raise twilio_error(error, message.recipient, what) from None
+        log.info(f"twilio_{what}_created", key=message.key, sid=created.sid, status=created.status,
+                 recipient=mask(message.recipient))
+        return ProviderReceipt(provider="twilio", message_id=created.sid)
+
+
+class TwilioSmsChannel(TwilioChannel):
     name = "sms"
 
     def __init__(
@@ -91,22 +121,14 @@ class TwilioSmsChannel:
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("a Twilio SMS channel needs a from number or a messaging service sid")
-        self._client = client
-        self._public_base_url = public_base_url
-        self._from = from_number
+        super().__init__(client, public_base_url, from_number)
         self._service = messaging_service_sid
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:
         sender = {"messaging_service_sid": self._service} if self._service else {"from_": self._from}
-        try:
-            created = self._client.messages.create(
-                to=message.recipient,
-                body=message.text,
-                status_callback=callback_url(self._public_base_url, STATUS_PATH, message.key),
-                **sender,
-            )
-        except Exception as error:  # mapped; anything unexpected propagates as itself
-            raise twilio_error(error, message.recipient, "message") from None
-        log.info("twilio_message_created", key=message.key, sid=created.sid, status=created.status,
-                 recipient=mask(message.recipient))
-        return ProviderReceipt(provider="twilio", message_id=created.sid)
+        return self._created("message", message, lambda: self._client.messages.create(
+            to=message.recipient,
+            body=message.text,
+            status_callback=self._callback(STATUS_PATH, message.key),
+            **sender,
+        ))

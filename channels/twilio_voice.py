@@ -20,14 +20,11 @@ no answer, failed, completed) go to `/webhooks/twilio/status?key=...`.
 
 from __future__ import annotations
 
-import structlog
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import OutboundMessage, ProviderReceipt, callback_url, mask
-from channels.twilio_sms import STATUS_PATH, twilio_error
-
-log = structlog.get_logger("channels.twilio")
+from channels.base import OutboundMessage, ProviderReceipt, callback_url
+from channels.twilio_sms import STATUS_PATH, TwilioChannel
 
 GATHER_PATH = "/webhooks/twilio/gather"
 AMD_PATH = "/webhooks/twilio/amd"
@@ -84,33 +81,24 @@ def call_twiml(message: OutboundMessage, public_base_url: str) -> str:
     return str(response)
 
 
-class TwilioVoiceChannel:
-    idempotent_by_key = False  # no idempotency key: an interrupted send is never repeated
+class TwilioVoiceChannel(TwilioChannel):
     name = "voice"
 
     def __init__(self, client: Client, public_base_url: str, from_number: str) -> None:
         if not from_number:
             raise ValueError("a Twilio voice channel needs a from number")
-        self._client = client
-        self._public_base_url = public_base_url
-        self._from = from_number
+        super().__init__(client, public_base_url, from_number)
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:
-        try:
-            created = self._client.calls.create(
-                to=message.recipient,
-                from_=self._from,
-                twiml=call_twiml(message, self._public_base_url),
-                machine_detection="Enable",
-                async_amd="true",
-                async_amd_status_callback=callback_url(self._public_base_url, AMD_PATH, message.key),
-                async_amd_status_callback_method="POST",
-                status_callback=callback_url(self._public_base_url, STATUS_PATH, message.key),
-                status_callback_event=STATUS_EVENTS,
-                status_callback_method="POST",
-            )
-        except Exception as error:
-            raise twilio_error(error, message.recipient, "call") from None
-        log.info("twilio_call_created", key=message.key, sid=created.sid, status=created.status,
-                 recipient=mask(message.recipient))
-        return ProviderReceipt(provider="twilio", message_id=created.sid)
+        return self._created("call", message, lambda: self._client.calls.create(
+            to=message.recipient,
+            from_=self._from,
+            twiml=call_twiml(message, self._public_base_url),
+            machine_detection="Enable",
+            async_amd="true",
+            async_amd_status_callback=self._callback(AMD_PATH, message.key),
+            async_amd_status_callback_method="POST",
+            status_callback=self._callback(STATUS_PATH, message.key),
+            status_callback_event=STATUS_EVENTS,
+            status_callback_method="POST",
+        ))

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reports.kpi import ALL, Kpis, Ratio, Report, describe_filters, tables
+from reports.kpi import Ratio, Report
+from reports.kpi_render import ALL, describe_filters, labelled_kpis, tables
 
 PNG_NAME = "kpi.png"
 HTML_NAME = "kpi.html"
@@ -33,12 +34,8 @@ def _float(ratio: Ratio) -> float:
     return math.nan if value is None else float(value)
 
 
-def _series(report: Report) -> list[tuple[str, Kpis]]:
-    return [(ALL, report.overall), *((g.label, g.kpis) for g in report.groups)]
-
-
 def render_png(report: Report) -> bytes:
-    series = _series(report)
+    series = labelled_kpis(report)
     # A fixed layout: the constrained one would double the drawing time.
     figure = Figure(figsize=(14, 10), dpi=100)
     (recovery, cure), (roll, kept) = figure.subplots(2, 2)

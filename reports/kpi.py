@@ -4,6 +4,9 @@
         report = build_report(db, Filters(since=date(2026, 1, 1)))
     print(format_text(report)); json.dumps(report_json(report))
 
+The loans' facts are read by reports/loan_facts.py; this module computes the
+KPIs from them; reports/kpi_render.py writes them as JSON, tables and text.
+
 Every KPI is computed for the whole portfolio ("all") and for each
 (policy, segment) group, over the same set of loans: the `loans` rows placed in
 the chosen window. Money is exact (Decimal) and is never added across
@@ -94,17 +97,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
-from typing import Any, Literal
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Contact, Loan, Payment, PlanRecord, PromiseRecord, StageEntry
 from dunning.contract import STAGES
-from dunning.money import format_amount, quantize
+from dunning.money import quantize
+from reports.loan_facts import Filters, LoanFacts, load_loans
 
 OUTCOMES = ("repaid", "settled", "written_off", "dispute_upheld")
 OPEN = "open"
@@ -113,9 +114,6 @@ CURED_OUTCOMES = frozenset({"repaid", "settled"})
 BUCKETS: tuple[tuple[str, int], ...] = (("1-30", 1), ("31-60", 31), ("61-90", 61), ("91-180", 91), ("180+", 181))
 RATE_PLACES = 4
 PER_UNIT_PLACES = 6
-ALL = "all"
-
-SegmentBasis = Literal["entry", "final"]
 
 
 # ------------------------------------------------------------------ values
@@ -147,43 +145,9 @@ class Ratio:
 
 
 @dataclass(frozen=True)
-class Filters:
-    since: date | None = None  # placed on or after (UTC date)
-    until: date | None = None  # placed on or before (UTC date)
-    policy: str | None = None
-    segment_basis: SegmentBasis = "entry"
-
-    def __post_init__(self) -> None:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError(f"since {self.since} is after until {self.until}")
-        if self.segment_basis not in ("entry", "final"):
-            raise ValueError(f"segment_basis: must be entry or final, got {self.segment_basis!r}")
-
-
-@dataclass
-class LoanFacts:
-    """What the KPIs need of one loan, read from its rows."""
-
-    loan_id: str
-    policy: str
-    segment: str | None
-    currency: str
-    amount_due: Decimal
-    outcome: str | None
-    stages: tuple[str, ...] = ()  # entered, in order
-    dpd_reached: int = 0
-    recovered: dict[str, Decimal] = field(default_factory=dict)  # by payment currency
-    contacts_sent: int = 0
-    promises: Counter = field(default_factory=Counter)  # status -> n
-    plans: Counter = field(default_factory=Counter)
-
-    @property
-    def final_stage(self) -> str | None:
-        return self.stages[-1] if self.stages else None
-
-
-@dataclass(frozen=True)
 class CurrencyKpis:
+    """The loans in one currency: money placed and recovered, contacts sent."""
+
     currency: str
     loans: int
     placed: Decimal
@@ -201,6 +165,9 @@ class CurrencyKpis:
 
 @dataclass(frozen=True)
 class StageCure:
+    """The loans that entered a stage, each exactly one of cured, rolled,
+    open or lost there (see "Cure rate by stage S" above)."""
+
     stage: str
     entered: int
     cured: int
@@ -264,96 +231,6 @@ class Report:
     overall: Kpis
     groups: tuple[Group, ...]
     warnings: tuple[str, ...] = ()
-
-
-# ------------------------------------------------------------------ reading
-
-
-def _loan_filter(filters: Filters) -> list:
-    conditions = []
-    if filters.since is not None:
-        conditions.append(Loan.placed_at >= datetime.combine(filters.since, time(), timezone.utc))
-    if filters.until is not None:
-        conditions.append(Loan.placed_at < datetime.combine(filters.until + timedelta(days=1), time(), timezone.utc))
-    if filters.policy is not None:
-        conditions.append(Loan.policy == filters.policy)
-    return conditions
-
-
-def load_loans(db: Session, filters: Filters = Filters()) -> tuple[list[LoanFacts], list[str]]:
-    """The facts of every loan the filters select, and warnings about rows
-    that could not be counted as they stand."""
-    conditions = _loan_filter(filters)
-    ids: Select = select(Loan.loan_id).where(*conditions)
-    warnings: list[str] = []
-
-    loans: dict[str, LoanFacts] = {}
-    rows = db.execute(
-        select(Loan.loan_id, Loan.policy, Loan.segment, Loan.currency, Loan.amount_due, Loan.outcome,
-               Loan.max_days_past_due).where(*conditions).order_by(Loan.loan_id)
-    )
-    for loan_id, policy, segment, currency, amount_due, outcome, max_dpd in rows:
-        loans[loan_id] = LoanFacts(
-            loan_id=loan_id, policy=policy, segment=segment, currency=currency,
-            amount_due=Decimal(amount_due), outcome=outcome, dpd_reached=max_dpd or 0,
-        )
-
-    entries: dict[str, list[tuple[str, int, str | None]]] = defaultdict(list)
-    for loan_id, stage, dpd, segment in db.execute(
-        select(StageEntry.loan_id, StageEntry.stage, StageEntry.days_past_due, StageEntry.segment)
-        .where(StageEntry.loan_id.in_(ids))
-        .order_by(StageEntry.loan_id, StageEntry.entered_at, StageEntry.id)
-    ):
-        entries[loan_id].append((stage, dpd, segment))
-    for loan_id, rows_ in entries.items():
-        facts = loans.get(loan_id)
-        if facts is None:  # placed after the loans were read: in the next report
-            continue
-        facts.stages = tuple(stage for stage, _, _ in rows_)
-        facts.dpd_reached = max(facts.dpd_reached, rows_[-1][1] or 0)
-        if filters.segment_basis == "entry":
-            first = next((segment for _, _, segment in rows_ if segment), None)
-            facts.segment = first or facts.segment
-
-    for loan_id, key, amount, currency in db.execute(
-        select(Payment.loan_id, Payment.key, Payment.amount, Payment.currency)
-        .where(Payment.loan_id.in_(ids), Payment.applied.is_(True))
-        .order_by(Payment.id)
-    ):
-        facts = loans.get(loan_id)
-        if facts is None:
-            continue
-        try:
-            value = Decimal(amount.strip())
-            if not value.is_finite():
-                raise InvalidOperation
-        except (InvalidOperation, AttributeError):
-            warnings.append(f"payment {key}: applied but its amount {amount!r} is not a number; not counted")
-            continue
-        if currency != facts.currency:
-            warnings.append(
-                f"payment {key}: applied in {currency} to a {facts.currency} loan; counted under {currency}"
-            )
-        facts.recovered[currency] = facts.recovered.get(currency, Decimal("0")) + value
-
-    for loan_id, count in db.execute(
-        select(Contact.loan_id, func.count(Contact.id))
-        .where(Contact.loan_id.in_(ids), Contact.status == "sent")
-        .group_by(Contact.loan_id)
-    ):
-        if loan_id in loans:
-            loans[loan_id].contacts_sent = int(count)
-
-    for model, attribute in ((PromiseRecord, "promises"), (PlanRecord, "plans")):
-        for loan_id, status, count in db.execute(
-            select(model.loan_id, model.status, func.count(model.id))
-            .where(model.loan_id.in_(ids))
-            .group_by(model.loan_id, model.status)
-        ):
-            if loan_id in loans:
-                getattr(loans[loan_id], attribute)[status] += int(count)
-
-    return list(loans.values()), warnings
 
 
 # ------------------------------------------------------------------ computing
@@ -447,157 +324,3 @@ def build_report(db: Session, filters: Filters = Filters(), now: datetime | None
         groups=groups,
         warnings=tuple(warnings),
     )
-
-
-# ------------------------------------------------------------------ output
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    return format_amount(amount, currency)
-
-
-def _ratio_json(ratio: Ratio) -> dict[str, Any]:
-    def number(value: int | Decimal) -> int | str:
-        return value if isinstance(value, int) else f"{value:f}"
-
-    value = ratio.value
-    return {"numerator": number(ratio.numerator), "denominator": number(ratio.denominator),
-            "value": None if value is None else f"{value:f}"}
-
-
-def kpis_json(kpis: Kpis) -> dict[str, Any]:
-    """One KPI set as JSON: money and rates as decimal strings."""
-    return {
-        "loans": kpis.loans,
-        "outcomes": kpis.outcomes,
-        "by_currency": {
-            c.currency: {
-                "loans": c.loans,
-                "amount_placed": _money(c.placed, c.currency),
-                "amount_recovered": _money(c.recovered, c.currency),
-                "recovery_rate": _ratio_json(c.recovery_rate),
-                "contacts_sent": c.contacts_sent,
-                "contacts_per_unit_recovered": _ratio_json(c.contacts_per_unit_recovered),
-            }
-            for c in kpis.currencies.values()
-        },
-        "cure_rate_by_stage": {
-            s.stage: {"entered": s.entered, "cured": s.cured, "rolled": s.rolled, "open": s.open, "lost": s.lost,
-                      "cure_rate": _ratio_json(s.cure_rate)}
-            for s in kpis.cure_by_stage
-        },
-        "cured_before_first_stage": kpis.cured_before_first_stage,
-        "dpd_buckets_reached": kpis.reached,
-        "roll_rates": {f"{a}->{b}": _ratio_json(ratio) for a, b, ratio in kpis.roll_rates},
-        "promises": {"kept": kpis.promises.kept, "broken": kpis.promises.broken, "open": kpis.promises.pending,
-                     "kept_rate": _ratio_json(kpis.promises.kept_rate)},
-        "plans": {"kept": kpis.plans.kept, "broken": kpis.plans.broken, "active": kpis.plans.pending,
-                  "kept_rate": _ratio_json(kpis.plans.kept_rate)},
-        "contacts_sent": kpis.contacts_sent,
-    }
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    f = report.filters
-    return {
-        "generated_at": report.generated_at.isoformat(timespec="seconds"),
-        "filters": {
-            "since": f.since.isoformat() if f.since else None,
-            "until": f.until.isoformat() if f.until else None,
-            "policy": f.policy,
-            "segment_basis": f.segment_basis,
-        },
-        "definitions": "docs/kpis.md",
-        "overall": kpis_json(report.overall),
-        "groups": [
-            {"policy": g.policy, "segment": g.segment, **kpis_json(g.kpis)} for g in report.groups
-        ],
-        "warnings": list(report.warnings),
-    }
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-def tables(report: Report) -> tuple[Table, ...]:
-    """The report as titled tables of text cells (for the terminal and HTML)."""
-    rows_of = [(ALL, report.overall), *((g.label, g.kpis) for g in report.groups)]
-    stages = [s.stage for s in report.overall.cure_by_stage]
-    transitions = [f"{a}→{b}" for a, b, _ in report.overall.roll_rates]
-    return (
-        Table(
-            "Recovery, by currency",
-            ("GROUP", "CURRENCY", "LOANS", "PLACED", "RECOVERED", "RECOVERY RATE", "CONTACTS SENT",
-             "CONTACTS / UNIT RECOVERED"),
-            tuple(
-                (label, c.currency, str(c.loans), _money(c.placed, c.currency), _money(c.recovered, c.currency),
-                 c.recovery_rate.text(), str(c.contacts_sent), c.contacts_per_unit_recovered.text(percent=False))
-                for label, kpis in rows_of for c in kpis.currencies.values()
-            ),
-        ),
-        Table(
-            "Outcomes",
-            ("GROUP", "LOANS", *(name.upper() for name in (*OUTCOMES, OPEN)), "CURED BEFORE FIRST STAGE"),
-            tuple(
-                (label, str(kpis.loans), *(str(kpis.outcomes.get(name, 0)) for name in (*OUTCOMES, OPEN)),
-                 str(kpis.cured_before_first_stage))
-                for label, kpis in rows_of
-            ),
-        ),
-        Table(
-            "Cure rate by stage (cured / entered)",
-            ("GROUP", *(s.upper() for s in stages)),
-            tuple(
-                (label, *(f"{s.cure_rate.text()} ({s.cured}/{s.entered})" for s in kpis.cure_by_stage))
-                for label, kpis in rows_of
-            ),
-        ),
-        Table(
-            "Roll rates between DPD buckets (reached next / reached)",
-            ("GROUP", *transitions),
-            tuple(
-                (label, *(f"{ratio.text()} ({ratio.numerator}/{ratio.denominator})" for _, _, ratio in kpis.roll_rates))
-                for label, kpis in rows_of
-            ),
-        ),
-        Table(
-            "Promises and plans (kept rate = kept / (kept + broken))",
-            ("GROUP", "PROMISES KEPT", "BROKEN", "OPEN", "PROMISE-KEPT RATE",
-             "PLANS KEPT", "BROKEN", "ACTIVE", "PLAN-KEPT RATE"),
-            tuple(
-                (label, str(k.promises.kept), str(k.promises.broken), str(k.promises.pending),
-                 k.promises.kept_rate.text(),
-                 str(k.plans.kept), str(k.plans.broken), str(k.plans.pending), k.plans.kept_rate.text())
-                for label, k in rows_of
-            ),
-        ),
-    )
-
-
-def describe_filters(report: Report) -> str:
-    f = report.filters
-    window = f"placed {f.since or 'any time'} to {f.until or 'now'} (UTC dates, inclusive)"
-    return f"{window}; policy {f.policy or 'all'}; segment at {f.segment_basis}"
-
-
-def format_table(table: Table) -> str:
-    cells = [table.header, *table.rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(table.header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join([table.title, *lines])
-
-
-def format_text(report: Report) -> str:
-    parts = [
-        f"KPI report, {report.overall.loans} loans {describe_filters(report)}; "
-        f"generated {report.generated_at.isoformat(timespec='seconds')}",
-        *(format_table(table) for table in tables(report)),
-    ]
-    if report.warnings:
-        parts.append("Warnings\n" + "\n".join(f"- {w}" for w in report.warnings))
-    parts.append("Definitions: docs/kpis.md")
-    return "\n\n".join(parts)

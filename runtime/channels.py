@@ -13,7 +13,7 @@ from dunning.contract import CHANNELS
 from runtime.settings import Settings
 
 
-def _require(settings: Settings, selector: str, needed: dict[str, str], one_of: dict[str, str] | None = None) -> None:
+def _require(selector: str, needed: dict[str, str], one_of: dict[str, str] | None = None) -> None:
     """`needed`: env name -> value, all required; `one_of`: at least one of them."""
     missing = [name for name, value in needed.items() if not value]
     if one_of and not any(one_of.values()):
@@ -42,7 +42,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.sms_provider == "twilio":
         from channels.twilio_sms import TwilioSmsChannel
 
-        _require(settings, "DUNNING_SMS_PROVIDER=twilio", twilio_credentials,
+        _require("DUNNING_SMS_PROVIDER=twilio", twilio_credentials,
                  one_of={"TWILIO_FROM_NUMBER": settings.twilio_from_number,
                          "TWILIO_MESSAGING_SERVICE_SID": settings.twilio_messaging_service_sid})
         channels["sms"] = TwilioSmsChannel(twilio(), settings.public_base_url, settings.twilio_from_number,
@@ -51,14 +51,14 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.voice_provider == "twilio":
         from channels.twilio_voice import TwilioVoiceChannel
 
-        _require(settings, "DUNNING_VOICE_PROVIDER=twilio",
+        _require("DUNNING_VOICE_PROVIDER=twilio",
                  {**twilio_credentials, "TWILIO_FROM_NUMBER": settings.twilio_from_number})
         channels["voice"] = TwilioVoiceChannel(twilio(), settings.public_base_url, settings.twilio_from_number)
 
     if settings.email_provider == "sendgrid":
         from channels.sendgrid_email import SendGridEmailChannel
 
-        _require(settings, "DUNNING_EMAIL_PROVIDER=sendgrid",
+        _require("DUNNING_EMAIL_PROVIDER=sendgrid",
                  {"SENDGRID_API_KEY": settings.sendgrid_api_key, "SENDGRID_FROM_EMAIL": settings.sendgrid_from_email})
         channels["email"] = SendGridEmailChannel(
             settings.sendgrid_api_key, settings.sendgrid_from_email, settings.lender_name,
@@ -68,7 +68,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.push_provider == "push":
         from channels.push import AppPushChannel
 
-        _require(settings, "DUNNING_PUSH_PROVIDER=push",
+        _require("DUNNING_PUSH_PROVIDER=push",
                  {"DUNNING_PUSH_URL": settings.push_url, "DUNNING_PUSH_TOKEN": settings.push_token})
         channels["push"] = AppPushChannel(settings.push_url, settings.push_token, settings.lender_name,
                                           settings.provider_timeout_seconds)

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from runtime.dev_server import DevServerError, stop_process, wait_healthy  # noqa: E402
 from runtime.settings import STATE_DIR  # noqa: E402
 from runtime.temporal import search_attribute_flags  # noqa: E402
 
@@ -133,31 +134,9 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def wait_healthy(server: subprocess.Popen | None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server is not None and server.poll() is not None:
-            raise DemoError(f"the Temporal dev server exited ({server.returncode}); see .dunning/temporal.log")
-        probe = subprocess.run(
-            [str(BIN / "temporal"), "operator", "cluster", "health", "--address", f"{HOST}:{PORT}"],
-            capture_output=True, text=True, timeout=15,
-        )
-        if probe.returncode == 0 and "SERVING" in probe.stdout:
-            return
-        time.sleep(0.5)
-    raise DemoError(f"the Temporal server at {HOST}:{PORT} did not become healthy within {timeout:.0f} s")
-
-
 def stop(process: subprocess.Popen | None, name: str) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        print(f"{name} did not stop in 10 s; killing it", file=sys.stderr)
-        process.kill()
-        process.wait()
+    if stop_process(process, timeout=10):
+        print(f"{name} did not stop in 10 s; killed it", file=sys.stderr)
 
 
 def check_alive(server: subprocess.Popen | None, worker: subprocess.Popen | None) -> None:
@@ -207,7 +186,7 @@ def main() -> int:
                 ],
                 stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        wait_healthy(server)
+        wait_healthy(f"{HOST}:{PORT}", server, log=".dunning/temporal.log" if server else "")
 
         print("Starting the worker ...", flush=True)
         logs.append(open(STATE_DIR / "worker.log", "ab"))
@@ -267,7 +246,7 @@ Ctrl-C stops the worker and the dev server.""",
     except KeyboardInterrupt:
         print("\nStopping.", flush=True)
         return 0
-    except (DemoError, subprocess.TimeoutExpired) as error:
+    except (DemoError, DevServerError, subprocess.TimeoutExpired) as error:
         print(f"demo: {error}", file=sys.stderr, flush=True)
         return 1
     finally:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,34 @@ def zone_for_phone(phone: str) -> str | None:
         return None
     zones = [zone for zone in phone_timezones.time_zones_for_number(number) if zone != "Etc/Unknown"]
     return zones[0] if zones else None
+
+
+def _e164(value: str) -> str:
+    """The number in E.164 form (+8613800138000)."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"must be an E.164 number such as +8613800138000, got {value[:40]!r}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"is not a valid phone number: {value[:40]!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia" is a directory, a long name too long
+        raise ValueError(f"must be an IANA time zone such as Asia/Shanghai, got {value[:64]!r}") from None
+    return value
+
+
+def _unless_absent(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """A field check that lets an absent value (None) through."""
+
+    def checked(value: str | None) -> str | None:
+        return None if value is None else check(value)
+
+    return checked
 
 
 class BorrowerContact(BaseModel):
@@ -74,29 +103,8 @@ class BorrowerContact(BaseModel):
     def _blank_is_absent(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            raise ValueError(f"must be an E.164 number such as +8613800138000, got {value[:40]!r}") from None
-        if not phonenumbers.is_valid_number(number):
-            raise ValueError(f"is not a valid phone number: {value[:40]!r}")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia" is a directory, a long name too long
-            raise ValueError(f"must be an IANA time zone such as Asia/Shanghai, got {value[:64]!r}") from None
-        return value
+    _phone = field_validator("phone")(_unless_absent(_e164))
+    _zone = field_validator("time_zone")(_unless_absent(_iana_zone))
 
     @model_validator(mode="after")
     def _reachable_and_zoned(self) -> BorrowerContact:

@@ -1,8 +1,9 @@
-"""Starting the workflow of a placed loan, idempotently: shared by
-`starter.py start` and the gateway's `POST /loans/overdue`.
+"""Placing loans: the borrowers and loans written to the directory first
+(db/directory.py, all or nothing), then each loan's workflow started,
+idempotently. Shared by `starter.py start` (`Placing`) and the gateway's
+`POST /loans/overdue` (`start_placement`, one loan).
 
-The borrower block is written to the directory first (db/directory.py); this
-module only decides, per loan, whether to start its workflow:
+Per loan, whether to start its workflow:
 
 - a loan the directory records as closed (repaid, written off, ...) is not
   started again;
@@ -14,13 +15,14 @@ module only decides, per loan, whether to start its workflow:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from db.directory import PlacementSummary, upsert_placements
 from db.models import Loan
 from dunning import contract
 from services.placement import Placement
@@ -113,3 +115,25 @@ async def start_placement(
     except WorkflowAlreadyStartedError as error:
         return PlaceResult(placement.loan_id, workflow_id, CLOSED, error.run_id)
     return PlaceResult(placement.loan_id, workflow_id, RESTARTED if running is not None else STARTED, handle.result_run_id)
+
+
+@dataclass(frozen=True)
+class Placing:
+    """Loans written to the directory, their workflows to start."""
+
+    placements: list[Placement]
+    summary: PlacementSummary
+    closed: dict[str, str]  # loan id -> outcome, for the loans the directory records as closed
+
+    @classmethod
+    def write(cls, sessions: sessionmaker[Session], placements: Iterable[Placement]) -> Placing:
+        """The borrowers and loans into the directory (all or nothing), and
+        which of the loans it records as closed."""
+        placements = list(placements)
+        summary = upsert_placements(sessions, placements)
+        return cls(placements, summary, closed_outcomes(sessions, [p.loan_id for p in placements]))
+
+    async def start_each(self, client: Client, task_queue: str) -> AsyncIterator[PlaceResult]:
+        """Each loan's start_placement, in order, as each answers."""
+        for placement in self.placements:
+            yield await start_placement(client, task_queue, placement, self.closed.get(placement.loan_id))

@@ -26,10 +26,12 @@ from pathlib import Path
 
 from dunning.policy import PolicyError
 from loaders.config_files import load_policy
-from reports.kpi import format_text
+from reports.kpi_render import format_text
 from runtime.settings import STATE_DIR, Settings
+from simulation.comparison import compare, comparison_json, format_comparison
 from simulation.portfolio import DEFAULT_MIX, MARKET_OF_PROFILE, MARKETS, Portfolio, default_start, generate, parse_mix, start_on
-from simulation.run import RunResult, check_simulable, compare, comparison_json, format_behaviours, format_comparison, run_policy
+from simulation.results import RunResult, format_behaviours
+from simulation.run import check_simulable, run_policy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from db.models import Borrower, Loan
 from dunning.contract import SEARCH_ATTRIBUTES
+from runtime.dev_server import free_port
 from tests.conftest import BORROWER
-from tests.support.devserver import ROOT, DevServer, due_days_ago, free_port, run_ids
+from tests.support.devserver import ROOT, DevServer, due_days_ago, run_ids
 from tests.support.polling import eventually
 from tests.support.temporal import zone_at_hour
 

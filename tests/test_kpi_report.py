@@ -76,7 +76,9 @@ import pytest
 
 from db.models import Contact, Loan, Payment, PlanRecord, PromiseRecord, StageEntry
 from reports.chart import write_report_files
-from reports.kpi import Filters, build_report, format_text, kpis_json, report_json
+from reports.kpi import build_report
+from reports.kpi_render import format_text, kpis_json, report_json
+from reports.loan_facts import Filters
 
 pytestmark = pytest.mark.both_databases
 

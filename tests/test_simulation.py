@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from db.models import Loan, PlanRecord, PromiseRecord, StageEntry
 from db.session import make_engine, make_session_factory
-from reports.kpi import build_report, format_table, kpis_json, tables
+from reports.kpi import build_report
+from reports.kpi_render import format_table, kpis_json, tables
 from services.placement import validate_placements
 from simulation.__main__ import parse_args, simulate
 from simulation.portfolio import (

