@@ -61,7 +61,10 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 CHANNELS: Final = ("sms", "push", "email", "voice")
-FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice", "ivr")
+# What a caller hears from the keypad menu: the call's menu and goodbye, and
+# the answers to each key. No channel sends it on its own.
+IVR_FORM: Final = "ivr"
+FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice", IVR_FORM)
 CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "sms": ("sms",),
     "push": ("push",),

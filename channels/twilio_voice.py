@@ -8,6 +8,11 @@ whose answer goes to the gateway:
     2  an installment plan (the policy's first offer)
     3  an agent, or a dispute
 
+The menu, and the goodbye said when no key is pressed, are templates of the
+`ivr` form (config/templates/<lang>/call_menu.ivr.j2, call_goodbye.ivr.j2)
+like every other message; runtime/channels.py renders them once per language
+and passes them in as a `CallScript`, so this adapter reads no configuration.
+
 The voice scripts open with the identity check (anyone but the borrower is
 asked to hang up) before the debt is mentioned. Answering machines: the call is
 placed with answering-machine detection (`MachineDetection=Enable`,
@@ -19,6 +24,9 @@ no answer, failed, completed) go to `/webhooks/twilio/status?key=...`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
@@ -39,18 +47,18 @@ SAY = {
     "en": ("en-US", "alice"),
 }
 
-MENU = {
-    "zh_CN": "如需通过短信接收还款链接，请按1。如需分期还款，请按2。转接人工客服或提出异议，请按3。",
-    "zh_TW": "如需透過簡訊接收還款連結，請按1。如需分期還款，請按2。轉接專人客服或提出異議，請按3。",
-    "en": "To receive the repayment link by text message, press 1. To set up a repayment plan in instalments, press 2. "
-          "To speak to an agent or to dispute this debt, press 3.",
-}
 
-GOODBYE = {
-    "zh_CN": "我们没有收到您的选择。感谢接听，再见。",
-    "zh_TW": "我們沒有收到您的選擇。感謝接聽，再見。",
-    "en": "We did not receive a choice. Thank you for your time. Goodbye.",
-}
+@dataclass(frozen=True)
+class CallWords:
+    """What a call says around the voice script in one language: the keypad
+    menu read inside the <Gather>, and the goodbye when no key is pressed."""
+
+    menu: str
+    goodbye: str
+
+
+# Borrower language (a key of SAY) -> what the call says in it.
+CallScript = Mapping[str, CallWords]
 
 
 def _language(language: str) -> str:
@@ -62,11 +70,12 @@ def _language(language: str) -> str:
     return "zh_CN" if base.lower().startswith("zh") else "en"
 
 
-def call_twiml(message: OutboundMessage, public_base_url: str) -> str:
+def call_twiml(message: OutboundMessage, public_base_url: str, script: CallScript) -> str:
     """The call's TwiML: the script and the keypad menu in the borrower's
     language, the chosen digit posted to the gateway with the outbox key."""
     lang = _language(message.language)
     say_language, voice = SAY[lang]
+    words = script[lang]
     response = VoiceResponse()
     gather = response.gather(
         num_digits=1,
@@ -75,8 +84,8 @@ def call_twiml(message: OutboundMessage, public_base_url: str) -> str:
         timeout=8,
     )
     gather.say(message.text, language=say_language, voice=voice)
-    gather.say(MENU[lang], language=say_language, voice=voice)
-    response.say(GOODBYE[lang], language=say_language, voice=voice)
+    gather.say(words.menu, language=say_language, voice=voice)
+    response.say(words.goodbye, language=say_language, voice=voice)
     response.hangup()
     return str(response)
 
@@ -84,16 +93,22 @@ def call_twiml(message: OutboundMessage, public_base_url: str) -> str:
 class TwilioVoiceChannel(TwilioChannel):
     name = "voice"
 
-    def __init__(self, client: Client, public_base_url: str, from_number: str) -> None:
+    def __init__(self, client: Client, public_base_url: str, from_number: str, script: CallScript) -> None:
         if not from_number:
             raise ValueError("a Twilio voice channel needs a from number")
+        # Every language a call can be made in (SAY), checked at start: a
+        # missing one would otherwise fail only when such a call is placed.
+        missing = sorted(set(SAY) - set(script))
+        if missing:
+            raise ValueError(f"a Twilio voice channel needs the call's words in {', '.join(missing)}")
         super().__init__(client, public_base_url, from_number)
+        self._script = dict(script)
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:
         return self._created("call", message, lambda: self._client.calls.create(
             to=message.recipient,
             from_=self._from,
-            twiml=call_twiml(message, self._public_base_url),
+            twiml=call_twiml(message, self._public_base_url, self._script),
             machine_detection="Enable",
             async_amd="true",
             async_amd_status_callback=self._callback(AMD_PATH, message.key),

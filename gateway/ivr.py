@@ -4,15 +4,14 @@ every other message and checked by the template lint, spoken in the call's
 language with Twilio's <Say>.
 
 The keypad answers take no template variables: the gateway answers without
-reading the borrower's record. The menu they answer is read on the call by
-the voice script (channels/twilio_voice.py)."""
+reading the borrower's record. The menu they answer is the call_menu ivr
+template, which runtime/channels.py renders for the voice channel."""
 
 from __future__ import annotations
 
-from activities.rendering import TemplateRenderer
+from activities.rendering import IVR_FORM, TemplateRenderer
 from channels.twilio_voice import SAY
 
-IVR_FORM = "ivr"
 FALLBACK_LANGUAGE = "en"
 
 PAY_LINK_SENT = "keypad_pay_link"  # 1: the repayment link goes by SMS

@@ -3,14 +3,28 @@
 Every channel is local capture unless its `DUNNING_<CHANNEL>_PROVIDER` names a
 real provider; a real provider whose settings are incomplete stops the worker
 at start with a `ProviderConfigError` naming the missing variables.
+
+A voice call's keypad menu and goodbye are message templates like any other
+(the `ivr` form, CALL_MENU and CALL_GOODBYE under config/templates/<lang>/);
+they are rendered here once per language a call can be made in and passed to
+the Twilio voice channel, which reads no configuration of its own.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from activities.rendering import IVR_FORM, TemplateRenderer
 from channels.base import Channel, ProviderConfigError
 from channels.local import LocalCaptureChannel
 from dunning.contract import CHANNELS
 from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from channels.twilio_voice import CallWords
+
+CALL_MENU = "call_menu"  # read inside the call's <Gather>: 1 pay link, 2 plan, 3 agent or dispute
+CALL_GOODBYE = "call_goodbye"  # said when no key is pressed, before hanging up
 
 
 def _require(selector: str, needed: dict[str, str], one_of: dict[str, str] | None = None) -> None:
@@ -21,6 +35,19 @@ def _require(selector: str, needed: dict[str, str], one_of: dict[str, str] | Non
     if missing:
         raise ProviderConfigError(f"{selector} needs {', '.join(missing)}; set {'them' if len(missing) > 1 else 'it'} "
                                   f"or choose the local provider")
+
+
+def call_script(templates: TemplateRenderer) -> dict[str, CallWords]:
+    """The call's menu and goodbye in every language a call can be made in,
+    each from exactly that language's templates (no fallback: a missing file
+    stops the worker at start rather than a call speaking another language)."""
+    from channels.twilio_voice import SAY, CallWords
+
+    return {
+        language: CallWords(menu=templates.render_form(language, CALL_MENU, IVR_FORM, {}),
+                            goodbye=templates.render_form(language, CALL_GOODBYE, IVR_FORM, {}))
+        for language in SAY
+    }
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -53,7 +80,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
         _require("DUNNING_VOICE_PROVIDER=twilio",
                  {**twilio_credentials, "TWILIO_FROM_NUMBER": settings.twilio_from_number})
-        channels["voice"] = TwilioVoiceChannel(twilio(), settings.public_base_url, settings.twilio_from_number)
+        channels["voice"] = TwilioVoiceChannel(twilio(), settings.public_base_url, settings.twilio_from_number,
+                                               call_script(TemplateRenderer(settings.templates_dir)))
 
     if settings.email_provider == "sendgrid":
         from channels.sendgrid_email import SendGridEmailChannel

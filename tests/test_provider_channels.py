@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlparse
 
@@ -35,13 +36,13 @@ from channels.push import AppPushChannel
 from runtime.channels import build_channels
 from channels.sendgrid_email import SendGridEmailChannel
 from channels.twilio_sms import TwilioSmsChannel, make_twilio_client
-from channels.twilio_voice import TwilioVoiceChannel
+from channels.twilio_voice import TwilioVoiceChannel, call_twiml
 from db.models import Contact
 from runtime.settings import Settings
 from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER
 from tests.support.providers import (
-    ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, PHONE, SPECS, TWILIO_ERRORS, TWILIO_SPEC, FakeTwilio,
+    ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, PHONE, SPECS, TEMPLATES, TWILIO_ERRORS, TWILIO_SPEC, FakeTwilio, call_script,
 )
 
 SENDGRID_SCHEMA = json.loads((SPECS / "sendgrid_mail_send_v3.json").read_text())
@@ -156,7 +157,8 @@ def test_twilio_unreachable_is_transient():
     ("language", "say_language"), [("zh_CN", "zh-CN"), ("zh_TW", "zh-TW"), ("en", "en-US")]
 )
 def test_a_call_speaks_the_script_offers_the_menu_and_detects_machines(twilio, language, say_language):
-    channel = TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER)
+    script_words = call_script()
+    channel = TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER, script_words)
     script = message("voice", key="dunning-L-1001/call/d8/0-voice", language=language, text="Hello. Script.")
 
     receipt = channel.send(script)
@@ -179,6 +181,9 @@ def test_a_call_speaks_the_script_offers_the_menu_and_detects_machines(twilio, l
     says = gather.findall("Say")
     assert says[0].text == "Hello. Script." and all(say.get("language") == say_language for say in says)
     assert "1" in says[1].text and "2" in says[1].text and "3" in says[1].text
+    assert says[1].text == script_words[language].menu
+    [goodbye] = twiml.findall("Say")
+    assert goodbye.text == script_words[language].goodbye and goodbye.get("language") == say_language
     assert twiml.find("Hangup") is not None
     assert receipt == receipt.__class__("twilio", twilio.created[0]["sid"])
     assert receipt.message_id.startswith("CA")
@@ -187,8 +192,47 @@ def test_a_call_speaks_the_script_offers_the_menu_and_detects_machines(twilio, l
 def test_a_refused_call_is_permanent(twilio):
     twilio.errors.append(400)
     with pytest.raises(PermanentSendError) as raised:
-        TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER).send(message("voice"))
+        TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER, call_script()).send(message("voice"))
     assert "21211" in str(raised.value) and PHONE not in str(raised.value)
+
+
+def test_the_calls_menu_and_goodbye_are_read_from_the_templates(twilio, tmp_path):
+    """Editing call_menu.ivr.j2 / call_goodbye.ivr.j2 changes what the call says."""
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "en" / "call_menu.ivr.j2").write_text("Press 1 for the link.\nPress 3 for an agent.\n")
+    (templates / "en" / "call_goodbye.ivr.j2").write_text("No key was pressed. Goodbye.\n")
+    channel = TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER, call_script(templates))
+
+    channel.send(message("voice", language="en", text="Hello. Script."))
+
+    twiml = ET.fromstring(twilio.requests[0]["form"]["Twiml"][0])
+    assert [say.text for say in twiml.find("Gather").findall("Say")] == [
+        "Hello. Script.", "Press 1 for the link. Press 3 for an agent."]
+    assert [say.text for say in twiml.findall("Say")] == ["No key was pressed. Goodbye."]
+    # The other languages still say their own words.
+    channel.send(message("voice", language="zh_TW", text="您好。"))
+    twiml = ET.fromstring(twilio.requests[1]["form"]["Twiml"][0])
+    assert twiml.find("Gather").findall("Say")[1].text == call_script()["zh_TW"].menu
+
+
+@pytest.mark.parametrize(
+    ("language", "spoken_in"),
+    [("zh-CN", "zh_CN"), ("zh-TW", "zh_TW"), ("zh_HK", "zh_CN"), ("zh", "zh_CN"), ("fr", "en"), ("en-GB", "en"),
+     ("", "en")],
+)
+def test_a_call_in_another_language_falls_back_as_before(language, spoken_in):
+    words = call_script()
+    twiml = ET.fromstring(call_twiml(message("voice", language=language, text="Script."), PUBLIC, words))
+    says = [*twiml.find("Gather").findall("Say"), *twiml.findall("Say")]
+    assert [say.text for say in says[1:]] == [words[spoken_in].menu, words[spoken_in].goodbye]
+
+
+def test_a_voice_channel_needs_the_calls_words_in_every_language(twilio):
+    words = call_script()
+    del words["zh_TW"]
+    with pytest.raises(ValueError, match="zh_TW"):
+        TwilioVoiceChannel(twilio_client(twilio), PUBLIC, FROM_NUMBER, words)
 
 
 # ---------------------------------------------------------- SendGrid's side

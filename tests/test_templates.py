@@ -300,6 +300,38 @@ def test_a_keypad_answer_in_a_language_calls_are_not_made_in_is_english(renderer
     assert ivr.keypad_answer(renderer, language, ivr.NOT_AN_OPTION) == ("Sorry, that is not an option. Goodbye.", "en-US")
 
 
+# What a call says around its voice script (the keypad menu, and the goodbye
+# when no key is pressed), word for word as the call has always said it
+# (runtime/channels.py renders call_menu.ivr.j2 and call_goodbye.ivr.j2 for
+# the Twilio voice channel).
+CALL_WORDS = {
+    "en": (
+        "To receive the repayment link by text message, press 1. To set up a repayment plan in instalments, press 2. "
+        "To speak to an agent or to dispute this debt, press 3.",
+        "We did not receive a choice. Thank you for your time. Goodbye.",
+    ),
+    "zh_CN": (
+        "如需通过短信接收还款链接，请按1。如需分期还款，请按2。转接人工客服或提出异议，请按3。",
+        "我们没有收到您的选择。感谢接听，再见。",
+    ),
+    "zh_TW": (
+        "如需透過簡訊接收還款連結，請按1。如需分期還款，請按2。轉接專人客服或提出異議，請按3。",
+        "我們沒有收到您的選擇。感謝接聽，再見。",
+    ),
+}
+
+
+def test_the_calls_menu_and_goodbye_are_templates_in_every_language(renderer):
+    from channels.twilio_voice import CallWords
+    from runtime.channels import CALL_GOODBYE, CALL_MENU, call_script
+
+    assert call_script(renderer) == {
+        language: CallWords(menu=menu, goodbye=goodbye) for language, (menu, goodbye) in CALL_WORDS.items()
+    }
+    for language in LANGUAGES:
+        assert {(language, CALL_MENU, "ivr"), (language, CALL_GOODBYE, "ivr")} <= renderer.names()
+
+
 # ------------------------------------------------------------------ renderer
 
 

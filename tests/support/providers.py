@@ -3,7 +3,8 @@ checks each request against Twilio's published OpenAPI spec
 (tests/specs/twilio_api_v2010_subset.json) and the rules its docs state in
 prose, and answers like api.twilio.com, including its errors
 (`TWILIO_ERRORS`), for the account `ACCOUNT_SID` / `AUTH_TOKEN` sending from
-`FROM_NUMBER`."""
+`FROM_NUMBER`; and `call_script`, a call's menu and goodbye as the worker
+renders them for the Twilio voice channel."""
 
 from __future__ import annotations
 
@@ -16,15 +17,26 @@ from pathlib import Path
 import jsonschema
 from werkzeug import Request, Response
 
+from activities.rendering import TemplateRenderer
+from channels.twilio_voice import CallWords
+from runtime.channels import call_script as render_call_script
 from tests.conftest import BORROWER
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
+TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates"
 TWILIO_SPEC = json.loads((SPECS / "twilio_api_v2010_subset.json").read_text())
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token"
 FROM_NUMBER = "+14155550100"
 PHONE = BORROWER["phone"]
+
+
+def call_script(templates_dir: Path = TEMPLATES) -> dict[str, CallWords]:
+    """A call's keypad menu and goodbye, rendered from `templates_dir` (the
+    project's config/templates unless told) as runtime/channels.py renders
+    them for TwilioVoiceChannel."""
+    return render_call_script(TemplateRenderer(templates_dir))
 
 
 def _operation_for(path: str) -> tuple[dict, dict] | None:
