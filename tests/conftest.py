@@ -10,12 +10,9 @@ that are about the database run on both, as two items, `test_x[sqlite]` and
 `test_x[postgresql]`:
 
 - any test marked `@pytest.mark.both_databases`, or in a module that says
-  `pytestmark = pytest.mark.both_databases` (tests/test_migrations.py);
-- every test of a module named in BOTH_DATABASES_MODULES below (the
-  activities' records and outbox, the audit log, placing), and the tests
-  named in BOTH_DATABASES_TESTS (the gateway's that write rows without
-  starting loans): the same as the marker, kept here while those modules
-  are other work's to edit.
+  `pytestmark = pytest.mark.both_databases` (the migrations, the activities'
+  records and outbox, the audit log, placing; and the gateway's tests that
+  write rows without starting loans).
 
 `@pytest.mark.sqlite_only` keeps one test of those modules on SQLite. The
 workflow tests (time-skipping and dev server) stay on SQLite: they are slow,
@@ -72,16 +69,6 @@ BORROWER = {
 
 PROJECT = Path(__file__).resolve().parent.parent
 DATABASES = ("sqlite", "postgresql")
-# Modules whose every database test runs on SQLite and on PostgreSQL.
-BOTH_DATABASES_MODULES = frozenset({"test_activities", "test_audit", "test_placement"})
-# Single tests that do, by module and name (a name that is gone is an error).
-BOTH_DATABASES_TESTS = {
-    "test_gateway": frozenset({
-        "test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answers_twiml",
-        "test_a_callback_reconciles_a_message_whose_worker_died_before_recording_it",
-        "test_no_input_from_the_openapi_schema_makes_a_500",
-    }),
-}
 POSTGRES_MODES = ("auto", "required", "off")
 POSTGRES_URL_FILE = PROJECT / ".dunning" / "pg" / "url"
 
@@ -119,14 +106,7 @@ def _on_both_databases(metafunc) -> bool:
     definition = metafunc.definition
     if definition.get_closest_marker("sqlite_only"):
         return False
-    if definition.get_closest_marker("both_databases"):
-        return True
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    named = BOTH_DATABASES_TESTS.get(module, frozenset())
-    gone = sorted(name for name in named if not hasattr(metafunc.module, name))
-    if gone:
-        raise pytest.UsageError(f"tests/conftest.py BOTH_DATABASES_TESTS names tests {module} no longer has: {gone}")
-    return module in BOTH_DATABASES_MODULES or metafunc.function.__name__ in named
+    return definition.get_closest_marker("both_databases") is not None
 
 
 def pytest_generate_tests(metafunc):

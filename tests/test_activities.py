@@ -38,6 +38,10 @@ from db.session import make_engine
 from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
 
+# The records, the outbox, the audit chain and placing are about the database:
+# every database test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 PROJECT = Path(__file__).resolve().parent.parent
 WORKFLOW_ID = "dunning-L-1001"
 

@@ -179,6 +179,7 @@ async def test_forged_or_missing_twilio_signatures_are_403(gateway):
             assert (await http.post(path, data=params, headers=headers)).status_code == 403
 
 
+@pytest.mark.both_databases  # writes outbox rows without starting loans
 async def test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answers_twiml(gateway, session_factory):
     http, _ = gateway
     with session_factory.begin() as db:
@@ -255,6 +256,7 @@ async def test_the_pay_page_shows_the_amount_and_refuses_forged_or_expired_links
     assert response.status_code == 410 and "expired" in response.text
 
 
+@pytest.mark.both_databases  # writes outbox rows without starting loans
 def test_no_input_from_the_openapi_schema_makes_a_500(settings, tmp_path):
     """Schemathesis against the gateway's own schema, Temporal unreachable (503
     there): every other answer is a 2xx or a 4xx, never a 500."""
@@ -446,6 +448,7 @@ async def test_delivery_and_engagement_reports_show_on_the_loans_contacts(gatewa
     assert {c["channel"]: c["result"] for c in status["contacts"]}["push"] == "sent"
 
 
+@pytest.mark.both_databases  # writes outbox rows without starting loans
 async def test_a_callback_reconciles_a_message_whose_worker_died_before_recording_it(gateway, session_factory):
     http, _ = gateway
     with session_factory.begin() as db:

@@ -12,6 +12,10 @@ from db.directory import upsert_placements
 from db.models import Borrower, Loan
 from services.placement import PlacementError, read_placements, validate_placements
 
+# The records, the outbox, the audit chain and placing are about the database:
+# every database test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 
 def record(loan_id="L-1", borrower_id="B-1", **borrower):
     return {
