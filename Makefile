@@ -96,8 +96,20 @@ clean:
 	-bash scripts/ensure_postgres.sh stop
 	rm -rf .dunning .pytest_cache
 
+# Both faces on one port (local use, the demo). In production run the two
+# apart (docs/operations.md): the internal API on a private network only, the
+# public edge (pay page, webhooks, payments, health) behind the internet proxy.
+# Loading gateway.app:* sets up the worker's JSON logging (runtime/logging.py):
+# uvicorn's access log comes out as JSON with /pay/<token> redacted.
 gateway: install
 	$(PY) -m uvicorn gateway.app:app --port 8000
+
+.PHONY: gateway-internal gateway-public
+gateway-internal: install
+	$(PY) -m uvicorn gateway.app:internal_app --host 127.0.0.1 --port $${GATEWAY_INTERNAL_PORT:-8001}
+
+gateway-public: install
+	$(PY) -m uvicorn gateway.app:public_app --port $${GATEWAY_PUBLIC_PORT:-8000}
 
 # The benchmark (docs/benchmarks.md): DunningWorkflow against a no-op floor,
 # figures printed and written to bench/results.json; under 10 minutes on 2 cores.

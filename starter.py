@@ -7,6 +7,8 @@
     python starter.py signal L-1001 pause '{"reason": "hardship"}'
     python starter.py update L-1001 promise_to_pay '{"amount": "300.00", "by_date": "2026-11-20"}'
     python starter.py visit L-1001-V1 met --staff S-1 --staff S-2 --notes "..."
+    python starter.py borrower-contact B-77 --phone +8613900139000 --by alice
+    python starter.py keys create --name backend --scope loans:place   an API key, printed once
 
 Settings come from the environment (runtime/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DUNNING_TASK_QUEUE, DUNNING_DATABASE_URL. Names and contact
@@ -118,7 +120,7 @@ def start(
     """Place overdue loans: borrowers to the directory, one workflow per loan."""
     from runtime.logging import configure_logging
     from services.placement import PlacementError, read_placements, validate_placements
-    from services.placing import Placing
+    from services.placing import PlacementConflict, Placing
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -133,16 +135,18 @@ def start(
     async def place() -> None:
         client = await _client(settings)  # before writing: no Temporal, nothing written
 
-        placing = Placing.write(_migrated_sessions(settings), placements)
+        try:
+            placing = Placing.write(_migrated_sessions(settings), placements)
+        except PlacementConflict as conflict:  # ids and field names, never values
+            _fail(f"nothing was placed; these records conflict with what exists:\n{conflict}", code=3)
         summary = placing.summary
-        for conflict in summary.conflicts:
-            typer.echo(f"warning: {conflict}", err=True)
         async for result in placing.start_each(client, settings.task_queue):
             typer.echo(result.line())
+        # A conflict refuses the whole file (above): a file that was placed had none.
         typer.echo(
             f"placed {len(placements)} loans: borrowers {summary.borrowers_created} new, "
-            f"{summary.borrowers_updated} updated; loans {summary.loans_created} new, "
-            f"{summary.loans_unchanged} unchanged, {len(summary.conflicts)} conflicts"
+            f"{summary.borrowers_unchanged} unchanged; loans {summary.loans_created} new, "
+            f"{summary.loans_unchanged} unchanged, 0 conflicts"
         )
 
     _run(place(), "start")
@@ -380,6 +384,54 @@ def report(
     else:
         typer.echo(f"{format_text(kpis)}\n\nwrote {png} and {html}")
     _finish(0)
+
+
+@app.command(name="borrower-contact")
+def borrower_contact(
+    borrower_id: str = typer.Argument(..., help="the borrower whose contact details change"),
+    name: Optional[str] = typer.Option(None, "--name"),
+    phone: Optional[str] = typer.Option(None, "--phone", help='E.164, e.g. +8613800138000; "" clears it'),
+    email: Optional[str] = typer.Option(None, "--email", help='"" clears it'),
+    push_token: Optional[str] = typer.Option(None, "--push-token", help='"" clears it'),
+    language: Optional[str] = typer.Option(None, "--language", help="zh_CN, zh_TW or en"),
+    time_zone: Optional[str] = typer.Option(None, "--time-zone", help='an IANA zone; "" = the phone\'s zone'),
+    by: Optional[str] = typer.Option(None, "--by", help="who makes the change, for the audit (default: your OS user)"),
+) -> None:
+    """Change a borrower's contact details (validated, audited with who and masked before/after values);
+    open loans use them from their next contact. Placing never changes them."""
+    import getpass
+
+    from services.contacts import ContactError, UnknownBorrower, change_contact
+
+    given = {"name": name, "phone": phone, "email": email, "push_token": push_token,
+             "language": language, "time_zone": time_zone}
+    changes = {field: (value if value.strip() else None) for field, value in given.items() if value is not None}
+    if by is None:
+        try:
+            by = getpass.getuser()
+        except Exception:  # no login name in this environment (a container): the uid
+            by = f"uid {os.getuid()}"
+    if not by.strip() or len(by) > 100 or not by.isprintable():
+        _fail("--by: must be a name of 1 to 100 printable characters", code=2)
+    try:
+        change = change_contact(_migrated_sessions(get_settings()), borrower_id, changes, by=f"operator:{by}")
+    except ContactError as error:
+        _fail("; ".join(f"--{field.replace('_', '-')}: {message}" if field != "(payload)" else message
+                        for field, message in error.problems), code=2)
+    except UnknownBorrower:
+        _fail(f"no borrower {borrower_id} in the directory", code=1)
+    if not change.changed:
+        typer.echo(f"{borrower_id}: nothing changed")
+    else:
+        typer.echo(f"{borrower_id}: changed {', '.join(change.changed)}; "
+                   f"open loans using them from their next contact: {', '.join(change.open_loans) or 'none'}")
+    _finish(0)
+
+
+# `keys create|list|rotate|revoke`: the internal API's keys (gateway/keys_cli.py).
+from gateway.keys_cli import keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
 
 
 if __name__ == "__main__":

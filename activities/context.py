@@ -33,8 +33,9 @@ class ActivitySettings:
     policies_dir: Path  # config/policies: prepare_loan loads the loan's policy
     profiles_dir: Path  # config/profiles: and the policy's compliance profile
     pay_link_base_url: str  # the one-click repayment page a message links to
-    pay_link_secret: str  # signs those links
+    pay_link_secret: str  # derives those links' tokens (activities/pay_link.py)
     export_dir: Path  # the bureau's cycle files and the legal cases' documents
+    pay_link_max_age_days: int = 30  # how long a link opens its page
 
 
 def attempt_time() -> datetime:

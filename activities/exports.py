@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.evidence import evidence
 from db.models import BureauRecord, Loan, Payment
+from dunning.csv_cells import csv_row
 
 # The Metro 2 base-segment fields we fill, in file order, under their Metro 2
 # names (CDIA Credit Reporting Resource Guide), one row per record.
@@ -43,6 +44,8 @@ BUREAU_COLUMNS = (
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    # mkstemp creates the file 0600, and the rename keeps that: the case
+    # files hold personal data and are never readable by others.
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -67,15 +70,15 @@ def write_bureau_cycle(db: Session, export_dir: Path, cycle: str) -> Path:
     records = db.scalars(select(BureauRecord).where(BureauRecord.cycle == cycle).order_by(BureauRecord.id)).all()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(BUREAU_COLUMNS)
+    writer.writerow(csv_row(BUREAU_COLUMNS))
     for r in records:
-        writer.writerow([
+        writer.writerow(csv_row([
             r.loan_id, r.key, r.kind, (r.reported_on.isoformat() if r.reported_on else ""),
             r.account_status or "", r.special_comment or "", r.compliance_code or "",
             r.first_delinquency.isoformat() if r.first_delinquency else "",
             _money(r.original_amount), _money(r.balance), _money(r.amount_past_due), r.currency,
             r.days_past_due, "",
-        ])
+        ]))
     path = bureau_cycle_path(export_dir, cycle)
     _atomic_write(path, out.getvalue())
     return path
@@ -103,12 +106,14 @@ def write_legal_documents(db: Session, export_dir: Path, loan_id: str) -> str:
 
     statement = io.StringIO()
     writer = csv.writer(statement, lineterminator="\n")
-    writer.writerow(("date", "entry", "payment_id", "amount", "currency", "applied", "note"))
+    # Every cell through csv_row: a payment id or a note starting with "="
+    # must not run as a formula in the lawyer's spreadsheet.
+    writer.writerow(csv_row(("date", "entry", "payment_id", "amount", "currency", "applied", "note")))
     if loan is not None:
-        writer.writerow((loan.due_date.isoformat(), "amount_due", "", _money(loan.amount_due), loan.currency, "", ""))
+        writer.writerow(csv_row((loan.due_date.isoformat(), "amount_due", "", _money(loan.amount_due), loan.currency, "", "")))
     for payment in db.scalars(select(Payment).where(Payment.loan_id == loan_id).order_by(Payment.id)):
-        writer.writerow((payment.paid_at, "payment", payment.payment_id, payment.amount, payment.currency,
-                         "yes" if payment.applied else "no", payment.reason or ""))
+        writer.writerow(csv_row((payment.paid_at, "payment", payment.payment_id, payment.amount, payment.currency,
+                                 "yes" if payment.applied else "no", payment.reason or "")))
     _atomic_write(folder / "statement_of_account.csv", statement.getvalue())
     documents.append({"name": "statement_of_account", "path": str(folder / "statement_of_account.csv")})
 

@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext, bound_log
-from activities.pay_link import make_pay_link
+from activities.pay_link import issue_pay_link
 from activities.payloads import SEND_CONTACT, ContactOutcome, ContactRequest
 from activities.rendering import TemplateMissing, TemplateRenderer
 from channels.base import Channel, OutboundMessage, PermanentSendError, TransientSendError
@@ -55,7 +55,7 @@ class ContactSending:
         # claimed (`sending`) by this attempt alone.
         claim = outbox.claim(
             sessions, request, at=at, resend_in_doubt=getattr(channel, "idempotent_by_key", False),
-            draft=lambda db: self._draft(db, request),
+            draft=lambda db: self._draft(db, request, at),
         )
         if not claim.send:
             outcome = _outcome(claim.row, claim.not_before)
@@ -94,7 +94,7 @@ class ContactSending:
         logger.info("contact_sent", provider=receipt.provider, template=request.template, stage=request.stage)
         return outcome
 
-    def _draft(self, db: Session, request: ContactRequest) -> Contact:
+    def _draft(self, db: Session, request: ContactRequest, at: datetime) -> Contact:
         """The outbox row with its message rendered for the borrower, or, when
         there is nothing to send, with no recipient and the reason."""
         borrower = db.get(Borrower, request.borrower_id)
@@ -113,7 +113,11 @@ class ContactSending:
             "currency": request.currency,
             "due_date": date.fromisoformat(request.message_due_date or request.due_date),
             "days_past_due": request.days_past_due,
-            "pay_link": make_pay_link(settings.pay_link_base_url, settings.pay_link_secret, request.loan_id),
+            # An opaque token for this message (its hash is written with the row).
+            "pay_link": issue_pay_link(
+                db, base_url=settings.pay_link_base_url, secret=settings.pay_link_secret, contact_key=request.key,
+                loan_id=request.loan_id, workflow_id=request.workflow_id, now=at, max_age_days=settings.pay_link_max_age_days,
+            ),
             "loan_id": request.loan_id,
             "stage": request.stage,
         }

@@ -77,7 +77,7 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
 #   currency                    str, ISO 4217 code ("CNY", "USD", "TWD")
 #   due_date                    datetime.date; show it with |day
 #   days_past_due               int
-#   pay_link                    str, the signed one-click repayment URL (never in a voice script)
+#   pay_link                    str, the one-click repayment URL with its opaque token (never in a voice script)
 #   loan_id, stage              str
 CONTEXT_KEYS: Final = frozenset(
     {

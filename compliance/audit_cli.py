@@ -1,11 +1,23 @@
 """The compliance reviewer's commands on the audit log.
 
-    python -m compliance.audit_cli verify              # walk the hash chain; exit 1 naming the first bad entry
+    python -m compliance.audit_cli verify              # walk the keyed chain; exit 1 naming the first bad entry
+    python -m compliance.audit_cli seal                # once, for a log written before the chain was keyed
     python -m compliance.audit_cli evidence L-1001     # a loan's contacts and decisions, in the borrower's time
     python -m compliance.audit_cli evidence L-1001 --json
     python -m compliance.audit_cli evidence L-1001 --time-zone UTC
 
-They read the database named by DUNNING_DATABASE_URL (migrating it first).
+They read the database named by DUNNING_DATABASE_URL (migrating it first),
+with the audit key (DUNNING_AUDIT_KEY, or the key file: db/audit_key.py).
+
+`verify` checks, entry by entry in seq order: no seq missing (a removed
+entry), each prev_hash the previous entry's hash (removed, reordered or
+re-hashed entries), each hash recomputed (HMAC-SHA256 under the audit key;
+plain SHA-256 for the prefix written before the key), no unkeyed entry after
+a keyed one; then that the head row is the log's end and carries the key's
+seal (a chain recomputed without the key fails here, even one turned back
+into plain SHA-256); then that the log extends the last head it checkpointed
+outside the database (compliance/audit_checkpoints.py), and checkpoints the
+new head there.
 """
 
 from __future__ import annotations
@@ -17,8 +29,10 @@ import sys
 from collections.abc import Sequence
 
 
+from compliance import audit_checkpoints
 from compliance.evidence import format_evidence, loan_time_zone
 from db import audit
+from db.audit_key import AuditKeyError
 from db.evidence import evidence
 from db.migrate import upgrade_to_head
 from db.models import AuditEntry
@@ -29,7 +43,10 @@ from runtime.settings import get_settings
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compliance.audit_cli", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("verify", help="walk the audit log's hash chain; exit 1 at the first altered or removed entry")
+    commands.add_parser("verify", help="walk the audit log's keyed chain; exit 1 at the first altered or removed entry")
+    commands.add_parser(
+        "seal", help="seal the head of a log written before the chain was keyed (after checking it against a published head)"
+    )
     shown = commands.add_parser("evidence", help="print a loan's contacts, decisions, payments, stages and complaints")
     shown.add_argument("loan_id")
     shown.add_argument("--time-zone", help="show times in this IANA zone (default: the borrower's)")
@@ -37,12 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def verify_command(session) -> int:
+def verify_command(session, database_url: str) -> int:
     result = audit.verify(session)
+    checkpoints = audit_checkpoints.path(database_url)
     if result.ok:
+        behind = audit_checkpoints.check(session, result, checkpoints)
+        if behind is not None:
+            result = audit.VerifyResult(False, result.entries_checked, None, behind, result.head_seq, result.head_hash)
+    if result.ok:
+        audit_checkpoints.record(result, checkpoints)
+        legacy = f" ({result.legacy_entries} written before the chain was keyed)" if result.legacy_entries else ""
         print(
-            f"audit log verified: {result.entries_checked} entries; "
-            f"head #{result.head_seq} sha256 {result.head_hash}"
+            f"audit log verified: {result.entries_checked} entries{legacy}; "
+            f"head #{result.head_seq} {result.head_hash}; checkpointed to {checkpoints}"
         )
         return 0
     print(f"audit log BROKEN: {result.problem}")
@@ -53,10 +77,20 @@ def verify_command(session) -> int:
             print(f"first bad entry: #{result.first_bad_seq} (not in the log)")
         else:
             print(f"first bad entry: #{entry.seq}")
-            for name in ("at", "loan_id", "workflow_id", "kind", "key", "payload", "prev_hash", "hash"):
+            for name in ("at", "loan_id", "workflow_id", "kind", "key", "payload", "prev_hash", "hash", "scheme"):
                 value = getattr(entry, name)
                 print(f"  {name}: {value.isoformat() if hasattr(value, 'isoformat') else value}")
     return 1
+
+
+def seal_command(session) -> int:
+    result = audit.seal(session)
+    if not result.ok:
+        print(f"audit log not sealed: {result.problem}")
+        return 1
+    session.commit()
+    print(f"audit log sealed: head #{result.head_seq} {result.head_hash} ({result.entries_checked} entries)")
+    return 0
 
 
 def evidence_command(session, loan_id: str, time_zone: str | None, as_json: bool) -> int:
@@ -85,9 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     upgrade_to_head(settings.database_url)
     sessions = make_session_factory(make_engine(settings.database_url))
     with sessions() as session:
-        if args.command == "verify":
-            return verify_command(session)
-        return evidence_command(session, args.loan_id, args.time_zone, args.json)
+        try:
+            if args.command == "verify":
+                return verify_command(session, settings.database_url)
+            if args.command == "seal":
+                return seal_command(session)
+            return evidence_command(session, args.loan_id, args.time_zone, args.json)
+        except AuditKeyError as error:
+            print(f"audit log not verifiable: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

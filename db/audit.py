@@ -1,21 +1,32 @@
-"""The hash-chained audit log: append, verify.
+"""The keyed, hash-chained audit log: append, verify, seal.
 
 Every contact, compliance decision, payment, stage change, operator action,
 complaint and closing is appended, inside the transaction that writes the
 record it describes, as one row of `audit_log`:
 
-    hash = sha256(prev_hash + canonical({"seq", "at", "loan_id", "workflow_id", "kind", "payload"}))
+    hash = HMAC-SHA256(key, prev_hash + canonical({"seq", "at", "loan_id", "workflow_id", "kind", "payload"}))
 
-where `canonical` is JSON with sorted keys, no spaces and UTF-8 text, and
-`prev_hash` is the hash of entry seq - 1 (GENESIS_HASH for entry 1). Entries
-are never updated or deleted, so `verify` can walk the chain in seq order and
-name the first entry that was altered (its hash no longer matches), removed (a
-gap in seq, or a prev_hash that is not the previous entry's hash) or
-reordered. The one-row `audit_head` holds the last seq and hash: appends lock
-it to take turns, and `verify` compares it with the end of the log, so cutting
-entries off the end shows too. Publishing the head's hash from time to time
-(`python -m compliance.audit_cli verify` prints it) anchors the chain outside
-the database.
+where `key` is the audit key, kept outside the database (db/audit_key.py:
+DUNNING_AUDIT_KEY or a 0600 key file), `canonical` is JSON with sorted keys,
+no spaces and UTF-8 text, and `prev_hash` is the hash of entry seq - 1
+(GENESIS_HASH for entry 1). Each row names its `scheme`: `hmac-sha256`, or
+`sha256` for the entries written before the chain was keyed (migration 0007
+marks them so), whose hash is the plain SHA-256 of the same text. Such legacy
+entries can only be a prefix of the log: the first keyed entry covers the
+last legacy entry's hash, so the prefix cannot be recomputed either.
+
+Entries are never updated or deleted (on PostgreSQL and SQLite a trigger
+refuses it: migration 0007), so `verify` can walk the chain in seq order and
+name the first entry that was altered (its hash no longer matches: edited,
+or re-hashed by someone without the key), removed (a gap in seq, or a
+prev_hash that is not the previous entry's hash) or reordered. The one-row
+`audit_head` holds the last seq and hash and `mac`, the HMAC of both under
+the key: appends lock it to take turns, and `verify` compares it with the end
+of the log, so cutting entries off the end shows too, and a whole chain
+recomputed without the key (even one turned back into plain SHA-256 entries)
+fails at the head. Entries cut off the end together with a head rolled back
+to an old one (whose `mac` the attacker saw) are caught by the checkpoint
+`audit_cli verify` keeps outside the database (compliance/audit_cli.py).
 
 Payloads carry ids, codes and money only: no names, addresses or message
 bodies (a contact carries the SHA-256 of its message, `message_digest`).
@@ -24,6 +35,7 @@ bodies (a contact carries the SHA-256 of its message, `message_digest`).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,9 +46,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from db import audit_key
 from db.models import AuditEntry, AuditHead
 
 GENESIS_HASH = "0" * 64
+# How an entry's hash was made: keyed (every entry appended now), or plain
+# SHA-256 (entries written before migration 0007, verified the old way).
+KEYED = "hmac-sha256"
+LEGACY = "sha256"
+SCHEMES = frozenset({KEYED, LEGACY})
 HEAD_ID = 1
 _HEAD = AuditHead.__table__
 _LOG = AuditEntry.__table__
@@ -69,11 +87,29 @@ def _instant(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def entry_hash(prev_hash: str, seq: int, at: datetime, loan_id: str, workflow_id: str, kind: str, payload: Any) -> str:
+def _hashed_text(prev_hash: str, seq: int, at: datetime, loan_id: str, workflow_id: str, kind: str, payload: Any) -> bytes:
     body = canonical(
         {"seq": seq, "at": _instant(at), "loan_id": loan_id, "workflow_id": workflow_id, "kind": kind, "payload": payload}
     )
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+    return (prev_hash + body).encode("utf-8")
+
+
+def entry_hash(prev_hash: str, seq: int, at: datetime, loan_id: str, workflow_id: str, kind: str, payload: Any) -> str:
+    """A legacy (`sha256`) entry's hash: anyone can compute it, so it proves
+    nothing against whoever can write the database. Kept to verify old entries."""
+    return hashlib.sha256(_hashed_text(prev_hash, seq, at, loan_id, workflow_id, kind, payload)).hexdigest()
+
+
+def keyed_entry_hash(
+    key: bytes, prev_hash: str, seq: int, at: datetime, loan_id: str, workflow_id: str, kind: str, payload: Any
+) -> str:
+    """A keyed (`hmac-sha256`) entry's hash: only the holder of the audit key can compute it."""
+    return hmac.new(key, _hashed_text(prev_hash, seq, at, loan_id, workflow_id, kind, payload), hashlib.sha256).hexdigest()
+
+
+def head_mac(key: bytes, seq: int, hash_: str) -> str:
+    """The head's seal: binds the log's last seq and hash to the key."""
+    return hmac.new(key, f"audit_head:{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
 
 
 def message_digest(subject: str | None, text: str | None, html: str | None) -> str:
@@ -91,6 +127,7 @@ def append(
     at: datetime | None = None,
     *,
     key: str | None = None,
+    secret: bytes | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction (it commits or rolls back
     with the record it describes) and return it. With `key`, an entry already
@@ -101,13 +138,17 @@ def append(
     holds a row lock on PostgreSQL (a concurrent append waits, then reads the
     new head) and the database's write lock on SQLite, until the caller
     commits. A race that still slips through (a head row missing) ends in an
-    IntegrityError on the unique seq, which the activities retry."""
+    IntegrityError on the unique seq, which the activities retry.
+
+    The entry is keyed with `secret`, by default the audit key
+    (db/audit_key.py)."""
     if kind not in KINDS:
         raise ValueError(f"audit kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
     if key is not None:
         existing = session.scalar(select(AuditEntry).where(AuditEntry.key == key))
         if existing is not None:
             return existing
+    secret = secret if secret is not None else audit_key.current()
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     # Through JSON and back: the hash covers exactly what verify will read.
     payload_text = canonical(dict(payload))
@@ -129,11 +170,14 @@ def append(
         key=key,
         payload=payload_text,
         prev_hash=prev_hash,
-        hash=entry_hash(prev_hash, seq, at, loan_id, workflow_id, kind, payload_value),
+        scheme=KEYED,
+        hash=keyed_entry_hash(secret, prev_hash, seq, at, loan_id, workflow_id, kind, payload_value),
     )
     session.add(entry)
     session.flush()
-    session.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(hash=entry.hash))
+    session.execute(
+        update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(hash=entry.hash, mac=head_mac(secret, seq, entry.hash))
+    )
     return entry
 
 
@@ -160,15 +204,19 @@ class VerifyResult:
     problem: str = ""
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
+    legacy_entries: int = 0  # the unkeyed prefix (written before the chain was keyed)
 
 
-def verify(session: Session, batch_size: int = 1000) -> VerifyResult:
+def verify(session: Session, batch_size: int = 1000, *, secret: bytes | None = None) -> VerifyResult:
     """Walk the chain in seq order; stop at the first entry that does not
-    hold, naming it."""
-    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    hold, naming it. Keyed entries are checked with `secret` (by default the
+    audit key, read only when needed: an empty or legacy log verifies
+    without one); then the head's seal. Raises audit_key.AuditKeyError when
+    a key is needed and none is configured."""
+    expected_seq, prev_hash, checked, legacy = 1, GENESIS_HASH, 0, 0
 
     def bad(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(False, checked, seq, problem, expected_seq - 1, prev_hash)
+        return VerifyResult(False, checked, seq, problem, expected_seq - 1, prev_hash, legacy)
 
     last_seq = 0
     while True:
@@ -191,37 +239,94 @@ def verify(session: Session, batch_size: int = 1000) -> VerifyResult:
                     f"entry {row.seq} does not follow entry {row.seq - 1}: its prev_hash is not that entry's hash "
                     f"(an entry before it was removed, reordered, or altered and re-hashed)",
                 )
+            if row.scheme not in SCHEMES:
+                return bad(row.seq, f"entry {row.seq} was altered: its scheme {str(row.scheme)[:32]!r} is unknown")
+            if row.scheme == LEGACY and checked > legacy:
+                return bad(
+                    row.seq,
+                    f"entry {row.seq} was altered: an unkeyed (sha256) entry after keyed ones "
+                    "(the chain was recomputed without the audit key)",
+                )
+            if row.scheme == KEYED and secret is None:
+                secret = audit_key.current(create=False)
             try:
                 payload = json.loads(row.payload)
-                recomputed = entry_hash(prev_hash, row.seq, row.at, row.loan_id, row.workflow_id, row.kind, payload)
+                fields = (prev_hash, row.seq, row.at, row.loan_id, row.workflow_id, row.kind, payload)
+                recomputed = keyed_entry_hash(secret, *fields) if row.scheme == KEYED else entry_hash(*fields)
             except (ValueError, TypeError) as error:
                 return bad(row.seq, f"entry {row.seq} was altered: its payload is not valid JSON ({error})")
-            if recomputed != row.hash:
-                return bad(row.seq, f"entry {row.seq} was altered: its content does not match its hash")
+            if not hmac.compare_digest(recomputed, str(row.hash)):
+                how = (
+                    "its content does not match its keyed hash (edited, re-hashed without the audit key, "
+                    "or the audit key is not the one it was written with)"
+                    if row.scheme == KEYED
+                    else "its content does not match its hash"
+                )
+                return bad(row.seq, f"entry {row.seq} was altered: {how}")
             if row.payload != canonical(payload):
                 return bad(row.seq, f"entry {row.seq} was altered: its payload text is not the one that was hashed")
             checked += 1
+            legacy += row.scheme == LEGACY
             expected_seq, prev_hash = row.seq + 1, row.hash
 
-    head_row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)).first()
+    head_row = session.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.mac).where(AuditHead.id == HEAD_ID)).first()
     last = expected_seq - 1
+
+    def broken(seq: int | None, problem: str) -> VerifyResult:
+        return VerifyResult(False, checked, seq, problem, last, prev_hash, legacy)
+
     if head_row is None:
         if last:
-            return VerifyResult(False, checked, None, "the audit_head row is missing", last, prev_hash)
+            return broken(None, "the audit_head row is missing")
     elif head_row.seq > last:
-        return VerifyResult(
-            False, checked, last + 1,
+        return broken(
+            last + 1,
             f"entries {last + 1} to {head_row.seq} were removed from the end of the log (the head is at {head_row.seq})",
-            last, prev_hash,
         )
     elif head_row.seq < last or head_row.hash != prev_hash:
-        return VerifyResult(
-            False, checked, min(head_row.seq + 1, last),
+        return broken(
+            min(head_row.seq + 1, last),
             f"the log's end (entry {last}) is not the recorded head (entry {head_row.seq}): "
             "entries were written around append() or the last entry was replaced",
-            last, prev_hash,
         )
-    return VerifyResult(True, checked, None, "", last, prev_hash)
+    elif last and head_row.mac is None and legacy < checked:
+        return broken(None, "the head's seal was removed: a keyed log's head is always sealed")
+    elif last and head_row.mac is None:
+        return broken(
+            None,
+            "the head is not sealed: the log holds only entries written before the chain was keyed; "
+            "check its head against a published one, then run `python -m compliance.audit_cli seal`",
+        )
+    elif last and not hmac.compare_digest(
+        str(head_row.mac), head_mac(secret if secret is not None else audit_key.current(create=False), last, prev_hash)
+    ):
+        return broken(
+            None,
+            f"the head (entry {last}) is not sealed with the audit key: the chain was recomputed without the key, "
+            "or the audit key is not the one it was written with",
+        )
+    return VerifyResult(True, checked, None, "", last, prev_hash, legacy)
+
+
+def seal(session: Session, *, secret: bytes | None = None) -> VerifyResult:
+    """Seal the head of a log written before the chain was keyed (only
+    legacy entries, no head seal yet), once its chain verifies the old way.
+    The next keyed append covers it too. Run by an operator who has checked
+    the head against a published one: sealing a chain that was rewritten
+    before would vouch for it."""
+    secret = secret if secret is not None else audit_key.current()  # sealing is the log's first keyed act
+    result = verify(session, secret=secret)
+    if result.ok or not result.problem.startswith("the head is not sealed") or result.legacy_entries < result.entries_checked:
+        return result
+    session.execute(
+        update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(mac=head_mac(secret, result.head_seq, result.head_hash))
+    )
+    return VerifyResult(True, result.entries_checked, None, "", result.head_seq, result.head_hash, result.legacy_entries)
+
+
+def hash_at(session: Session, seq: int) -> str | None:
+    """The stored hash of entry `seq` (None when there is no such entry)."""
+    return session.scalar(select(AuditEntry.hash).where(AuditEntry.seq == seq))
 
 
 def count(session: Session) -> int:

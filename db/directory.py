@@ -1,13 +1,17 @@
 """Writing placed loans and their borrowers to the directory, in one transaction.
 
-Placing the same record twice changes nothing. A loan already placed with
-other terms (amount, currency, due date, borrower) is left as it is, since its
-workflow runs on the terms it started with, and reported as a conflict.
+Placing never changes what exists. Placing the same record twice changes
+nothing. A borrower who exists with other contact details, or a loan placed
+before with other terms (borrower, amount, currency, due date, policy), is a
+conflict: the whole batch is refused (PlacementConflict, naming the fields,
+never their values) and nothing is written. Contact details change only
+through services/contacts.py, authenticated and audited; a loan's terms never
+change, since its workflow runs on the terms it started with.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Iterable, Protocol
@@ -35,9 +39,50 @@ class PlacedLoan(Protocol):
     def borrower(self) -> _DirectoryBorrower: ...
 
 
-_CONTACT_FIELDS = ("name", "phone", "email", "push_token", "language", "time_zone")
-# The terms a loan's workflow runs on: placed again with others, it is a conflict.
-_TERMS = ("borrower_id", "amount_due", "currency", "due_date")
+# The borrowers row's contact columns, compared field by field.
+CONTACT_FIELDS = ("name", "phone", "email", "push_token", "language", "time_zone")
+# The terms a loan's workflow runs on, under the record's field names. Policy
+# is one: a re-post under another policy would otherwise be silently ignored.
+TERMS = ("borrower_id", "amount_due", "currency", "due_date", "policy")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One record that disagrees with what the directory holds. It names the
+    differing fields, never their values: the answer goes to whoever posted
+    the record, who may be probing someone else's details."""
+
+    loan_id: str
+    borrower_id: str
+    subject: str  # "borrower" (contact details) | "loan" (terms)
+    fields: tuple[str, ...]
+
+    def line(self) -> str:
+        if self.subject == "borrower":
+            return (f"loan {self.loan_id}: borrower {self.borrower_id} exists with other contact details "
+                    f"({', '.join(self.fields)}); change them with `starter.py borrower-contact` "
+                    f"or PUT /borrowers/{self.borrower_id}/contact")
+        return f"loan {self.loan_id}: already placed with other terms ({', '.join(self.fields)})"
+
+    def as_dict(self) -> dict:
+        return {"loan_id": self.loan_id, "borrower_id": self.borrower_id, "subject": self.subject,
+                "fields": list(self.fields)}
+
+
+class PlacementConflict(Exception):
+    """Records that would change what exists: the whole batch was refused and
+    nothing was written. `conflicts` lists every one of them."""
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = list(conflicts)
+        super().__init__("\n".join(conflict.line() for conflict in self.conflicts))
+
+    def detail(self) -> dict:
+        """The 409 body's `detail`: ids and field names only."""
+        return {
+            "message": "the placement conflicts with what exists; nothing was written",
+            "conflicts": [conflict.as_dict() for conflict in self.conflicts],
+        }
 
 
 def new_loan(
@@ -55,19 +100,32 @@ def new_loan(
 @dataclass
 class PlacementSummary:
     borrowers_created: int = 0
-    borrowers_updated: int = 0
+    borrowers_unchanged: int = 0
     loans_created: int = 0
     loans_unchanged: int = 0
-    # "L-9: already placed with other terms (...); left unchanged"
-    conflicts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def _differing(row: object, wanted: dict, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in names if getattr(row, name) != wanted[name])
+
+
 def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[PlacedLoan]) -> PlacementSummary:
-    """Upsert the borrowers and insert the loans that are not there yet, all or nothing."""
+    """Insert the borrowers and loans that are not there yet, all or nothing.
+
+    A record whose borrower exists with other contact details, or whose loan
+    exists with other terms, is a conflict: every conflict of the batch is
+    collected, then PlacementConflict is raised and the transaction rolls
+    back, so nothing of the batch is written. A record equal to what exists
+    changes nothing. A later record of the same batch is compared with an
+    earlier one, so a file giving one borrower two sets of details is refused.
+    """
     summary = PlacementSummary()
+    conflicts: list[Conflict] = []
+    created: set[str] = set()
+    unchanged: set[str] = set()
     with session_factory.begin() as db:
         for placement in placements:
             loan = placement.loan
@@ -76,11 +134,11 @@ def upsert_placements(session_factory: sessionmaker[Session], placements: Iterab
             if borrower is None:
                 db.add(Borrower(borrower_id=loan.borrower_id, **wanted))
                 db.flush()  # the loan's foreign key, and a later record of the same borrower, see it
-                summary.borrowers_created += 1
-            elif any(getattr(borrower, name) != wanted[name] for name in _CONTACT_FIELDS):
-                for name in _CONTACT_FIELDS:
-                    setattr(borrower, name, wanted[name])
-                summary.borrowers_updated += 1
+                created.add(loan.borrower_id)
+            elif differing := _differing(borrower, wanted, CONTACT_FIELDS):
+                conflicts.append(Conflict(loan.loan_id, loan.borrower_id, "borrower", differing))
+            elif loan.borrower_id not in created:
+                unchanged.add(loan.borrower_id)
 
             existing = db.get(Loan, loan.loan_id)
             if existing is None:
@@ -88,12 +146,12 @@ def upsert_placements(session_factory: sessionmaker[Session], placements: Iterab
                                 loan.policy, workflow_id_for(loan.loan_id)))
                 db.flush()
                 summary.loans_created += 1
-            elif any(getattr(existing, name) != getattr(loan, name) for name in _TERMS):
-                summary.conflicts.append(
-                    f"{loan.loan_id}: already placed with other terms "
-                    f"({existing.amount_due} {existing.currency} due {existing.due_date}, borrower {existing.borrower_id}); "
-                    "left unchanged"
-                )
+            elif differing := _differing(existing, {name: getattr(loan, name) for name in TERMS}, TERMS):
+                # A closed or terminated loan too: its id is never reused for new terms.
+                conflicts.append(Conflict(loan.loan_id, loan.borrower_id, "loan", differing))
             else:
                 summary.loans_unchanged += 1
+        if conflicts:
+            raise PlacementConflict(conflicts)  # leaving the block rolls the whole batch back
+    summary.borrowers_created, summary.borrowers_unchanged = len(created), len(unchanged)
     return summary

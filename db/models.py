@@ -244,11 +244,13 @@ class FieldVisitRecord(Base):
 
 
 class AuditEntry(Base):
-    """The hash-chained audit log (db/audit.py): appended, never updated.
+    """The keyed, hash-chained audit log (db/audit.py): appended, never
+    updated (migration 0007's triggers refuse UPDATE and DELETE).
 
-    `hash` = sha256(prev_hash + canonical JSON of seq, at, loan_id,
-    workflow_id, kind and payload), so editing, removing or reordering an entry
-    breaks the chain at that entry. Payloads hold ids, codes and money, never
+    `hash` = HMAC-SHA256(audit key, prev_hash + canonical JSON of seq, at,
+    loan_id, workflow_id, kind and payload), the key kept outside the
+    database; entries from before the key (`scheme` sha256) are plain SHA-256.
+    Editing, removing or reordering an entry breaks the chain at that entry. Payloads hold ids, codes and money, never
     a name, an address or a message body (a contact holds its body's SHA-256).
     """
 
@@ -265,6 +267,8 @@ class AuditEntry(Base):
     payload: Mapped[str] = mapped_column(Text())  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # hmac-sha256 (keyed), or sha256 (written before migration 0007, verified the old way)
+    scheme: Mapped[str] = mapped_column(String(16))
 
 
 class AuditHead(Base):
@@ -277,6 +281,8 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC of seq and hash under the audit key: a chain recomputed without the key fails here
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class Complaint(Base):
@@ -310,3 +316,37 @@ class WebhookDelivery(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)  # e.g. payment/L-1/P-9, stop/SM..., sendgrid/<sg_event_id>
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """A scoped API key for the internal API (db/api_keys.py). Only the
+    SHA-256 of the key's secret is kept: the key itself is shown once, when
+    it is made, and the database never holds it."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public: the `<id>` of dk_<id>_<secret>
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(500))  # space-separated, e.g. "loans:place loans:read"
+    secret_hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PayToken(Base):
+    """A one-click repayment link's token (activities/pay_link.py), kept only
+    as its SHA-256: the token itself is in the message the borrower got and
+    nowhere else, so reading this table does not open anyone's pay page. One
+    per outbox message (`contact_key`), so a retried message links the same."""
+
+    __tablename__ = "pay_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the token
+    contact_key: Mapped[str] = mapped_column(String(255), unique=True)  # the outbox row's key
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -16,12 +16,16 @@ against one table, `NEXT` (what may follow what):
     pending | sending -> sent | failed | unconfirmed   (the provider's answer; or a retry that will
                                                         not send a message in doubt again)
     unconfirmed  -> sent | failed            (a provider's callback settles the doubt)
-    sent         -> failed                   (the provider could not deliver it)
+    sent | failed | skipped_no_address -> nothing   (final)
 
-A move the table does not name is refused and the row keeps its status: a
-final status never moves back to an in-flight one, and a failed message never
-becomes sent, so a late or repeated callback, or a slow attempt finishing
-after a callback, cannot resurrect it.
+A move the table does not name is refused and the row keeps its status:
+statuses only move forward. A final status never moves back to an in-flight
+one, a failed message never becomes sent, and a sent one never becomes
+failed: a provider that later reports it undelivered (or such a callback
+replayed, late or forged with a stolen signature) leaves the row `sent`, with
+the report kept in `error` and the workflow told (`contact_outcome`
+undelivered), so a late or repeated callback, or a slow attempt finishing
+after a callback, cannot rewrite what was sent.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import audit
 from db.models import Borrower, Contact
+from db.scrubbing import scrub_recipient
 from db.write_once import in_transaction
 from dunning.keys import audit_key
-from dunning.masking import mask
 
 # Outbox states after which a message is never sent again for its key.
 PENDING = "pending"
@@ -70,7 +74,7 @@ NEXT: dict[str | None, frozenset[str]] = {
     PENDING: frozenset({SENDING, SENT, FAILED, UNCONFIRMED}),
     SENDING: frozenset({SENDING, PENDING, SENT, FAILED, UNCONFIRMED}),
     UNCONFIRMED: frozenset({SENT, FAILED}),
-    SENT: frozenset({FAILED}),
+    SENT: frozenset(),  # delivery failures reported later are kept in `error`
     FAILED: frozenset(),
     SKIPPED: frozenset(),
 }
@@ -101,10 +105,9 @@ def find(db: Session, key: str) -> Contact | None:
 
 def scrub(text: str, recipient: str | None) -> str:
     """A provider's error without the address it may quote ("+86138... is not a
-    valid number"), fit for an outcome, a log line or workflow history."""
-    if recipient:
-        text = text.replace(recipient, mask(recipient))
-    return text[:500]
+    valid number"), fit for an outcome, a log line or workflow history: in any
+    formatting of it (db/scrubbing.py), not only as we sent it."""
+    return scrub_recipient(text, recipient)[:500]
 
 
 # ------------------------------------------------------------------ claiming
@@ -356,7 +359,8 @@ def confirm_sent(db: Session, row: Contact, at: datetime) -> bool:
 
 def record_provider_failure(row: Contact, error: str) -> bool:
     """The provider could not send or deliver it: the error is kept, and a row
-    that is in doubt or sent becomes `failed`. True when the status moved."""
+    still in doubt becomes `failed`. A `sent` row stays `sent` (statuses only
+    move forward): the delivery failure is its `error`. True when the status moved."""
     row.error = error
     return _move(row, FAILED)
 

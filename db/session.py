@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.private_files import touch_private
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -28,8 +30,11 @@ def _create(url: str) -> Engine:
     # activity's failure, into workflow history.
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+        # The database holds names, phone numbers and e-mail addresses: the
+        # file is made 0600 before SQLite first opens it (SQLite would create
+        # it at the umask's 0644), and its -wal/-shm files take its mode.
+        touch_private(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")

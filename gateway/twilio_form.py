@@ -28,7 +28,7 @@ async def twilio_form(request: Request, gw: Gateway = Depends(gateway)) -> dict[
 
     url = gw.edge.public_base_url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        good = RequestValidator(gw.edge.twilio_auth_token).validate(url, params, signature)
+        good = RequestValidator(gw.edge.twilio_auth_token.get_secret_value()).validate(url, params, signature)
     except Exception:  # a form the validator cannot read (repeated keys, ...) is not verified
         good = False
     if not good:

@@ -59,12 +59,12 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         if twilio_client is None:
             from channels.twilio_sms import make_twilio_client
 
-            twilio_client = make_twilio_client(settings.twilio_account_sid, settings.twilio_auth_token,
+            twilio_client = make_twilio_client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(),
                                                settings.twilio_api_base_url, settings.provider_timeout_seconds)
         return twilio_client
 
     twilio_credentials = {"TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-                          "TWILIO_AUTH_TOKEN": settings.twilio_auth_token}
+                          "TWILIO_AUTH_TOKEN": settings.twilio_auth_token.get_secret_value()}
 
     if settings.sms_provider == "twilio":
         from channels.twilio_sms import TwilioSmsChannel
@@ -87,9 +87,10 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         from channels.sendgrid_email import SendGridEmailChannel
 
         _require("DUNNING_EMAIL_PROVIDER=sendgrid",
-                 {"SENDGRID_API_KEY": settings.sendgrid_api_key, "SENDGRID_FROM_EMAIL": settings.sendgrid_from_email})
+                 {"SENDGRID_API_KEY": settings.sendgrid_api_key.get_secret_value(),
+                  "SENDGRID_FROM_EMAIL": settings.sendgrid_from_email})
         channels["email"] = SendGridEmailChannel(
-            settings.sendgrid_api_key, settings.sendgrid_from_email, settings.lender_name,
+            settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_from_email, settings.lender_name,
             settings.sendgrid_api_host, settings.provider_timeout_seconds,
         )
 
@@ -97,8 +98,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         from channels.push import AppPushChannel
 
         _require("DUNNING_PUSH_PROVIDER=push",
-                 {"DUNNING_PUSH_URL": settings.push_url, "DUNNING_PUSH_TOKEN": settings.push_token})
-        channels["push"] = AppPushChannel(settings.push_url, settings.push_token, settings.lender_name,
+                 {"DUNNING_PUSH_URL": settings.push_url, "DUNNING_PUSH_TOKEN": settings.push_token.get_secret_value()})
+        channels["push"] = AppPushChannel(settings.push_url, settings.push_token.get_secret_value(), settings.lender_name,
                                           settings.provider_timeout_seconds)
 
     return channels

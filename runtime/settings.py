@@ -10,11 +10,13 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
+from db.private_files import create_private_once
 from dunning.contract import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,46 @@ def _env(name: str, **kwargs):
     return Field(validation_alias=AliasChoices(name), **kwargs)
 
 
-class Settings(BaseSettings):
+def secret_value(secret: SecretStr | str | None) -> str:
+    """The text of a secret setting ('' when unset)."""
+    if secret is None:
+        return ""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def hide_url_password(url: str) -> str:
+    """A database URL fit for a log line or a repr: its password as ***."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: show nothing of it
+        return "***"
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+class SecretSettings(BaseSettings):
+    """Settings whose secrets are `SecretStr`: their repr, str() and a
+    traceback's locals show `**********`, and the database URL's password
+    `***`; the code that needs a secret asks for `.get_secret_value()`."""
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, (hide_url_password(value) if name == "database_url" and isinstance(value, str) else value)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        # model_copy does not validate: a plain str given for a secret (tests,
+        # the simulator) is wrapped, so `.get_secret_value()` works everywhere.
+        if update:
+            update = {name: (SecretStr(value) if isinstance(value, str) and _is_secret(type(self), name) else value)
+                      for name, value in update.items()}
+        return super().model_copy(update=update, deep=deep)
+
+
+def _is_secret(model: type[BaseSettings], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+
+
+class Settings(SecretSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=False)
 
     temporal_address: str = _env("TEMPORAL_ADDRESS", default=DEFAULT_ADDRESS)
@@ -36,16 +77,19 @@ class Settings(BaseSettings):
     # The one-click repayment page; the signed token is appended to it.
     pay_link_base_url: str = _env("DUNNING_PAY_LINK_BASE_URL", default="http://localhost:8000/pay")
     # Signs repayment-link tokens. Unset, a random one is kept in .dunning/.
-    pay_link_secret: str = _env("DUNNING_PAY_LINK_SECRET", default="")
+    pay_link_secret: SecretStr = _env("DUNNING_PAY_LINK_SECRET", default=SecretStr(""))
     pay_link_max_age_days: int = _env("DUNNING_PAY_LINK_MAX_AGE_DAYS", default=30)
     lender_name: str = _env("DUNNING_LENDER_NAME", default="Example Lender")
     log_level: str = _env("DUNNING_LOG_LEVEL", default="INFO")
     # The field team's app authenticates to POST /visits/{id}/report with
     # `Authorization: Bearer <token>`; unset, that endpoint answers 503.
-    field_api_token: str = _env("DUNNING_FIELD_API_TOKEN", default="")
+    field_api_token: SecretStr = _env("DUNNING_FIELD_API_TOKEN", default=SecretStr(""))
     # Prometheus metrics (the SDK's and the service's own) on this port of the
-    # worker, at /metrics; unset, none are served.
+    # worker, at /metrics; unset, none are served. They listen on this machine
+    # only unless DUNNING_METRICS_HOST says otherwise (e.g. 0.0.0.0 in a
+    # container whose port a scraper reaches).
     metrics_port: int | None = _env("DUNNING_METRICS_PORT", default=None)
+    metrics_host: str = _env("DUNNING_METRICS_HOST", default="127.0.0.1")
 
     # Providers, per channel (runtime/channels.py). `local` captures messages
     # on this machine and needs no credentials; a real provider needs its own.
@@ -56,15 +100,15 @@ class Settings(BaseSettings):
     # The gateway's public URL: providers' status, gather and event callbacks.
     public_base_url: str = _env("DUNNING_PUBLIC_BASE_URL", default="http://localhost:8000")
     twilio_account_sid: str = _env("TWILIO_ACCOUNT_SID", default="")
-    twilio_auth_token: str = _env("TWILIO_AUTH_TOKEN", default="")
+    twilio_auth_token: SecretStr = _env("TWILIO_AUTH_TOKEN", default=SecretStr(""))
     twilio_from_number: str = _env("TWILIO_FROM_NUMBER", default="")
     twilio_messaging_service_sid: str = _env("TWILIO_MESSAGING_SERVICE_SID", default="")
     twilio_api_base_url: str = _env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
-    sendgrid_api_key: str = _env("SENDGRID_API_KEY", default="")
+    sendgrid_api_key: SecretStr = _env("SENDGRID_API_KEY", default=SecretStr(""))
     sendgrid_from_email: str = _env("SENDGRID_FROM_EMAIL", default="")
     sendgrid_api_host: str = _env("SENDGRID_API_HOST", default="https://api.sendgrid.com")
     push_url: str = _env("DUNNING_PUSH_URL", default="")
-    push_token: str = _env("DUNNING_PUSH_TOKEN", default="")
+    push_token: SecretStr = _env("DUNNING_PUSH_TOKEN", default=SecretStr(""))
     # Seconds a provider call may take before it counts as a transient failure.
     provider_timeout_seconds: float = _env("DUNNING_PROVIDER_TIMEOUT_SECONDS", default=30.0)
 
@@ -93,13 +137,13 @@ class Settings(BaseSettings):
         return self.config_dir / "templates"
 
     def signing_secret(self) -> str:
-        if self.pay_link_secret:
-            return self.pay_link_secret
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        if secret_value(self.pay_link_secret):
+            return secret_value(self.pay_link_secret)
+        # Created 0600 in one step (never a moment at 0644), and only once:
+        # a worker and a gateway starting together read the same secret.
         path = STATE_DIR / "pay_link_secret"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            create_private_once(path, secrets.token_urlsafe(32))
         return path.read_text().strip()
 
 

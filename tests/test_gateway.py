@@ -19,15 +19,15 @@ import httpx
 from werkzeug.wrappers import Response
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import delete
 
-from activities.pay_link import SALT, make_pay_link
-from db.models import Contact
+from tests.support.pay_links import mint_pay_link
+from db.models import Contact, PayToken
 from loaders.config_files import load_policy
 from gateway.app import ROUTERS, create_app
 from gateway.payment_signature import sign_payment
-from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
-from tests.support.gateway import PAYMENTS_SECRET, TWILIO_TOKEN, gateway_settings, loan_status_when, sendgrid_signed, twilio_signed
+from tests.conftest import BORROWER
+from tests.support.gateway import PAYMENTS_SECRET, TWILIO_TOKEN, gateway_settings, keyed, loan_status_when, sendgrid_signed, twilio_signed
 from tests.support.temporal import overdue_since, running_worker, time_env, zone_at_hour, zone_where_it_is  # noqa: F401 (fixture)
 
 
@@ -56,7 +56,7 @@ async def gateway(time_env, settings, tmp_path):
     async with running_worker(time_env.client, settings) as loans:
         core = settings.model_copy(update={"task_queue": loans.task_queue})
         app = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=keyed(app)) as http:
             yield http, loans
         # Let the work the last signals caused finish while the worker is up: a
         # task in flight when its workflow is terminated holds up the test
@@ -64,12 +64,17 @@ async def gateway(time_env, settings, tmp_path):
         await time_env.sleep(timedelta(seconds=1))
 
 
-async def place(http, loans, time_env, loan_id: str, days: int = 2, hour: int = 12) -> dict:
-    """Place a loan `days` past due for a borrower in whose zone it is now
-    `hour` o'clock on the server's clock: noon unless a test says otherwise,
-    so that the contact window is open whatever the hour of the run."""
+async def placement(time_env, loan_id: str, days: int = 2, hour: int = 12) -> dict:
+    """A loan `days` past due for a borrower in whose zone it is now `hour`
+    o'clock on the server's clock: noon unless a test says otherwise, so that
+    the contact window is open whatever the hour of the run."""
     zone = await zone_where_it_is(time_env, hour)
-    response = await http.post("/loans/overdue", json=record(loan_id, await overdue_since(time_env, days, zone), zone=zone))
+    return record(loan_id, await overdue_since(time_env, days, zone), zone=zone)
+
+
+async def place(http, loans, time_env, loan_id: str, days: int = 2, hour: int = 12, body: dict | None = None) -> dict:
+    """Place it (`body`, or a fresh `placement`) and expect 201."""
+    response = await http.post("/loans/overdue", json=body or await placement(time_env, loan_id, days, hour))
     assert response.status_code == 201, response.text
     loans.handles.append(loans.client.get_workflow_handle(response.json()["workflow_id"]))  # terminated at the end
     return response.json()
@@ -81,8 +86,11 @@ async def status_when(http, time_env, loan_id: str, condition, tries: int = 20) 
 
 async def test_placing_a_loan_twice_starts_one_run_and_its_status_is_readable(gateway, time_env):
     http, loans = gateway
-    first = await place(http, loans, time_env, "L-GW-1")
-    again = await place(http, loans, time_env, "L-GW-1")
+    # The same record twice (computed once: a second computation could cross
+    # an hour and pick another zone, which is another borrower's details).
+    body = await placement(time_env, "L-GW-1")
+    first = await place(http, loans, time_env, "L-GW-1", body=body)
+    again = await place(http, loans, time_env, "L-GW-1", body=body)
 
     assert first["workflow_id"] == "dunning-L-GW-1" and first["started"] is True
     assert again["started"] is False and again["run_id"] == first["run_id"]
@@ -195,7 +203,8 @@ async def test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answ
     with session_factory() as db:
         sms = db.query(Contact).filter_by(key="k-sms").one()
         call = db.query(Contact).filter_by(key="k-call").one()
-    assert (sms.status, sms.error, sms.provider_message_id) == ("failed", "twilio sms undelivered (error 30003)", "SM-9")
+    # A sent row never moves back: the late undelivered report is kept as its error.
+    assert (sms.status, sms.error, sms.provider_message_id) == ("sent", "twilio sms undelivered (error 30003)", "SM-9")
     assert (call.status, call.error) == ("sent", "twilio call no-answer")  # an attempt: still counts towards call caps
 
     for digits, words in (("1", "text message"), ("2", "promise to pay"), ("3", "dispute")):
@@ -229,29 +238,28 @@ async def test_a_sendgrid_unsubscribe_opts_the_loan_out_of_email_and_a_forged_ev
     assert status["opted_out"] == ["email"]
 
 
-async def test_the_pay_page_shows_the_amount_and_refuses_forged_or_expired_links(gateway, time_env):
+async def test_the_pay_page_shows_the_amount_and_refuses_forged_or_expired_links(gateway, time_env, session_factory):
     http, loans = gateway
     await place(http, loans, time_env, "L-GW-LINK", days=5)
-    link = make_pay_link("http://testserver/pay", TEST_PAY_LINK_SECRET, "L-GW-LINK")
+    link = mint_pay_link(session_factory, "L-GW-LINK")
 
     await status_when(http, time_env, "L-GW-LINK", lambda s: s.get("days_past_due") is not None)
     page = await http.get(link)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "1200.00" in page.text and "CNY" in page.text and "5 days past due" in page.text
-    assert 'href="https://lender.example/pay?loan=L-GW-LINK"' in page.text
+    assert 'href="https://lender.example/pay?handoff=' in page.text and "loan=L-GW-LINK" not in page.text
     assert "instalment plan" in page.text and "Dispute" in page.text
     assert BORROWER["name"] not in page.text and BORROWER["phone"] not in page.text
 
     token = link.rsplit("/", 1)[1]
-    forged = make_pay_link("http://testserver/pay", "another-secret", "L-GW-LINK").rsplit("/", 1)[1]
-    assert (await http.get(f"/pay/{forged}")).status_code == 403
-    assert (await http.get(f"/pay/{token[:-2]}xx")).status_code == 403
+    # Unknown (made with another secret, or altered) and expired links: all 410, alike.
+    forged = mint_pay_link(session_factory, "L-GW-LINK", key="forged", secret="another-secret").rsplit("/", 1)[1]
+    with session_factory.begin() as db:
+        db.execute(delete(PayToken).where(PayToken.contact_key == "forged"))
+    assert (await http.get(f"/pay/{forged}")).status_code == 410
+    assert (await http.get(f"/pay/{token[:-2]}xx")).status_code == 410
 
-    class LongAgo(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - 40 * 86400
-
-    expired = URLSafeTimedSerializer(TEST_PAY_LINK_SECRET, salt=SALT, signer=LongAgo).dumps("L-GW-LINK")
+    expired = mint_pay_link(session_factory, "L-GW-LINK", key="long-ago", age_days=40).rsplit("/", 1)[1]
     response = await http.get(f"/pay/{expired}")
     assert response.status_code == 410 and "expired" in response.text
 
@@ -267,7 +275,7 @@ def test_no_input_from_the_openapi_schema_makes_a_500(settings, tmp_path):
     def no_temporal():
         raise ConnectionError("no Temporal in this test")
 
-    app = create_app(settings, no_temporal, gateway_settings(tmp_path))
+    app = create_app(settings, no_temporal, gateway_settings(tmp_path, docs=True))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -376,7 +384,7 @@ async def test_a_call_answered_by_a_machine_is_ended_and_counts_as_voicemail(tim
             "twilio_api_base_url": httpserver.url_for("").rstrip("/"),
         })
         app = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=keyed(app)) as http:
             await place(http, loans, time_env, "L-GW-AMD", days=8)
             await status_when(http, time_env, "L-GW-AMD", lambda s: any(c["channel"] == "voice" for c in s.get("contacts", [])), tries=100)
             with session_factory() as db:

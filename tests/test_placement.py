@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from db.directory import upsert_placements
+from db.directory import PlacementConflict, upsert_placements
 from db.models import Borrower, Loan
 from services.placement import PlacementError, read_placements, validate_placements
 
@@ -39,7 +39,7 @@ def test_a_json_file_is_placed_once_however_often_it_is_placed(tmp_path, session
     first = upsert_placements(session_factory, validate_placements(read_placements(path), default_policy="demo"))
     second = upsert_placements(session_factory, validate_placements(read_placements(path), default_policy="demo"))
     assert (first.borrowers_created, first.loans_created) == (2, 3)
-    assert (second.borrowers_created, second.borrowers_updated, second.loans_created, second.loans_unchanged) == (0, 0, 0, 3)
+    assert (second.borrowers_created, second.borrowers_unchanged, second.loans_created, second.loans_unchanged) == (0, 2, 0, 3)
     assert counts(session_factory) == (2, 3)
     with session_factory() as db:
         loan = db.get(Loan, "L-1")
@@ -83,15 +83,19 @@ def test_the_personal_data_stays_out_of_the_workflow_input():
         assert personal not in text
 
 
-def test_placing_a_loan_again_with_other_terms_keeps_the_first_and_says_so(session_factory):
+def test_placing_a_loan_again_with_other_terms_or_contact_details_is_refused_and_changes_nothing(session_factory):
     upsert_placements(session_factory, validate_placements([record()]))
     changed = record(email="new@example.com")
     changed["amount_due"] = "1500.00"
-    summary = upsert_placements(session_factory, validate_placements([changed]))
-    assert summary.borrowers_updated == 1 and summary.conflicts and "L-1" in summary.conflicts[0]
+    with pytest.raises(PlacementConflict) as refused:
+        upsert_placements(session_factory, validate_placements([changed, record("L-2", "B-2")]))
+    assert [(c.loan_id, c.subject, c.fields) for c in refused.value.conflicts] == [
+        ("L-1", "borrower", ("email",)), ("L-1", "loan", ("amount_due",))]
+    assert "new@example.com" not in str(refused.value) and "1500" not in str(refused.value)
+    assert counts(session_factory) == (1, 1)  # L-2 and B-2, fine on their own, were not written either
     with session_factory() as db:
         assert str(db.get(Loan, "L-1").amount_due) == "1200.00"
-        assert db.get(Borrower, "B-1").email == "new@example.com"
+        assert db.get(Borrower, "B-1").email == "wang@example.com"
 
 
 def test_a_borrower_without_phone_or_email_cannot_be_reached_and_is_refused():
@@ -150,7 +154,7 @@ def test_the_shipped_samples_are_valid(session_factory):
     )
     assert len(placements) == 8
     summary = upsert_placements(session_factory, placements)
-    assert summary.loans_created == 8 and not summary.conflicts
+    assert summary.loans_created == 8 and summary.borrowers_created == 8
 
 
 def test_the_same_loan_twice_in_one_file_is_refused():

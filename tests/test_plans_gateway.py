@@ -15,24 +15,22 @@ import json
 import os
 import shutil
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 import services.visits
-from activities.pay_link import SALT, make_pay_link
 from db.models import Contact, FieldVisitRecord
 from dunning.pay_options import loan_today, nothing_to_pay, offer_proposal, plan_offers, running_plan
 from gateway.app import create_app
 from loaders.config_files import load_policy
-from tests.conftest import BORROWER, TEST_PAY_LINK_SECRET
-from tests.support.gateway import gateway_settings, loan_status_when, twilio_signed
+from tests.conftest import BORROWER
+from tests.support.gateway import gateway_settings, keyed, loan_status_when, twilio_signed
+from tests.support.pay_links import mint_pay_link, plan_form
 from tests.support.temporal import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +61,7 @@ def core(settings, tmp_path, monkeypatch):
 async def gateway(time_env, core, tmp_path):
     async with running_worker(time_env.client, core) as loans:
         app = create_app(core.model_copy(update={"task_queue": loans.task_queue}), lambda: time_env.client, gateway_settings(tmp_path))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=keyed(app)) as http:
             yield http, loans
         await time_env.sleep(timedelta(seconds=1))
 
@@ -95,12 +93,19 @@ def today_of(status: dict) -> date:
     return date.fromisoformat(status["due_date"]) + timedelta(days=status["days_past_due"])
 
 
-def expired_token(loan_id: str) -> str:
-    class LongAgo(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - 40 * 86400
+def expired_token(sessions, loan_id: str) -> str:
+    return mint_pay_link(sessions, loan_id, key=f"{loan_id}/long-ago", age_days=40).rsplit("/", 1)[1]
 
-    return URLSafeTimedSerializer(TEST_PAY_LINK_SECRET, salt=SALT, signer=LongAgo).dumps(loan_id)
+
+async def post_plan(http, token: str, offer: str | None):
+    """The plan form as the borrower's browser posts it (the page's CSRF field and cookie)."""
+    data, cookies = plan_form(token, "" if offer is None else offer)
+    if offer is None:
+        del data["offer"]
+    http.cookies.clear()
+    for name, value in cookies.items():
+        http.cookies.set(name, value, path="/pay/")
+    return await http.post(f"/pay/{token}/plan", data=data)
 
 
 def history_text(history) -> str:
@@ -134,12 +139,12 @@ def history_text(history) -> str:
 # ------------------------------------------------------------------ the pay page
 
 
-async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(gateway, time_env):
+async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(gateway, time_env, session_factory):
     http, loans = gateway
     await place(http, loans, time_env, "L-PP-1", days=16)
     status = await status_when(http, time_env, "L-PP-1", lambda s: s.get("stage") == "negotiation")
     today = today_of(status)
-    link = make_pay_link("http://testserver/pay", TEST_PAY_LINK_SECRET, "L-PP-1")
+    link = mint_pay_link(session_factory, "L-PP-1")
     token = link.rsplit("/", 1)[1]
 
     page = await http.get(link)
@@ -154,16 +159,14 @@ async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(g
     assert f"<td>{(first_due + timedelta(days=150)).isoformat()}</td><td>200.00 CNY</td>" in page.text
     assert BORROWER["name"] not in page.text and BORROWER["phone"] not in page.text
 
-    # Forged, altered or expired tokens choose nothing; a bad offer is a 422.
-    forged = make_pay_link("http://testserver/pay", "another-secret", "L-PP-1").rsplit("/", 1)[1]
-    assert (await http.post(f"/pay/{forged}/plan", data={"offer": "0"})).status_code == 403
-    assert (await http.post(f"/pay/{token[:-2]}xx/plan", data={"offer": "0"})).status_code == 403
-    assert (await http.post(f"/pay/{expired_token('L-PP-1')}/plan", data={"offer": "0"})).status_code == 410
-    for bad in ({"offer": "7"}, {"offer": "-1"}, {"offer": "x"}, {}):
-        assert (await http.post(f"/pay/{token}/plan", data=bad)).status_code == 422, bad
+    # Unknown, altered or expired tokens choose nothing (410); a bad offer is a 422.
+    assert (await post_plan(http, f"{token[:-2]}xx", "0")).status_code == 410
+    assert (await post_plan(http, expired_token(session_factory, "L-PP-1"), "0")).status_code == 410
+    for bad in ("7", "-1", "x", None):
+        assert (await post_plan(http, token, bad)).status_code == 422, bad
     assert (await http.get("/loans/L-PP-1")).json()["plan"] is None
 
-    chosen = await http.post(f"/pay/{token}/plan", data={"offer": "0"})
+    chosen = await post_plan(http, token, "0")
     assert chosen.status_code == 200, chosen.text
     assert "Your instalment plan is set" in chosen.text and f"<td>{first_due.isoformat()}</td><td>400.00 CNY</td>" in chosen.text
 
@@ -176,7 +179,7 @@ async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(g
     ]
 
     # A second click: the workflow's rejection, as a 409 page; the page now shows the plan.
-    again = await http.post(f"/pay/{token}/plan", data={"offer": "1"})
+    again = await post_plan(http, token, "1")
     assert again.status_code == 409 and "plan: plan 1 is already running" in again.text
     page = await http.get(link)
     assert "An instalment plan is in place" in page.text and "Choose this plan" not in page.text
@@ -257,7 +260,8 @@ async def visit_of(http, time_env, loan_id: str) -> dict:
 
 
 def report(visit_id: str, body, token: str | None = FIELD_TOKEN, http=None):
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    # token=None: no credentials at all (an empty header overrides the client's default key).
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {"Authorization": ""}
     return http.post(f"/visits/{visit_id}/report", json=body, headers=headers)
 
 
@@ -348,7 +352,8 @@ async def test_field_reports_are_closed_when_no_token_is_configured(time_env, se
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
         response = await http.post("/visits/V-1/report", json={"outcome": "met", "staff_ids": ["S-1", "S-2"]},
                                    headers={"Authorization": "Bearer "})
-    assert response.status_code == 503 and "not configured" in response.json()["detail"]
+    # Closed, and saying nothing about why (no "not configured"): a generic 401.
+    assert response.status_code == 401 and response.json()["detail"] == "unauthorized"
 
 
 # ------------------------------------------------------------------ the command line

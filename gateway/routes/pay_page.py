@@ -1,21 +1,32 @@
-"""The borrower's one-click repayment page (a signed pay link: 403 forged,
-410 expired) with the plan offers of the loan's policy, and choosing one."""
+"""The borrower's one-click repayment page (an opaque pay-link token, found
+by its hash: 410 when unknown, expired or revoked, all alike) with the plan
+offers of the loan's policy, and choosing one (a CSRF-checked form).
+
+Every page here says: no Referer (the token is in the URL), no caching, no
+framing, no script (a CSP with one nonce for the page's own style), no
+sniffing. The buttons to the lender's payment page carry a signed,
+short-lived hand-off (gateway/handoff.py), not the loan id.
+"""
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from activities.pay_link import PayLinkInvalid, read_pay_token
+from activities.pay_link import PayLinkInvalid, resolve_pay_token
 from dunning.pay_options import loan_today, nothing_to_pay, plan_offers, running_plan
+from gateway import pay_csrf
 from gateway.deps import Gateway, gateway
+from gateway.handoff import handoff_secret, handoff_url, make_handoff
 from gateway.openapi import form_body
 from gateway.plans import propose_offer
+from runtime.settings import secret_value
 from services.visits import UPDATE_TIMEOUT_SECONDS, NoSuchLoan, UpdateRejected, UpdateTimedOut
 
 log = structlog.get_logger(__name__)
@@ -27,26 +38,61 @@ PAGES = Environment(
 )
 
 
+def security_headers(nonce: str) -> dict[str, str]:
+    """The headers of every pay-page answer (issue 14, finding 5)."""
+    return {
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        ),
+    }
+
+
 def page(name: str, status: int, **values) -> HTMLResponse:
-    return HTMLResponse(PAGES.get_template(name).render(**values), status_code=status)
+    nonce = secrets.token_urlsafe(16)
+    body = PAGES.get_template(name).render(csp_nonce=nonce, **values)
+    return HTMLResponse(body, status_code=status, headers=security_headers(nonce))
 
 
-def pay_token_loan(gw: Gateway, token: str) -> str | HTMLResponse:
-    """The loan id of a pay-link token, or the refusal page (403 forged, 410 expired)."""
+def refused_link() -> HTMLResponse:
+    """Unknown, expired and revoked tokens get the same answer: it tells
+    nothing of whether a token ever existed."""
+    return page("link_refused.html", 410, expired=True)
+
+
+def pay_token_loan(gw: Gateway, token: str) -> tuple[str, str] | HTMLResponse:
+    """(loan id, token hash) of a live pay-link token, or the refusal page (410)."""
     try:
-        return read_pay_token(gw.core.signing_secret(), token, gw.core.pay_link_max_age_days * 86400)
-    except PayLinkInvalid as error:
-        expired = "expired" in str(error)
-        return page("link_refused.html", 410 if expired else 403, expired=expired)
+        with gw.sessions()() as db:
+            row = resolve_pay_token(db, token, datetime.now(timezone.utc))
+            return row.loan_id, row.token_hash
+    except PayLinkInvalid:
+        return refused_link()
+
+
+def lender_links(gw: Gateway, loan_id: str, status: dict) -> dict[str, str]:
+    """The pay page's three ways to the lender's page, each a signed hand-off."""
+    secret = handoff_secret(secret_value(gw.edge.lender_handoff_secret), gw.core.signing_secret())
+    amount, currency = str(status.get("outstanding") or ""), str(status.get("currency") or "")
+    return {
+        f"{action}_url": handoff_url(gw.edge.lender_pay_url, make_handoff(secret, loan_id, amount, currency, action))
+        for action in ("pay", "plan", "dispute")
+    }
 
 
 @router.get("/pay/{token}", response_class=HTMLResponse)
-async def pay_page(token: str, gw: Gateway = Depends(gateway)) -> HTMLResponse:
-    """The one-click repayment page of a signed pay link (403 forged, 410 expired),
-    with the plan offers of the loan's policy."""
-    loan_id = pay_token_loan(gw, token)
-    if isinstance(loan_id, HTMLResponse):
-        return loan_id
+async def pay_page(token: str, request: Request, gw: Gateway = Depends(gateway)) -> HTMLResponse:
+    """The one-click repayment page of a pay link (410 unknown, expired or
+    revoked), with the plan offers of the loan's policy."""
+    found = pay_token_loan(gw, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    loan_id, digest = found
     try:
         status = await gw.loan_status(loan_id)
     except HTTPException as error:
@@ -57,9 +103,8 @@ async def pay_page(token: str, gw: Gateway = Depends(gateway)) -> HTMLResponse:
     policy = None if closed or plan else gw.loan_policy(status)
     today = loan_today(status)
     offers = plan_offers(policy, status, today) if policy is not None and today is not None else []
-    pay_url = gw.edge.lender_pay_url
-    query = {"loan": loan_id}
-    return page(
+    cookie = pay_csrf.browser_cookie(request) or pay_csrf.new_cookie()
+    answer = page(
         "pay.html",
         200,
         loan_id=loan_id,
@@ -70,39 +115,53 @@ async def pay_page(token: str, gw: Gateway = Depends(gateway)) -> HTMLResponse:
         plan=plan,
         offers=offers,
         plan_action=f"{token}/plan",
-        pay_url=f"{pay_url}?{urlencode(query)}",
-        plan_url=f"{pay_url}?{urlencode({**query, 'action': 'plan'})}",
-        dispute_url=f"{pay_url}?{urlencode({**query, 'action': 'dispute'})}",
+        csrf_field=pay_csrf.FIELD,
+        csrf=pay_csrf.form_proof(gw.core.signing_secret(), cookie, digest),
         lender_name=gw.core.lender_name,
+        **lender_links(gw, loan_id, status),
     )
+    pay_csrf.set_cookie(answer, request, cookie)
+    return answer
 
 
 @router.post(
     "/pay/{token}/plan",
     response_class=HTMLResponse,
     responses={
-        403: {"description": "forged or altered pay-link token"},
+        403: {"description": "a cross-site post, or a form without this page's CSRF field and cookie"},
         409: {"description": "the workflow rejected the plan (the page says which rule)"},
-        410: {"description": "expired pay-link token"},
+        410: {"description": "unknown, expired or revoked pay-link token"},
         422: {"description": "no such offer"},
     },
-    openapi_extra=form_body({"offer": "the offer's number on the page (0 for the first)"}, ["offer"]),
+    openapi_extra=form_body(
+        {"offer": "the offer's number on the page (0 for the first)", "csrf": "the page's hidden CSRF field"},
+        ["offer", "csrf"],
+    ),
 )
 async def pay_plan(token: str, request: Request, gw: Gateway = Depends(gateway)) -> HTMLResponse:
     """The borrower chose a plan offer on the pay page: `propose_plan` with its
-    schedule from today; the accepted schedule, or the rejection (409)."""
-    loan_id = pay_token_loan(gw, token)
-    if isinstance(loan_id, HTMLResponse):
-        return loan_id
+    schedule from today; the accepted schedule, or the rejection (409).
+    Another site's post, or a form this browser was not shown for this link,
+    is refused (403) before anything is read or proposed."""
+    found = pay_token_loan(gw, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    loan_id, digest = found
+    if pay_csrf.cross_site(request, (gw.core.pay_link_base_url, gw.edge.public_base_url)):
+        log.info("pay_page_plan_cross_site", loan_id=loan_id)
+        return page("link_refused.html", 403, form_refused=True)
 
     def result(status: int, **values) -> HTMLResponse:
         return page("plan_result.html", status, lender_name=gw.core.lender_name, loan_id=loan_id, back=f"../{token}", **values)
 
     try:
         form = await request.form()
-        raw = form.get("offer")
+        raw, proof = form.get("offer"), form.get(pay_csrf.FIELD)
     except Exception:  # not a form (a multipart body it cannot read, ...)
-        raw = None
+        raw = proof = None
+    if not pay_csrf.form_is_ours(request, proof, gw.core.signing_secret(), digest):
+        log.info("pay_page_plan_csrf_refused", loan_id=loan_id)
+        return page("link_refused.html", 403, form_refused=True)
     index = int(raw) if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 3 else None
     if index is None:
         return result(422, problem="offer: choose one of the plans on the page")

@@ -21,6 +21,7 @@ from gateway.payment_signature import check_payment_signature
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["payments"])
+UNAUTHORIZED = "unauthorized"
 
 
 class PaymentNotification(BaseModel):
@@ -49,13 +50,17 @@ class PaymentNotification(BaseModel):
 )
 async def payment(request: Request, gw: Gateway = Depends(gateway)) -> JSONResponse:
     """A payment notification: signals `repayment` to dunning-<loan_id>, once per payment_id."""
+    signature = request.headers.get("X-Dunning-Signature")
+    if not signature:  # refused before the body is read: an unsigned upload costs nothing
+        log.warning("payment_signature_refused", reason="missing X-Dunning-Signature")
+        raise HTTPException(401, UNAUTHORIZED)
     body = await request.body()
-    problem = check_payment_signature(
-        gw.edge.payments_secret, request.headers.get("X-Dunning-Signature"), body, gw.edge.payments_max_age_seconds
-    )
+    problem = check_payment_signature(gw.edge.payments_secret, signature, body, gw.edge.payments_max_age_seconds)
     if problem is not None:
+        # The reason (even "no secret is configured") goes to the log only:
+        # the sender learns nothing about the configuration.
         log.warning("payment_signature_refused", reason=problem)
-        raise HTTPException(401, problem)
+        raise HTTPException(401, UNAUTHORIZED)
     notice, data = parse_model(body, PaymentNotification)
     try:
         parse_amount(notice.amount, notice.currency)

@@ -1,8 +1,17 @@
 """SendGrid's signed event webhook: delivery results to the outbox,
-engagement to the loan's contacts, unsubscribes and spam reports to `opt_out`."""
+engagement to the loan's contacts, unsubscribes and spam reports to `opt_out`.
+
+Replays are refused twice over: the signed timestamp must lie within
+DUNNING_SENDGRID_MAX_AGE_SECONDS of now (SendGrid signs each delivery, its
+retries too, when it sends it), and each event is acted on once, by its
+`sg_event_id` or, for an event without one, by the SHA-256 of its content."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import structlog
@@ -23,6 +32,9 @@ SENDGRID_OUTCOMES = {"delivered": "delivered", "bounce": "bounced", "dropped": "
 SENDGRID_OPT_OUT = {"unsubscribe", "spamreport", "group_unsubscribe"}
 SENDGRID_FAILED = {"bounce", "dropped"}
 
+# The gateway's clock for the timestamp window (a test sets its own "now").
+clock: Callable[[], float] = time.time
+
 
 def verified(gw: Gateway, request: Request, body: bytes) -> None:
     """403 unless the event webhook signature proves SendGrid sent `body`."""
@@ -30,6 +42,11 @@ def verified(gw: Gateway, request: Request, body: bytes) -> None:
     timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp")
     if not (gw.edge.sendgrid_webhook_public_key and signature and timestamp):
         raise HTTPException(403, "missing or unverifiable event webhook signature")
+    if not fresh(timestamp, gw.edge.sendgrid_max_age_seconds, clock()):
+        # Checked before the signature: an old signed body replayed is refused
+        # whatever it says, and costs no ECDSA verification.
+        log.warning("sendgrid_timestamp_refused")
+        raise HTTPException(403, "stale event webhook timestamp: outside the replay window")
     from sendgrid.helpers.eventwebhook import EventWebhook
 
     try:
@@ -41,6 +58,25 @@ def verified(gw: Gateway, request: Request, body: bytes) -> None:
     if not good:
         log.warning("sendgrid_signature_refused")
         raise HTTPException(403, "event webhook signature does not match")
+
+
+def fresh(timestamp: str, max_age_seconds: int, now: float) -> bool:
+    """The signed timestamp (unix seconds) is within `max_age_seconds` of `now`, either way."""
+    try:
+        signed_at = int(timestamp.strip())
+    except ValueError:
+        return False
+    return -(2**53) < signed_at < 2**53 and abs(now - signed_at) <= max_age_seconds
+
+
+def delivery_key(event: dict) -> str:
+    """What makes the event once-only: its `sg_event_id`, else the SHA-256 of
+    its content (sorted keys), so a replayed event without an id matches."""
+    event_id = event.get("sg_event_id")
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    content = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256/" + hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _outbox_key(event: object) -> tuple[str, str] | None:
@@ -90,9 +126,8 @@ async def sendgrid_events(request: Request, gw: Gateway = Depends(gateway)) -> d
         if named is None:
             continue
         kind, key = named
-        event_id = event.get("sg_event_id")
-        if isinstance(event_id, str) and not gw.events_seen.add(event_id):
-            continue
+        if not gw.events_seen.add(delivery_key(event)):
+            continue  # acted on already: a replay, or SendGrid's own retry
         workflow_id = record_event(gw, kind, key, event)
         if workflow_id is None:
             continue

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from db import outbox
 from db.models import Borrower, Loan
+from db.private_files import open_private_append
 from dunning import contract
 from dunning.masking import mask
 from gateway import ivr
@@ -133,7 +134,8 @@ async def twilio_amd(
     if call_sid and core.twilio_account_sid and core.twilio_auth_token:
         from channels.twilio_sms import make_twilio_client
 
-        client = make_twilio_client(core.twilio_account_sid, core.twilio_auth_token, core.twilio_api_base_url)
+        client = make_twilio_client(core.twilio_account_sid, core.twilio_auth_token.get_secret_value(),
+                                    core.twilio_api_base_url)
         try:
             await asyncio.to_thread(lambda: client.calls(call_sid).update(status="completed"))
         except Exception as error:  # the call may have ended already
@@ -196,9 +198,8 @@ async def twilio_inbound(params: dict[str, Any] = Depends(twilio_form), gw: Gate
 
 def keep_reply(gw: Gateway, record: dict) -> None:
     """An SMS reply, appended for an agent (DUNNING_INBOUND_REPLIES_PATH)."""
-    path = Path(gw.edge.inbound_replies_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gw.replies_lock, path.open("a", encoding="utf-8") as handle:
+    # Phone numbers and reply texts: the file is 0600 from its creation.
+    with gw.replies_lock, open_private_append(Path(gw.edge.inbound_replies_path)) as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -229,20 +230,36 @@ async def twilio_gather(
     # The call's own language (from its outbox row), else the query's.
     language = row_language or request.query_params.get("language", "en")
     digits = str(params.get("Digits") or "").strip()[:1]
+    call_sid = str(params.get("CallSid") or "")
     answer = ivr.KEYPAD.get(digits, ivr.NOT_AN_OPTION)
-    if digits == "2" and not (loan_id and await plan_set_up(gw, loan_id)):
+    # A keypress acts once per call: the same signed request replayed (or
+    # retried by Twilio) sends no second SMS and makes no second offer.
+    acts = (digits == "1" and workflow_id) or (digits == "2" and loan_id)
+    once = gather_key(call_sid, key, digits)
+    first = bool(acts) and gw.messages_seen.add(once)
+    if digits == "2" and not (first and await plan_set_up(gw, loan_id)):
         # The policy's first plan offer, through the workflow's own checks;
-        # its plan_confirmation SMS follows like any other contact.
+        # its plan_confirmation SMS follows like any other contact. Pressed
+        # again (a replay): no second offer, an agent calls back.
         answer = ivr.PLAN_NOT_SET_UP
     words, say_language = ivr.keypad_answer(gw.templates(), language, answer)
     response = VoiceResponse()
     response.say(words, language=say_language)
     response.hangup()
-    if digits == "1" and workflow_id:
+    if digits == "1" and first:
         # The SMS goes out through the workflow, like every contact: window, opt-out and outbox apply.
-        await gw.signal(workflow_id, contract.SIGNAL_SEND_PAY_LINK, {})
-    log.info("twilio_gather", call_sid=str(params.get("CallSid") or "")[:64], digits=digits)
+        try:
+            await gw.signal(workflow_id, contract.SIGNAL_SEND_PAY_LINK, {})
+        except BaseException:
+            gw.messages_seen.discard(once)  # not delivered: Twilio's retry may try again
+            raise
+    log.info("twilio_gather", call_sid=call_sid[:64], digits=digits, replay=bool(acts) and not first)
     return Response(str(response), media_type="application/xml")
+
+
+def gather_key(call_sid: str, key: str, digits: str) -> str:
+    """The once-only key of a keypress: the call (its CallSid, else its outbox key) and the digit."""
+    return f"gather/{call_sid or 'key:' + key}/{digits}"
 
 
 async def plan_set_up(gw: Gateway, loan_id: str) -> bool:

@@ -10,12 +10,14 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.exc import SQLAlchemyError
 
 from dunning.inputs import ID_PATTERN
+from gateway.auth import AUTH_RESPONSES, Caller, authenticate, bearer
 from gateway.bodies import parse_model
 from gateway.deps import Gateway, gateway, temporal_errors
-from gateway.openapi import header, json_body
+from gateway.openapi import json_body
 from services.visits import FieldReport, NoSuchLoan, NotesNotStored, UpdateTimedOut, report_visit
 
 log = structlog.get_logger(__name__)
@@ -23,35 +25,45 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["field"])
 
 
-def check_field_token(gw: Gateway, request: Request) -> None:
-    """503 when no field token is configured, 401 unless the request bears it."""
-    if not gw.core.field_api_token:
-        raise HTTPException(503, "field visit reports are not configured (DUNNING_FIELD_API_TOKEN)")
-    scheme, _, presented = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode("utf-8", "replace"), gw.core.field_api_token.encode("utf-8")
+def _plain(secret) -> str:
+    # The setting may be a str or a SecretStr.
+    return secret.get_secret_value() if hasattr(secret, "get_secret_value") else (secret or "")
+
+
+def field_caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    gw: Gateway = Depends(gateway),
+) -> Caller:
+    """A key with `visits:report`; or, kept for field apps set up before API
+    keys (the contract promised it), the old DUNNING_FIELD_API_TOKEN when it is
+    set. Refusals are the generic 401/403 of gateway/auth.py either way."""
+    legacy = _plain(gw.core.field_api_token)
+    if legacy and credentials is not None and hmac.compare_digest(
+        credentials.credentials.strip().encode("utf-8", "replace"), legacy.encode("utf-8")
     ):
-        log.warning("field_token_refused", path="/visits/{visit_id}/report")
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return Caller("field-api-token", "DUNNING_FIELD_API_TOKEN", frozenset({"visits:report"}))
+    return authenticate(gw, request, credentials, "visits:report")
 
 
 @router.post(
     "/visits/{visit_id}/report",
     responses={
-        401: {"description": "missing or wrong bearer token"},
+        **AUTH_RESPONSES,
         404: {"description": "no such field visit"},
         409: {"description": "the workflow rejected the report (the detail names the key), or the loan is closed"},
-        503: {"description": "DUNNING_FIELD_API_TOKEN is not set, or Temporal or the database is unavailable"},
+        503: {"description": "Temporal or the database is unavailable"},
     },
-    openapi_extra={
-        "parameters": [header("Authorization", description="Bearer <DUNNING_FIELD_API_TOKEN>")],
-        **json_body(FieldReport.model_json_schema()),
-    },
+    openapi_extra=json_body(FieldReport.model_json_schema()),
 )
-async def visit_report(visit_id: str, request: Request, gw: Gateway = Depends(gateway)) -> JSONResponse:
+async def visit_report(
+    visit_id: str,
+    request: Request,
+    caller: Caller = Depends(field_caller),
+    gw: Gateway = Depends(gateway),
+) -> JSONResponse:
     """A field visit's outcome from the field team's app: `record_visit` with
     ids only, then the notes into the database (never into Temporal)."""
-    check_field_token(gw, request)
     if not re.fullmatch(ID_PATTERN, visit_id):
         raise RequestValidationError(
             [{"type": "string_pattern_mismatch", "loc": ("path", "visit_id"), "msg": "not a visit id", "input": None}]
@@ -69,7 +81,7 @@ async def visit_report(visit_id: str, request: Request, gw: Gateway = Depends(ga
         log.warning("field_visit_database_error", visit_id=visit_id, error=type(error).__name__)
         raise HTTPException(503, "the database is not available; send the report again") from None
     # Ids and the outcome only: the notes are not logged either.
-    log.info("field_visit_report", visit_id=visit_id, outcome=report.outcome, result=result.result)
+    log.info("field_visit_report", visit_id=visit_id, outcome=report.outcome, result=result.result, key_id=caller.key_id)
     if result.result == "unknown":
         raise HTTPException(404, result.error)
     if result.result == "rejected":

@@ -280,7 +280,7 @@ class Gateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the gateway exited with {self.process.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2):
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):  # /openapi.json is off by default
                     return
             except OSError:
                 time.sleep(0.2)

@@ -1,6 +1,7 @@
 """The gateway as its tests set it up: its secrets (`PAYMENTS_SECRET`,
 `TWILIO_TOKEN`, a SendGrid webhook key pair made per session),
-`gateway_settings`, webhook headers signed the way Twilio (`twilio_signed`)
+`gateway_settings`, API keys for the internal routes (`keyed`: headers
+with an all-scopes key in the app's database), webhook headers signed the way Twilio (`twilio_signed`)
 and SendGrid (`sendgrid_signed`) sign them, and `loan_status_when`, a loan's
 GET /loans/{id} polled on the time-skipping server's clock."""
 
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twilio.request_validator import RequestValidator
 
+from db.api_keys import SCOPES, create_key
 from gateway.settings import GatewaySettings
 from tests.support.polling import poll_until
 
@@ -27,8 +29,9 @@ SENDGRID_PUBLIC_KEY = base64.b64encode(
 ).decode()
 
 
-def gateway_settings(tmp_path) -> GatewaySettings:
+def gateway_settings(tmp_path, docs: bool = False) -> GatewaySettings:
     return GatewaySettings(
+        DUNNING_GATEWAY_DOCS=docs,
         DUNNING_PAYMENTS_SECRET=PAYMENTS_SECRET,
         TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         DUNNING_PUBLIC_BASE_URL=PUBLIC,
@@ -36,6 +39,21 @@ def gateway_settings(tmp_path) -> GatewaySettings:
         DUNNING_LENDER_PAY_URL="https://lender.example/pay",
         DUNNING_INBOUND_REPLIES_PATH=str(tmp_path / "inbound.jsonl"),
     )
+
+
+def api_key(app, scopes=SCOPES, name: str = "tests") -> str:
+    """A new API key with `scopes` (all of them by default), in `app`'s database."""
+    return create_key(app.state.gateway.sessions(), name, tuple(scopes))[1]
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keyed(app, scopes=SCOPES) -> dict:
+    """Headers for a client of `app` that carries a valid key (all scopes by
+    default): `httpx.AsyncClient(..., headers=keyed(app))`."""
+    return bearer(api_key(app, scopes))
 
 
 def twilio_signed(path: str, params: dict, token: str = TWILIO_TOKEN) -> dict:

@@ -1,0 +1,19 @@
+"""What an attacker who owns the database does before rewriting the audit
+log: lift the append-only triggers of migration 0007 (the owner can, with one
+DDL statement). The tests of `verify` then tamper as they please; what they
+show is that the keyed chain still gives the rewrite away."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def lift_append_only_guard(db: Session) -> None:
+    """Disable (PostgreSQL) or drop (SQLite) the triggers that refuse UPDATE
+    and DELETE on audit_log, inside the caller's transaction."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    else:
+        db.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+        db.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
