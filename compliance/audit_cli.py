@@ -83,7 +83,17 @@ def verify_command(session, database_url: str) -> int:
     return 1
 
 
-def seal_command(session) -> int:
+def seal_command(session, database_url: str) -> int:
+    # Sealing vouches for a log of unkeyed entries. A log that a verify has
+    # ever checkpointed was keyed and sealed then: finding it unkeyed now
+    # means someone rewrote it without the key, and sealing would launder it.
+    checkpointed = audit_checkpoints.last(audit_checkpoints.path(database_url))
+    if checkpointed is not None:
+        print(
+            f"audit log not sealed: it was verified and checkpointed before (head #{checkpointed.seq} at "
+            f"{checkpointed.at or 'an earlier verify'}); a log that must be sealed again was rewritten without the key"
+        )
+        return 1
     result = audit.seal(session)
     if not result.ok:
         print(f"audit log not sealed: {result.problem}")
@@ -123,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "verify":
                 return verify_command(session, settings.database_url)
             if args.command == "seal":
-                return seal_command(session)
+                return seal_command(session, settings.database_url)
             return evidence_command(session, args.loan_id, args.time_zone, args.json)
         except AuditKeyError as error:
             print(f"audit log not verifiable: {error}", file=sys.stderr)

@@ -57,6 +57,7 @@ class RateLimits:
     """The limits of one app, from its settings; None: that limit is off."""
 
     per_key: RateLimitItem | None
+    per_keyed_ip: RateLimitItem | None
     per_ip: RateLimitItem | None
     per_pay_token: RateLimitItem | None
     per_provider_ip: RateLimitItem | None
@@ -66,6 +67,7 @@ class RateLimits:
     def from_settings(cls, edge: GatewaySettings) -> RateLimits:
         return cls(
             per_key=_limit("DUNNING_GATEWAY_RATE_LIMIT_PER_KEY", edge.rate_limit_per_key),
+            per_keyed_ip=_limit("DUNNING_GATEWAY_RATE_LIMIT_KEYED_PER_IP", edge.rate_limit_keyed_per_ip),
             per_ip=_limit("DUNNING_GATEWAY_RATE_LIMIT_PER_IP", edge.rate_limit_per_ip),
             per_pay_token=_limit("DUNNING_GATEWAY_RATE_LIMIT_PER_PAY_TOKEN", edge.rate_limit_per_pay_token),
             per_provider_ip=_limit("DUNNING_GATEWAY_RATE_LIMIT_PROVIDERS", edge.rate_limit_providers),
@@ -84,9 +86,10 @@ class RateLimits:
             return [("provider-ip", self.per_provider_ip, address)]
         bearer = _bearer(scope)
         if bearer:
-            # The key as sent: helper-independent, and a caller holding one
-            # key is counted as one whether or not the key turns out valid.
-            return [("key", self.per_key, _digest(bearer))]
+            # The key as sent (a caller holding one key is counted as one), and
+            # the address at the same rate: whoever invents a new bearer value
+            # for every request is still counted where the requests come from.
+            return [("keyed-ip", self.per_keyed_ip, address), ("key", self.per_key, _digest(bearer))]
         return [("ip", self.per_ip, address)]
 
 

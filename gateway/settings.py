@@ -60,6 +60,10 @@ class GatewaySettings(SecretSettings):
     rate_limit_per_ip: str = _env("DUNNING_GATEWAY_RATE_LIMIT_PER_IP", default="120/minute")
     rate_limit_per_pay_token: str = _env("DUNNING_GATEWAY_RATE_LIMIT_PER_PAY_TOKEN", default="60/minute")
     rate_limit_providers: str = _env("DUNNING_GATEWAY_RATE_LIMIT_PROVIDERS", default="3000/minute")
+    # Requests carrying a bearer value, per address, whatever the value: one
+    # host's several real keys are served, a stranger inventing a new value
+    # for every request is still counted where the requests come from.
+    rate_limit_keyed_per_ip: str = _env("DUNNING_GATEWAY_RATE_LIMIT_KEYED_PER_IP", default="1200/minute")
     # Where the counters live: this process ("memory://"), or shared by every
     # gateway process ("redis://host:6379", any storage the `limits` library knows).
     rate_limit_storage: str = _env("DUNNING_GATEWAY_RATE_LIMIT_STORAGE", default="memory://")

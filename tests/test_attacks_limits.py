@@ -278,6 +278,18 @@ async def test_the_internal_api_is_rate_limited_per_key(make_app, temporal):
         assert (await http.get("/loans/L-1", headers=second)).status_code != 429
 
 
+async def test_inventing_a_new_bearer_value_for_every_request_is_still_limited_per_address(make_app):
+    """Review of issue 14: the per-key count alone let a stranger who sends a
+    fresh made-up key each time go unlimited."""
+    app = make_app(rate_limit_keyed_per_ip="3/hour", rate_limit_per_key="100/hour")
+    async with client(app, "198.51.100.20") as http:
+        for n in range(3):
+            assert (await http.get("/loans/L-1", headers={"Authorization": f"Bearer dk_made_up_{n}"})).status_code != 429
+        assert_limited(await http.get("/loans/L-1", headers={"Authorization": "Bearer dk_made_up_again"}))
+    async with client(app, "198.51.100.21") as http:  # another address is still served
+        assert (await http.get("/loans/L-1", headers={"Authorization": "Bearer dk_made_up_x"})).status_code != 429
+
+
 async def test_the_internal_api_without_a_key_is_rate_limited_per_address(make_app):
     app = make_app(rate_limit_per_ip="2/hour")
     async with client(app, "198.51.100.9") as http:

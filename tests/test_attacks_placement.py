@@ -215,6 +215,21 @@ def test_the_takeover_through_the_gateway_is_a_409_naming_ids_and_fields_never_v
     assert send("L-VICTIM", "sms", "reminder/0/sms") == VICTIM["phone"]
 
 
+def test_a_key_that_places_but_does_not_read_learns_nothing_from_a_conflict(http, session_factory):
+    """Probing with a known loan id, a wrong amount and a guessed phone: the
+    409 must not say whether the guess was right (review of issue 14)."""
+    place(session_factory, record("L-VICTIM", VICTIM))
+    place_only = keyed(http.app_ref, scopes=("loans:place",))
+    answers = []
+    for guess in ({"phone": "+8613800138001"}, {"phone": VICTIM["phone"]}):
+        probe = record("L-VICTIM", VICTIM | guess, amount="1.00")
+        response = http.post("/loans/overdue", json=probe, headers=place_only)
+        assert response.status_code == 409, response.text
+        answers.append(response.json())
+    assert answers[0] == answers[1] and "conflicts" not in answers[0]["detail"]
+    assert_no_values(json.dumps(answers), VICTIM)
+
+
 @pytest.mark.parametrize("field, value", [
     ("name", "Mallory"), ("push_token", "attacker-device"), ("language", "en"), ("time_zone", "Europe/London"),
 ])

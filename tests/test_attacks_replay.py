@@ -348,3 +348,29 @@ def test_a_new_key_file_is_created_0600_and_kept(tmp_path, monkeypatch):
     first = audit_key.current()
     assert oct((tmp_path / "audit_key").stat().st_mode & 0o777) == "0o600"
     assert len(first) >= audit_key.MIN_KEY_LENGTH and audit_key.current() == first
+
+
+def test_a_keyed_log_rewritten_as_legacy_entries_cannot_be_sealed_again(session_factory, database_url, tmp_path, monkeypatch, capsys):
+    """Review of issue 14: drop the seal, rewrite every entry as an unkeyed
+    SHA-256 chain, and `verify` asks for `seal`; sealing must refuse a log
+    that a verify has checkpointed before, or it would launder the rewrite."""
+    from compliance import audit_cli
+
+    monkeypatch.setenv(audit_checkpoints.ENV_FILE, str(tmp_path / "checkpoints.jsonl"))
+    with session_factory.begin() as db:
+        for n in (1, 2):
+            audit.append(db, "payment", "L-A", "dunning-L-A", {"amount": f"{n}00.00"}, key=f"pay/{n}")
+    with session_factory() as db:
+        assert audit_cli.verify_command(db, database_url) == 0  # checkpointed
+
+    with session_factory.begin() as db:  # the rewrite, by someone without the key
+        lift_append_only_guard(db)
+        db.execute(text("UPDATE audit_log SET payload = replace(payload, '100.00', '0.01') WHERE seq = 1"))
+        recompute_with_sha256(db, 1, audit.LEGACY, upto=2)
+        db.execute(update(AuditHead).values(mac=None))
+    with session_factory() as db:
+        assert "not sealed" in audit.verify(db).problem
+        assert audit_cli.seal_command(db, database_url) == 1
+    assert "not sealed" in capsys.readouterr().out
+    with session_factory() as db:
+        assert not audit.verify(db).ok and db.scalar(select(AuditHead.mac)) is None

@@ -16,6 +16,8 @@ from gateway.deps import Gateway, gateway, temporal_errors
 from services.placement import Placement
 from services.placing import Placing
 
+READ_SCOPE = "loans:read"
+
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["loans"])
@@ -37,7 +39,12 @@ async def place_loan(
     except PlacementConflict as conflict:
         # Ids and field names only: the caller may be probing someone else's details.
         log.warning("placement_conflict", key_id=caller.key_id, conflicts=[c.as_dict() for c in conflict.conflicts])
-        raise HTTPException(409, conflict.detail()) from None
+        # Which fields differ is itself an answer: a key that may place but not
+        # read could post a known loan with a wrong amount and a guessed phone,
+        # and learn from the list whether the guess was right. Only a key that
+        # reads loans gets the list; the log has it for everyone.
+        detail = conflict.detail() if READ_SCOPE in caller.scopes else {"message": conflict.detail()["message"]}
+        raise HTTPException(409, detail) from None
     with temporal_errors():
         [result] = [r async for r in placing.start_each(client, gw.core.task_queue)]
     log.info("loan_placed", loan_id=placement.loan_id, state=result.state, key_id=caller.key_id)
