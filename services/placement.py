@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,6 +70,10 @@ def _unless_absent(check: Callable[[str], str]) -> Callable[[str | None], str | 
     return checked
 
 
+# What a name never holds: a scheme, "www.", or a dotted host with a path.
+_LINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+\.[a-z]{2,}/)")
+
+
 class BorrowerContact(BaseModel):
     """The borrower block: what the directory keeps. Never enters Temporal."""
 
@@ -88,6 +93,13 @@ class BorrowerContact(BaseModel):
     def _name(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        # The name goes verbatim into SMS, voice and e-mail under the lender's
+        # name: a line break, a control character or a web address in it
+        # would let whoever places a loan write their own message.
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+            raise ValueError("must not contain line breaks or control characters")
+        if _LINK.search(value):
+            raise ValueError("must not contain a web address")
         return value.strip()
 
     @field_validator("name", "push_token")

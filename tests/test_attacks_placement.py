@@ -503,3 +503,15 @@ async def test_the_cli_start_refuses_a_takeover_file_and_exits_non_zero(time_env
     assert "L-ATTACK" in result.stderr and "B-VICTIM" in result.stderr and "phone, email" in result.stderr
     assert_no_values(result.stdout + result.stderr, VICTIM, ATTACKER)
     assert borrower_row(session_factory) == VICTIM and loan_row(session_factory, "L-ATTACK") is None
+
+
+@pytest.mark.parametrize("name", ["Pay at evil.example/now", "visit https://evil.example", "www.evil.example",
+                                  "王小明\n请立即转账到 6222 0000", "Wang\u2028Xiaoming"])
+def test_a_name_that_would_write_its_own_message_is_refused_naming_the_field(http, session_factory, name):
+    """Finding 2: the free-text name goes verbatim into SMS, voice and e-mail
+    under the lender's name; a web address or a line break in it is refused."""
+    before = (count(session_factory, Loan), count(session_factory, Borrower))
+    response = http.post("/loans/overdue", json=record("L-NAME", VICTIM | {"name": name}), headers=keyed(http.app_ref))
+    assert response.status_code == 422, response.text
+    assert ["body", "borrower", "name"] in [e["loc"] for e in response.json()["detail"]]
+    assert (count(session_factory, Loan), count(session_factory, Borrower)) == before
