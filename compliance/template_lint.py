@@ -43,9 +43,8 @@ from __future__ import annotations
 import argparse
 import html
 import os
-import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from activities.rendering import CHANNEL_FORMS, CONTEXT_KEYS, FILTERS, FORMS, SUFFIX, TemplateMissing, TemplateRenderer
 from compliance.template_config import Report, line_of, policy_usage, profile_opt_outs
-from compliance.template_rules import TEMPLATE_NAME, Rules, RulesError, load_rules
+from compliance.template_rules import TEMPLATE_NAME, Rules, RulesError, banned_matches, load_rules
 from compliance.template_rules import part_marker, part_text, sample_contexts, with_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,22 +212,12 @@ def _check_source(
         for name in sorted(undeclared - allowed):
             known = f"({', '.join(sorted(allowed))})" if allowed else f"(the {form} form takes none)"
             report(path, line_of(source, name), "unknown-variable", f"{name} is not a template variable {known}")
-    visible = _blank(source, rules.ignore)
-    for banned in rules.banned:
-        for language, phrase, pattern in banned.phrases:
-            for match in pattern.finditer(visible):
-                line = visible.count("\n", 0, match.start()) + 1
-                report(
-                    path, line, "banned-phrase",
-                    f"\"{match.group(0)}\" ({banned.category}, {language} \"{phrase}\"): {banned.reason}",
-                )
-
-
-def _blank(source: str, patterns: Iterable[re.Pattern[str]]) -> str:
-    """Blank what no reader sees, keeping every character's line."""
-    for pattern in patterns:
-        source = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
-    return source
+    for banned, language, phrase, match in banned_matches(rules, source):
+        line = source.count("\n", 0, match.start()) + 1
+        report(
+            path, line, "banned-phrase",
+            f"\"{match.group(0)}\" ({banned.category}, {language} \"{phrase}\"): {banned.reason}",
+        )
 
 
 def _check_rendered(

@@ -94,7 +94,19 @@ def _optional_strings(data: Mapping[str, Any], name: str, key: str | None = None
     return _strings(data[name], key or name) if data.get(name) else ()
 
 
+REGEX_PREFIX = "re:"
+
+
 def _phrase_pattern(phrase: str, whole_word: bool) -> re.Pattern[str]:
+    """A banned phrase's pattern: words (a trailing "*" is a prefix), or a
+    regular expression when it starts with "re:" (Python syntax, to match a
+    phrase with its inflections and word order), whole words in a
+    whole-word language either way. Case-insensitive."""
+    if phrase.startswith(REGEX_PREFIX):
+        body = f"(?:{phrase[len(REGEX_PREFIX):].strip()})"
+        if whole_word:
+            body = r"(?<![\w])" + body + r"(?![\w])"
+        return re.compile(body, re.IGNORECASE)
     prefix = phrase.endswith("*")
     words = phrase.rstrip("*").strip().split()
     body = r"[\s\-]+".join(re.escape(w) for w in words) if whole_word else re.escape(phrase.rstrip("*"))
@@ -153,7 +165,13 @@ def _parse_banned(entries: list, languages: tuple[str, ...], whole_word: set[str
             if language not in languages:
                 raise RulesError(f"{key}.{language}: not one of languages {list(languages)}")
             for phrase in _strings(values, f"{key}.{language}"):
-                phrases.append((language, phrase, _phrase_pattern(phrase, language in whole_word)))
+                try:
+                    pattern = _phrase_pattern(phrase, language in whole_word)
+                except re.error as error:
+                    raise RulesError(f"{key}.{language}: {phrase!r} is not a regular expression ({error})") from None
+                if pattern.search(""):
+                    raise RulesError(f"{key}.{language}: {phrase!r} matches an empty text")
+                phrases.append((language, phrase, pattern))
         banned.append(Banned(entry["category"], str(entry.get("reason", "")), tuple(phrases)))
     if not banned:
         raise RulesError("no [[banned]] phrases")
@@ -238,6 +256,29 @@ def _parse_channel_templates(entries: Mapping[str, Any]) -> dict[str, tuple[str,
         if unknown:
             raise RulesError(f"channel_templates.{name}: {unknown} not in {list(CHANNEL_FORMS)}")
     return channel_templates
+
+
+# ---------------------------------------------------------------------- matching
+
+
+def banned_matches(rules: Rules, text: str) -> list[tuple[Banned, str, str, re.Match[str]]]:
+    """Every banned phrase in `text` (what no reader sees blanked first, see
+    `ignore_patterns`): (rule, language of the list, phrase, match), in
+    rules order. The lint runs this on every template file; the tests run it
+    on the example corpus (tests/lint_corpus)."""
+    visible = blank(text, rules.ignore)
+    found = []
+    for banned in rules.banned:
+        for language, phrase, pattern in banned.phrases:
+            found.extend((banned, language, phrase, match) for match in pattern.finditer(visible))
+    return found
+
+
+def blank(source: str, patterns: tuple[re.Pattern[str], ...]) -> str:
+    """Blank what no reader sees, keeping every character's line."""
+    for pattern in patterns:
+        source = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
+    return source
 
 
 # ---------------------------------------------------------------------- the sample

@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from compliance.template_lint import DEFAULT_POLICIES, DEFAULT_PROFILES, DEFAULT_RULES, LintFinding, lint_templates, main
-from compliance.template_rules import RulesError, load_rules
+from compliance.template_rules import RulesError, banned_matches, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "config" / "templates"
@@ -150,6 +151,115 @@ def test_css_and_comments_are_not_read(templates):
     # "font-family" is CSS; a Jinja comment is never sent.
     append(templates / "zh_TW" / "plan_offer.sms.j2", "{# 不得提及家人、單位或黑名單 #}")
     assert lint(templates) == []
+
+
+# ------------------------------------------------------------------ the corpus
+
+CORPUS = Path(__file__).resolve().parent / "lint_corpus" / "threats.toml"
+
+# The threats issue 15 (item 12) planted that the lint missed ("your mom /
+# your landlord" is two).
+MISSED_IN_ISSUE_15 = [
+    ("en", "We will file a lawsuit"),
+    ("en", "your mom"),
+    ("en", "your landlord"),
+    ("en", "Legal action will be taken against you tomorrow"),
+    ("en", "sheriff at your door"),
+    ("zh_CN", "提起诉讼"),
+    ("zh_CN", "律师函"),
+    ("zh_CN", "老婆"),
+    ("zh_CN", "法院将上门执行"),
+    ("zh_CN", "征信黑户"),
+    ("zh_CN", "家里人都会知道"),
+]
+
+
+def corpus() -> dict:
+    return tomllib.loads(CORPUS.read_text(encoding="utf-8"))
+
+
+def test_the_corpus_covers_every_language_and_the_missed_threats():
+    examples = corpus()
+    positives = {lang: [text for _, text in items] for lang, items in examples["positive"].items()}
+    negatives = {lang: list(items) for lang, items in examples["negative"].items()}
+    assert set(positives) == set(negatives) == set(load_rules(RULES).languages)
+    every_positive = [t for texts in positives.values() for t in texts]
+    every_negative = [t for texts in negatives.values() for t in texts]
+    assert len(every_positive) >= 40 and len(every_negative) >= 30
+    assert len(set(every_positive)) == len(every_positive) and len(set(every_negative)) == len(every_negative)
+    for language, missed in MISSED_IN_ISSUE_15:
+        assert any(missed in text for text in positives[language]), f"{missed!r} is not in the {language} corpus"
+
+
+def test_the_rules_flag_every_threat_in_the_corpus_and_no_lawful_sentence(record_property):
+    """Recall 100% on the positives (each by a rule of its category), no false positive on the negatives."""
+    rules = load_rules(RULES)
+    examples = corpus()
+    missed, wrong_category, false_positives = [], [], []
+    positives = negatives = 0
+    for language, items in examples["positive"].items():
+        for category, text in items:
+            positives += 1
+            found = {banned.category for banned, *_ in banned_matches(rules, text)}
+            if not found:
+                missed.append((language, text))
+            elif category not in found:
+                wrong_category.append((language, category, text, sorted(found)))
+    for language, items in examples["negative"].items():
+        for text in items:
+            negatives += 1
+            hits = [f"{m.group(0)!r} ({b.category}, {lang} {p!r})" for b, lang, p, m in banned_matches(rules, text)]
+            if hits:
+                false_positives.append((language, text, hits))
+
+    flagged = positives - len(missed)
+    line = (
+        f"template lint corpus: recall {flagged}/{positives} ({100 * flagged / positives:.1f}%) on threats, "
+        f"{len(false_positives)}/{negatives} false positives on lawful sentences"
+    )
+    print(line)
+    record_property("template_lint_recall", f"{flagged}/{positives}")
+    record_property("template_lint_false_positives", f"{len(false_positives)}/{negatives}")
+    assert not missed and not false_positives, f"{line}; missed: {missed}; false positives: {false_positives}"
+    assert not wrong_category, f"{line}; flagged under another category: {wrong_category}"
+
+
+def test_the_threats_the_lint_missed_are_found_in_templates(templates):
+    """Issue 15's missed threats, planted in real templates, each reported on its file and line."""
+    planted = {}
+    forms = ["sms", "push", "voice", "email.txt", "email.html", "email.subject"]
+    for index, (language, threat) in enumerate(MISSED_IN_ISSUE_15):
+        path = templates / language / f"reminder_followup.{forms[index % len(forms)]}.j2"
+        if path in planted:
+            path = templates / language / f"plan_offer.{forms[index % len(forms)]}.j2"
+        append(path, "\n" + threat)
+        planted[path] = threat
+
+    findings = lint(templates)
+    assert {f.rule for f in findings} == {"banned-phrase"}
+    reported = {Path(f.file) for f in findings}
+    assert set(planted) == reported, {planted[p] for p in set(planted) - reported}
+    for path in planted:
+        lines = path.read_text(encoding="utf-8").rstrip("\n").count("\n") + 1
+        assert {f.line for f in findings if Path(f.file) == path} == {lines}
+
+
+def test_a_rule_can_be_a_regular_expression(tmp_path):
+    rules_path = tmp_path / "rules.toml"
+    text = RULES.read_text(encoding="utf-8")
+
+    def with_phrase(phrase: str) -> Path:
+        rules_path.write_text(text.replace('en = [\n    "threat*",', f"en = [\n    '{phrase}', \"threat*\",", 1))
+        return rules_path
+
+    rules = load_rules(with_phrase(r"re:pay\s+(?:up|now)\s+or"))
+    found = [m.group(0) for _, _, p, m in banned_matches(rules, "Pay   now or regret it; repay now or later") if p.startswith("re:")]
+    assert found == ["Pay   now or"]  # whole words in English: "repay now or" is not "pay now or"
+
+    with pytest.raises(RulesError, match=r"banned\[0\]\.en: .*not a regular expression"):
+        load_rules(with_phrase("re:(unclosed"))
+    with pytest.raises(RulesError, match="matches an empty text"):
+        load_rules(with_phrase("re:x*"))
 
 
 # ------------------------------------------------------------------ required parts
