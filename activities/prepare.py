@@ -3,7 +3,9 @@
 The loan's policy and its compliance profile, validated, go into workflow
 history (so a running loan keeps the policy it started with, and replay never
 depends on files), with the borrower's preferences (a time zone and a
-language, never contact details). The loan's directory row is written if
+language, never contact details). A borrower whose zone the directory does
+not know (placed with neither a zone nor a phone that has one) takes the
+policy's `default_time_zone`. The loan's directory row is written if
 placing did not write it.
 """
 
@@ -55,7 +57,9 @@ class LoanPreparation:
                 ))
             return PreparedLoan(
                 policy=policy.model_dump(mode="json"),
-                time_zone=borrower.time_zone if borrower else policy.default_time_zone,
+                # The directory's zone (given, or the phone's); a borrower
+                # with neither, or not in the directory, takes the policy's.
+                time_zone=(borrower.time_zone if borrower else None) or policy.default_time_zone,
                 language=borrower.language if borrower else policy.default_language,
                 borrower_known=borrower is not None,
                 profile=profile.model_dump(mode="json"),

@@ -112,6 +112,16 @@ def _differing(row: object, wanted: dict, names: tuple[str, ...]) -> tuple[str, 
     return tuple(name for name in names if getattr(row, name) != wanted[name])
 
 
+def _compared(wanted: dict) -> tuple[str, ...]:
+    """The contact fields a record is compared on. A record whose zone is not
+    known (None: neither given nor derivable from a phone) claims none, so it
+    does not contradict a stored one (a borrower placed before zones could be
+    unknown holds the Asia/Shanghai that placing used to make up)."""
+    if wanted.get("time_zone") is None:
+        return tuple(name for name in CONTACT_FIELDS if name != "time_zone")
+    return CONTACT_FIELDS
+
+
 def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[PlacedLoan]) -> PlacementSummary:
     """Insert the borrowers and loans that are not there yet, all or nothing.
 
@@ -135,7 +145,7 @@ def upsert_placements(session_factory: sessionmaker[Session], placements: Iterab
                 db.add(Borrower(borrower_id=loan.borrower_id, **wanted))
                 db.flush()  # the loan's foreign key, and a later record of the same borrower, see it
                 created.add(loan.borrower_id)
-            elif differing := _differing(borrower, wanted, CONTACT_FIELDS):
+            elif differing := _differing(borrower, wanted, _compared(wanted)):
                 conflicts.append(Conflict(loan.loan_id, loan.borrower_id, "borrower", differing))
             elif loan.borrower_id not in created:
                 unchanged.add(loan.borrower_id)

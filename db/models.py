@@ -48,7 +48,9 @@ class Borrower(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     push_token: Mapped[str | None] = mapped_column(String(512))
     language: Mapped[str] = mapped_column(String(16))  # zh_CN, zh_TW, en
-    time_zone: Mapped[str] = mapped_column(String(64))  # IANA zone
+    # An IANA zone; NULL when not known (placed with neither a zone nor a
+    # phone that has one): each loan then takes its policy's default.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -254,7 +254,12 @@ def _mark_sending(db: Session, key: str, expected: str) -> bool:
     return moved.rowcount == 1
 
 
-def _zone(name: str) -> ZoneInfo:
+def _zone(name: str | None) -> ZoneInfo:
+    """The borrower's zone; UTC when the directory does not know it (None:
+    placed without a zone or a phone that has one) or holds a bad name. The
+    cap counts across the borrower's loans, so no one loan's policy decides."""
+    if not name:
+        return ZoneInfo("UTC")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

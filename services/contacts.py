@@ -6,7 +6,7 @@ An operator (`starter.py borrower-contact`) or a lender's system holding a
 here, and both go through `change_contact`:
 
 - the fields given replace the directory's; the fields left out stay;
-  `None` clears one (and for `time_zone` means "the phone's zone again");
+  `None` clears one (and for `time_zone` means "the phone's zone again", or the loan policy's default without a phone);
 - the result is validated exactly as a placement's borrower block is
   (services/placement.py, BorrowerContact), so a phone is E.164, an address
   an address, and the borrower stays reachable by phone or e-mail;

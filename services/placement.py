@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, fi
 
 from dunning.inputs import ID_PATTERN, InputError, LoanInput, explain
 
-FALLBACK_TIME_ZONE = "Asia/Shanghai"
 LANGUAGES = ("zh_CN", "zh_TW", "en")
 
 
@@ -84,8 +83,11 @@ class BorrowerContact(BaseModel):
     email: EmailStr | None = None
     push_token: Annotated[str, Field(max_length=512)] | None = None
     language: Literal["zh_CN", "zh_TW", "en"] = "zh_CN"
-    # An IANA zone. Left out, it is the phone number's region's zone, else
-    # Asia/Shanghai; after validation it is always set.
+    # An IANA zone. Left out, it is the phone number's region's zone; with no
+    # phone (or a number without a zone of its own) it stays None, "not
+    # known": no zone is made up here. The loan's policy supplies it then
+    # (prepare_loan, its `default_time_zone`), so one borrower's loans under
+    # two policies each take their own policy's.
     time_zone: str | None = None
 
     @field_validator("name")
@@ -122,16 +124,18 @@ class BorrowerContact(BaseModel):
     def _reachable_and_zoned(self) -> BorrowerContact:
         if not self.phone and not self.email:
             raise ValueError("needs a phone or an email")
-        if self.time_zone is None:
+        if self.time_zone is None and self.phone:
             # Frozen model: fill in the derived zone once, while validating.
-            object.__setattr__(self, "time_zone", (self.phone and zone_for_phone(self.phone)) or FALLBACK_TIME_ZONE)
+            object.__setattr__(self, "time_zone", zone_for_phone(self.phone))
         return self
 
-    def resolved_time_zone(self) -> str:
-        return self.time_zone or FALLBACK_TIME_ZONE
+    def resolved_time_zone(self) -> str | None:
+        """The given zone, else the phone's; None when neither tells (the
+        loan's policy decides, in prepare_loan)."""
+        return self.time_zone
 
     def directory_fields(self) -> dict[str, str | None]:
-        """The borrowers row's contact columns."""
+        """The borrowers row's contact columns (`time_zone` None: not known)."""
         return {
             "name": self.name,
             "phone": self.phone,

@@ -26,7 +26,7 @@ router = APIRouter(tags=["borrowers"])
 
 class ContactChangeBody(BaseModel):
     """The fields to change; a field left out stays as it is, `null` clears
-    it (`time_zone: null`: the phone's zone again). Checked as a placement's
+    it (`time_zone: null`: the phone's zone again, else the loan policy's default). Checked as a placement's
     borrower block is, once merged with what the directory holds."""
 
     model_config = ConfigDict(extra="forbid")
