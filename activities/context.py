@@ -36,6 +36,8 @@ class ActivitySettings:
     pay_link_secret: str  # derives those links' tokens (activities/pay_link.py)
     export_dir: Path  # the bureau's cycle files and the legal cases' documents
     pay_link_max_age_days: int = 30  # how long a link opens its page
+    # The gateway's public URL: the e-mails' one-click unsubscribe links (channels/unsubscribe.py).
+    public_base_url: str = "http://localhost:8000"
 
 
 def attempt_time() -> datetime:

@@ -27,6 +27,7 @@ from activities.pay_link import issue_pay_link
 from activities.payloads import SEND_CONTACT, ContactOutcome, ContactRequest
 from activities.rendering import TemplateMissing, TemplateRenderer
 from channels.base import Channel, OutboundMessage, PermanentSendError, TransientSendError
+from channels.unsubscribe import unsubscribe_url
 from db import outbox
 from db.models import Borrower, Contact
 
@@ -120,6 +121,8 @@ class ContactSending:
             ),
             "loan_id": request.loan_id,
             "stage": request.stage,
+            # The one-click unsubscribe (channels/unsubscribe.py), signed for this message's key.
+            "unsubscribe_url": unsubscribe_url(settings.public_base_url, settings.pay_link_secret, request.key),
         }
         try:
             rendered = self._renderer.render(request.template, request.channel, borrower.language, context)

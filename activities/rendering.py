@@ -79,6 +79,7 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
 #   days_past_due               int
 #   pay_link                    str, the one-click repayment URL with its opaque token (never in a voice script)
 #   loan_id, stage              str
+#   unsubscribe_url             str, the message's signed one-click unsubscribe URL on the gateway (e-mail footers)
 CONTEXT_KEYS: Final = frozenset(
     {
         "lender_name",
@@ -90,6 +91,7 @@ CONTEXT_KEYS: Final = frozenset(
         "pay_link",
         "loan_id",
         "stage",
+        "unsubscribe_url",
     }
 )
 SUFFIX: Final = ".j2"

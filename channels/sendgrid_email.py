@@ -4,6 +4,14 @@ Text and HTML bodies; `custom_args` carries only the outbox key (SendGrid
 echoes it in every event webhook, so the gateway finds the row without any
 address); categories name the stage for SendGrid's statistics.
 
+Every message carries a one-click unsubscribe (RFC 8058): `List-Unsubscribe`
+with the message's signed URL on the gateway (channels/unsubscribe.py; the
+gateway's POST /webhooks/email/unsubscribe signals `opt_out` email) and
+`List-Unsubscribe-Post: List-Unsubscribe=One-Click`. When an unsubscribe group
+is configured (SENDGRID_UNSUBSCRIBE_GROUP_ID), `asm.group_id` names it too, so
+SendGrid suppresses the address and reports `group_unsubscribe` events, which
+the event webhook also turns into `opt_out`.
+
 202 Accepted is a receipt with SendGrid's `X-Message-Id`; 429 and 5xx (and no
 answer at all) are transient; any other 4xx is permanent.
 """
@@ -17,9 +25,10 @@ from urllib.error import URLError
 import structlog
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, CustomArg, Email, Mail, To
+from sendgrid.helpers.mail import Asm, Category, CustomArg, Email, GroupId, Header, Mail, To
 
 from channels.base import OutboundMessage, PermanentSendError, ProviderReceipt, TransientSendError, mask
+from channels.unsubscribe import unsubscribe_url
 from dunning.contract import STAGES
 
 log = structlog.get_logger("channels.sendgrid")
@@ -58,10 +67,18 @@ class SendGridEmailChannel:
         from_name: str | None = None,
         host: str = "https://api.sendgrid.com",
         timeout: float | None = 30.0,
+        *,
+        public_base_url: str = "",
+        unsubscribe_secret: str = "",
+        unsubscribe_group_id: int | None = None,
     ) -> None:
         self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
         self._client.client.timeout = timeout  # python_http_client passes it to urlopen
         self._from = Email(from_email, from_name)
+        # The one-click unsubscribe: both or neither (runtime/channels.py gives both).
+        self._public_base_url = public_base_url
+        self._unsubscribe_secret = unsubscribe_secret
+        self._group_id = unsubscribe_group_id
 
     def build(self, message: OutboundMessage) -> Mail:
         mail = Mail(
@@ -74,6 +91,12 @@ class SendGridEmailChannel:
         mail.custom_arg = CustomArg(KEY_ARG, message.key)
         category = category_for(message)
         mail.category = [Category(c) for c in dict.fromkeys((BASE_CATEGORY, category))]
+        if self._public_base_url and self._unsubscribe_secret:
+            url = unsubscribe_url(self._public_base_url, self._unsubscribe_secret, message.key)
+            mail.header = [Header("List-Unsubscribe", f"<{url}>"),
+                           Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        if self._group_id is not None:
+            mail.asm = Asm(GroupId(self._group_id))
         return mail
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:

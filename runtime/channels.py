@@ -92,6 +92,10 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         channels["email"] = SendGridEmailChannel(
             settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_from_email, settings.lender_name,
             settings.sendgrid_api_host, settings.provider_timeout_seconds,
+            # One-click unsubscribe (channels/unsubscribe.py): the gateway's
+            # public URL and the secret its links are signed with.
+            public_base_url=settings.public_base_url, unsubscribe_secret=settings.signing_secret(),
+            unsubscribe_group_id=settings.sendgrid_unsubscribe_group_id,
         )
 
     if settings.push_provider == "push":

@@ -107,6 +107,10 @@ class Settings(SecretSettings):
     sendgrid_api_key: SecretStr = _env("SENDGRID_API_KEY", default=SecretStr(""))
     sendgrid_from_email: str = _env("SENDGRID_FROM_EMAIL", default="")
     sendgrid_api_host: str = _env("SENDGRID_API_HOST", default="https://api.sendgrid.com")
+    # A SendGrid unsubscribe group (Suppressions -> Unsubscribe Groups) every
+    # e-mail is sent in (`asm.group_id`); unset, none (the one-click
+    # List-Unsubscribe header is sent either way).
+    sendgrid_unsubscribe_group_id: int | None = _env("SENDGRID_UNSUBSCRIBE_GROUP_ID", default=None)
     push_url: str = _env("DUNNING_PUSH_URL", default="")
     push_token: SecretStr = _env("DUNNING_PUSH_TOKEN", default=SecretStr(""))
     # Seconds a provider call may take before it counts as a transient failure.

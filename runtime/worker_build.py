@@ -42,6 +42,7 @@ def activity_settings(settings: Settings) -> ActivitySettings:
         pay_link_base_url=settings.pay_link_base_url,
         pay_link_secret=settings.signing_secret(),
         pay_link_max_age_days=settings.pay_link_max_age_days,
+        public_base_url=settings.public_base_url,
         export_dir=settings.export_dir,
     )
 

@@ -35,6 +35,7 @@ from channels.local import LocalCaptureChannel
 from channels.push import AppPushChannel
 from runtime.channels import build_channels
 from channels.sendgrid_email import SendGridEmailChannel
+from channels.unsubscribe import unsubscribe_url
 from channels.twilio_sms import TwilioSmsChannel, make_twilio_client
 from channels.twilio_voice import TwilioVoiceChannel, call_twiml
 from db.models import Contact
@@ -299,8 +300,13 @@ def email_message(**fields) -> OutboundMessage:
     return message("email", **values)
 
 
-def sendgrid_channel(fake: FakeSendGrid, key: str = SENDGRID_KEY) -> SendGridEmailChannel:
-    return SendGridEmailChannel(key, "collections@lender.example", "Example Lender", fake.host, timeout=5)
+UNSUBSCRIBE_SECRET = "unsubscribe-test-secret"
+
+
+def sendgrid_channel(fake: FakeSendGrid, key: str = SENDGRID_KEY, group_id: int | None = None) -> SendGridEmailChannel:
+    # Every message carries the one-click unsubscribe headers, so every test here checks them against the spec.
+    return SendGridEmailChannel(key, "collections@lender.example", "Example Lender", fake.host, timeout=5,
+                                public_base_url=PUBLIC, unsubscribe_secret=UNSUBSCRIBE_SECRET, unsubscribe_group_id=group_id)
 
 
 def test_an_email_is_accepted_with_its_message_id(sendgrid):
@@ -316,6 +322,23 @@ def test_an_email_is_accepted_with_its_message_id(sendgrid):
     assert sorted(body["categories"]) == ["dunning", "reminder"]
     # the custom args and categories carry no personal data
     assert BORROWER["email"] not in json.dumps(body["custom_args"]) + json.dumps(body["categories"])
+
+
+def test_an_email_carries_the_one_click_unsubscribe_and_its_group(sendgrid):
+    sendgrid_channel(sendgrid, group_id=4242).send(email_message())
+
+    assert sendgrid.problems == []
+    [body] = sendgrid.bodies
+    url = unsubscribe_url(PUBLIC, UNSUBSCRIBE_SECRET, "dunning-L-1001/reminder/0/email")
+    assert body["headers"] == {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    # SendGrid's unsubscribe group: an integer id (Suppressions -> Unsubscribe Groups).
+    assert body["asm"] == {"group_id": 4242} and type(body["asm"]["group_id"]) is int
+    assert BORROWER["email"] not in json.dumps(body["headers"])
+
+
+def test_without_a_group_no_asm_is_sent(sendgrid):
+    sendgrid_channel(sendgrid).send(email_message())
+    assert sendgrid.problems == [] and "asm" not in sendgrid.bodies[0] and "List-Unsubscribe" in sendgrid.bodies[0]["headers"]
 
 
 def test_an_email_category_can_be_given(sendgrid):

@@ -315,8 +315,7 @@ def test_the_opt_out_must_be_the_one_of_its_language(templates):
 def test_a_missing_unsubscribe_line_is_reported(templates):
     layout = templates / "en" / "_layout.email.html.j2"
     source = layout.read_text(encoding="utf-8")
-    layout.write_text(source.replace("To unsubscribe from these e-mails", "For help"), encoding="utf-8")
-    replace(layout, 'reply with &quot;unsubscribe&quot; or', "")
+    layout.write_text(source.replace("unsubscribe in one click", "manage your e-mails"), encoding="utf-8")
 
     findings = lint(templates)
     assert findings and {f.rule for f in findings} == {"missing-unsubscribe"}
@@ -439,8 +438,8 @@ def test_a_template_that_does_not_render_is_reported(templates):
 def test_a_profile_that_asks_for_an_opt_out_in_a_channel_the_rules_do_not_cover(tmp_path, templates):
     profiles = tmp_path / "profiles"
     shutil.copytree(DEFAULT_PROFILES, profiles)
-    replace(profiles / "us.toml", 'opt_out_instruction_channels = ["sms", "email"]',
-            'opt_out_instruction_channels = ["sms", "email", "push"]')
+    replace(profiles / "us.toml", 'opt_out_instruction_channels = ["sms", "email", "push"]',
+            'opt_out_instruction_channels = ["sms", "email", "push", "voice"]')
     [finding] = lint(templates, profiles_dir=profiles)
     assert (finding.file, finding.rule) == (str(profiles / "us.toml"), "opt-out-rule-missing")
 
@@ -454,7 +453,7 @@ def test_the_email_opt_out_follows_the_profiles(tmp_path, templates):
     rules.write_text(text, encoding="utf-8")
     for name in ("_layout.email.txt.j2", "_layout.email.html.j2"):
         layout = templates / "en" / name
-        layout.write_text(layout.read_text(encoding="utf-8").replace("unsubscribe", "stop"), encoding="utf-8")
+        layout.write_text(layout.read_text(encoding="utf-8").replace("unsubscribe in one click", "stop"), encoding="utf-8")
 
     cn_only = tmp_path / "profiles"
     cn_only.mkdir()
@@ -490,7 +489,7 @@ def test_rules_are_data():
     assert rules.languages == ("en", "zh_CN", "zh_TW")
     assert "validation_notice" in rules.required_templates
     assert rules.parts["opt_out"].by_language == {"en": "Reply STOP", "zh_CN": "回复TD退订", "zh_TW": "回覆TD退訂"}
-    assert rules.opt_out_parts == {"sms": "opt_out", "email": "unsubscribe"}
+    assert rules.opt_out_parts == {"sms": "opt_out", "email": "unsubscribe", "push": "push_opt_out"}
     assert "pay_link" in rules.forbid["voice"] and "identity_check" in rules.require["voice"]
     assert "pay_link" in rules.forbid["ivr"] and "identity_check" not in rules.require.get("ivr", ())
     for form in ("sms", "email.txt", "email.html"):

@@ -27,6 +27,7 @@ from activities.rendering import (
     format_day,
     format_money,
 )
+from channels.unsubscribe import unsubscribe_url
 from loaders.config_files import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ SECRET = "test-pay-link-secret"
 BASE_URL = "https://pay.example.com/p/"
 LOAN_ID = "L-1001"
 PAY_LINK = pay_link_url(BASE_URL, pay_token(SECRET, f"dunning-{LOAN_ID}/test"))
+UNSUBSCRIBE_URL = unsubscribe_url("https://gw.example.com", SECRET, f"dunning-{LOAN_ID}/test")
 
 BORROWERS = {"en": "Wang Xiaoming", "zh_CN": "王小明", "zh_TW": "王小明"}
 LENDERS = {"en": "Acme Lending", "zh_CN": "安心小贷", "zh_TW": "安心小貸"}
@@ -54,6 +56,7 @@ LENDERS = {"en": "Acme Lending", "zh_CN": "安心小贷", "zh_TW": "安心小貸
 # Where a reader learns how to stop each kind of message.
 SMS_OPT_OUT = {"en": "Reply STOP to opt out.", "zh_CN": "回复TD退订", "zh_TW": "回覆TD退訂"}
 EMAIL_OPT_OUT = {"en": "unsubscribe", "zh_CN": "退订", "zh_TW": "退訂"}
+PUSH_OPT_OUT = {"en": "To stop, turn off notifications in the app.", "zh_CN": "退订请在App内关闭通知", "zh_TW": "退訂請在App內關閉通知"}
 
 # Words a consumer collections message must never use (matched as substrings,
 # case-insensitively, over every file, layouts included).
@@ -81,6 +84,7 @@ def context(language: str = "en", **overrides) -> dict:
         "pay_link": PAY_LINK,
         "loan_id": LOAN_ID,
         "stage": "call",
+        "unsubscribe_url": UNSUBSCRIBE_URL,
     }
     values.update(overrides)
     assert set(values) == CONTEXT_KEYS
@@ -115,6 +119,10 @@ def check_message(channel: str, language: str, message: RenderedMessage, ctx: di
         assert f'href="{ctx["pay_link"]}"' in message.html
         assert EMAIL_OPT_OUT[language] in message.text.lower()
         assert EMAIL_OPT_OUT[language] in message.html.lower()
+        # The one-click unsubscribe link, not "reply 'unsubscribe'" (nothing reads replies).
+        assert ctx["unsubscribe_url"] in message.text
+        assert f'href="{ctx["unsubscribe_url"].replace("&", "&amp;")}"' in message.html
+        assert "reply with" not in message.text.lower() and "回复“退订”" not in message.text and "回覆「退訂」" not in message.text
     else:
         assert message.subject is None and message.html is None
         assert message.text == message.text.strip()
@@ -125,6 +133,8 @@ def check_message(channel: str, language: str, message: RenderedMessage, ctx: di
         assert ctx["pay_link"] not in message.text
         assert "http" not in message.text.lower()
         assert "1" in message.text  # "press 1" / "请按1" for the link by SMS
+    if channel == "push":
+        assert PUSH_OPT_OUT[language] in message.text
     if channel in ("voice", "push"):
         assert "\n" not in message.text
 
