@@ -198,9 +198,13 @@ def _write(
     voice cap across the borrower's loans, then the message."""
     cap = contact.voice_daily_cap if contact.channel == "voice" else None
     if cap:
-        # PostgreSQL: one borrower's capped calls take turns on their
-        # directory row. SQLite ignores FOR UPDATE; there the write below
-        # takes the database's write lock before the count.
+        # The count and the `sending` write are one transaction (claim
+        # commits both), and one borrower's capped calls take turns from
+        # before the count: on PostgreSQL on their directory row (FOR
+        # UPDATE; READ COMMITTED, so the count sees what the claim before
+        # committed); SQLite ignores FOR UPDATE, there the write below (the
+        # new row, or the deferred row restamped) takes the database's write
+        # lock before the count.
         borrower = db.scalar(select(Borrower).where(Borrower.borrower_id == contact.borrower_id).with_for_update())
         if borrower is not None:
             if row is None:
@@ -268,8 +272,15 @@ def _zone(name: str | None) -> ZoneInfo:
 
 def voice_calls_today(db: Session, borrower: Borrower, key: str, at: datetime) -> tuple[int, datetime]:
     """The borrower's voice calls (other than `key`) on the local day of `at`
-    in their zone, across all their loans: sent ones, and ones in flight
-    (pending) since the day began; and the next local midnight."""
+    in their zone, across all their loans; and the next local midnight.
+
+    Counted: the calls sent that day (`sent_at` in it); every call in flight
+    now (`pending` or `sending`: claimed for sending, it may ring at any
+    moment), whatever day its row was created, since a call postponed on an
+    earlier day and released today keeps that day's `created_at` (issue 15,
+    item 8: two loans' released calls did not see each other); and calls in
+    doubt (`unconfirmed`, they may have rung) written that day. The caller
+    holds the borrower's turn (`_write`), so no other claim counts meanwhile."""
     zone = _zone(borrower.time_zone)
     today = at.astimezone(zone).date()
     start = datetime.combine(today, time(0), tzinfo=zone)
@@ -282,8 +293,10 @@ def voice_calls_today(db: Session, borrower: Borrower, key: str, at: datetime) -
             Contact.key != key,
             or_(
                 and_(Contact.status == SENT, Contact.sent_at >= start_utc, Contact.sent_at < end_utc),
-                # In flight or in doubt counts too: a call that may have rung.
-                and_(Contact.status.in_(IN_FLIGHT_STATUSES), Contact.created_at >= start_utc, Contact.created_at < end_utc),
+                # In flight: a call that may ring now, whenever its row was written.
+                Contact.status.in_((PENDING, SENDING)),
+                # In doubt: a call that may have rung, on the day its row was written.
+                and_(Contact.status == UNCONFIRMED, Contact.created_at >= start_utc, Contact.created_at < end_utc),
             ),
         )
     )
