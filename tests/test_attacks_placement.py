@@ -21,6 +21,7 @@ terminated-loan and end-to-end takeover tests run on the time-skipping server.
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 import os
 import subprocess
 import sys
@@ -310,58 +311,62 @@ async def test_a_loan_whose_workflow_ran_but_is_gone_from_temporal_is_not_starte
     assert "not started again" in result.line()
 
 
-# Its fixed loan ids live on the session's one time-skipping server: one run only.
-@pytest.mark.sqlite_only
-async def test_a_terminated_loan_posted_again_is_not_restarted(time_env, settings, tmp_path, session_factory):
+@asynccontextmanager
+async def gateway_on_a_worker(time_env, settings, tmp_path):
+    """A worker on the time-skipping server, and a client of a gateway that
+    starts its loans there, carrying a key with every scope."""
     async with running_worker(time_env.client, settings) as loans:
         core = settings.model_copy(update={"task_queue": loans.task_queue})
         app = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
                                      headers=keyed(app)) as http:
-            zone = await zone_where_it_is(time_env, 12)
-            body = record("L-TERM", VICTIM | {"time_zone": zone}, amount="1.00",
-                          due_date=(await overdue_since(time_env, 2, zone)).isoformat())
-            first = await http.post("/loans/overdue", json=body)
-            assert first.status_code == 201, first.text
-            handle = time_env.client.get_workflow_handle("dunning-L-TERM")
-            loans.handles.append(handle)
-            await time_env.sleep(timedelta(seconds=5))
-            await handle.terminate("operator: stop dunning this loan")
-            before = loan_row(session_factory, "L-TERM")
+            yield loans, http
 
-            same = await http.post("/loans/overdue", json=body)
-            other = await http.post("/loans/overdue", json={**body, "amount_due": "99999.00"})
 
-            assert same.status_code == 201, same.text
-            assert (same.json()["started"], same.json()["state"], same.json()["run_id"]) == (
-                False, "closed", first.json()["run_id"])
-            assert other.status_code == 409 and other.json()["detail"]["conflicts"][0]["fields"] == ["amount_due"]
-            # The latest run of the id is still the terminated first one: no new run.
-            described = await handle.describe()
-            assert (described.run_id, described.status) == (first.json()["run_id"], WorkflowExecutionStatus.TERMINATED)
-            assert loan_row(session_factory, "L-TERM") == before and before[1] == "1.00"
+# Its fixed loan ids live on the session's one time-skipping server: one run only.
+@pytest.mark.sqlite_only
+async def test_a_terminated_loan_posted_again_is_not_restarted(time_env, settings, tmp_path, session_factory):
+    async with gateway_on_a_worker(time_env, settings, tmp_path) as (loans, http):
+        zone = await zone_where_it_is(time_env, 12)
+        body = record("L-TERM", VICTIM | {"time_zone": zone}, amount="1.00",
+                      due_date=(await overdue_since(time_env, 2, zone)).isoformat())
+        first = await http.post("/loans/overdue", json=body)
+        assert first.status_code == 201, first.text
+        handle = time_env.client.get_workflow_handle("dunning-L-TERM")
+        loans.handles.append(handle)
+        await time_env.sleep(timedelta(seconds=5))
+        await handle.terminate("operator: stop dunning this loan")
+        before = loan_row(session_factory, "L-TERM")
+
+        same = await http.post("/loans/overdue", json=body)
+        other = await http.post("/loans/overdue", json={**body, "amount_due": "99999.00"})
+
+        assert same.status_code == 201, same.text
+        assert (same.json()["started"], same.json()["state"], same.json()["run_id"]) == (
+            False, "closed", first.json()["run_id"])
+        assert other.status_code == 409 and other.json()["detail"]["conflicts"][0]["fields"] == ["amount_due"]
+        # The latest run of the id is still the terminated first one: no new run.
+        described = await handle.describe()
+        assert (described.run_id, described.status) == (first.json()["run_id"], WorkflowExecutionStatus.TERMINATED)
+        assert loan_row(session_factory, "L-TERM") == before and before[1] == "1.00"
 
 
 # Its fixed loan ids live on the session's one time-skipping server: one run only.
 @pytest.mark.sqlite_only
 async def test_the_takeover_end_to_end_the_victims_messages_go_to_the_victim(time_env, settings, tmp_path, session_factory):
-    async with running_worker(time_env.client, settings) as loans:
-        core = settings.model_copy(update={"task_queue": loans.task_queue})
-        app = create_app(core, lambda: time_env.client, gateway_settings(tmp_path))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
-                                     headers=keyed(app)) as http:
-            zone = await zone_where_it_is(time_env, 12)
-            due = (await overdue_since(time_env, 2, zone)).isoformat()
-            victim = await http.post("/loans/overdue", json=record("L-VIC", VICTIM | {"time_zone": zone}, due_date=due))
-            assert victim.status_code == 201, victim.text
-            loans.handles.append(time_env.client.get_workflow_handle("dunning-L-VIC"))
-            attack = await http.post("/loans/overdue",
-                                     json=record("L-ATK", ATTACKER | {"time_zone": zone}, due_date=due))
-            assert attack.status_code == 409 and attack.json()["detail"]["conflicts"][0]["fields"] == ["phone", "email"]
-            assert_no_values(attack.text, VICTIM, ATTACKER)
-            sent_before = len(sent_to(session_factory, "L-VIC"))
-            await time_env.sleep(timedelta(days=3))  # the victim's loan keeps sending
-            await time_env.sleep(timedelta(seconds=1))
+    async with gateway_on_a_worker(time_env, settings, tmp_path) as (loans, http):
+        zone = await zone_where_it_is(time_env, 12)
+        due = (await overdue_since(time_env, 2, zone)).isoformat()
+        victim = await http.post("/loans/overdue", json=record("L-VIC", VICTIM | {"time_zone": zone}, due_date=due))
+        assert victim.status_code == 201, victim.text
+        loans.handles.append(time_env.client.get_workflow_handle("dunning-L-VIC"))
+        attack = await http.post("/loans/overdue",
+                                 json=record("L-ATK", ATTACKER | {"time_zone": zone}, due_date=due))
+        assert attack.status_code == 409 and attack.json()["detail"]["conflicts"][0]["fields"] == ["phone", "email"]
+        assert_no_values(attack.text, VICTIM, ATTACKER)
+        sent_before = len(sent_to(session_factory, "L-VIC"))
+        await time_env.sleep(timedelta(days=3))  # the victim's loan keeps sending
+        await time_env.sleep(timedelta(seconds=1))
     recipients = sent_to(session_factory, "L-VIC")
     assert len(recipients) > sent_before, "no message was sent after the attack"
     assert set(recipients) <= {VICTIM["phone"], VICTIM["email"], "B-VICTIM"}

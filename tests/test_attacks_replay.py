@@ -36,7 +36,7 @@ from db.models import AuditEntry, AuditHead, Contact, WebhookDelivery
 from gateway.app import create_app
 from gateway.routes import sendgrid
 from tests.support.audit_tampering import lift_append_only_guard
-from tests.support.gateway import gateway_settings, twilio_signed
+from tests.support.gateway import RecordedSignals, gateway_settings, twilio_signed
 
 pytestmark = pytest.mark.both_databases
 
@@ -48,25 +48,9 @@ _PUBLIC_KEY = base64.b64encode(
 ).decode()
 
 
-class Signals:
-    """A Temporal client that records every signal instead of sending it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict]] = []
-
-    def get_workflow_handle(self, workflow_id: str):
-        signals = self
-
-        class Handle:
-            async def signal(self, name: str, payload: dict) -> None:
-                signals.sent.append((workflow_id, name, payload))
-
-        return Handle()
-
-
 @pytest.fixture
-def signals() -> Signals:
-    return Signals()
+def signals() -> RecordedSignals:
+    return RecordedSignals()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from gateway.app import create_app
 from runtime.channels import build_channels
 from runtime.settings import Settings
 from runtime.worker_build import activity_settings
-from tests.support.gateway import PUBLIC, gateway_settings
+from tests.support.gateway import PUBLIC, RecordedSignals, gateway_settings
 from tests.test_provider_channels import SENDGRID_KEY, FakeSendGrid
 
 LANGUAGES = ("en", "zh_CN", "zh_TW")
@@ -163,25 +163,9 @@ def test_without_a_group_setting_no_group_is_sent(core, sendgrid, session_factor
 # ---------------------------------------------------------- e-mail: the click
 
 
-class Signals:
-    """A Temporal client that records every signal instead of sending it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict]] = []
-
-    def get_workflow_handle(self, workflow_id: str):
-        signals = self
-
-        class Handle:
-            async def signal(self, name: str, payload: dict) -> None:
-                signals.sent.append((workflow_id, name, payload))
-
-        return Handle()
-
-
 @pytest.fixture
-def signals() -> Signals:
-    return Signals()
+def signals() -> RecordedSignals:
+    return RecordedSignals()
 
 
 @pytest.fixture

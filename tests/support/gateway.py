@@ -81,3 +81,19 @@ async def loan_status_when(http, time_env, loan_id: str, condition, tries: int) 
         fetch, condition, lambda: time_env.sleep(timedelta(seconds=30)), tries,
         lambda answer: f"status never met the condition: {answer}",
     )
+
+
+class RecordedSignals:
+    """A Temporal client that records every signal instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def get_workflow_handle(self, workflow_id: str):
+        signals = self
+
+        class Handle:
+            async def signal(self, name: str, payload: dict) -> None:
+                signals.sent.append((workflow_id, name, payload))
+
+        return Handle()
