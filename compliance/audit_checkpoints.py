@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from db import audit
-from runtime.secret_files import open_private_append
+from db.private_files import open_private_append
 
 ENV_FILE = "DUNNING_AUDIT_CHECKPOINT_FILE"
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / ".dunning" / "audit_checkpoints"

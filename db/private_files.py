@@ -8,7 +8,7 @@ name that is then renamed into place, so no such moment exists, a reader
 never sees a half-written file, and a symlink planted at the temporary name
 is refused (O_EXCL). It lives in db/, the lowest layer allowed to do I/O, so
 the database session, the audit chain, the activities, runtime/ and the
-gateway can all use it (runtime/secret_files.py re-exports it).
+gateway can all use it.
 """
 
 from __future__ import annotations
