@@ -40,7 +40,10 @@ class PlacedLoan(Protocol):
 
 
 # The borrowers row's contact columns, compared field by field.
-CONTACT_FIELDS = ("name", "phone", "email", "push_token", "language", "time_zone")
+CONTACT_FIELDS = (
+    "name", "phone", "email", "push_token", "language", "time_zone",
+    "address_line1", "address_line2", "city", "region", "postal_code", "country",
+)
 # The terms a loan's workflow runs on, under the record's field names. Policy
 # is one: a re-post under another policy would otherwise be silently ignored.
 TERMS = ("borrower_id", "amount_due", "currency", "due_date", "policy")

@@ -51,6 +51,14 @@ class Borrower(Base):
     # An IANA zone; NULL when not known (placed with neither a zone nor a
     # phone that has one): each loan then takes its policy's default.
     time_zone: Mapped[str | None] = mapped_column(String(64))
+    # The postal address (optional): letters, the validation notice, and the
+    # zones its state spans (loaders/zones.py).
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(64))
+    postal_code: Mapped[str | None] = mapped_column(String(32))
+    country: Mapped[str | None] = mapped_column(String(2))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

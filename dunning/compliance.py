@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dunning.policy import describe_validation_error
 
-Channel = Literal["sms", "email", "voice", "push"]
+Channel = Literal["sms", "email", "voice", "push", "letter"]
 # Call results that mean a conversation took place (fed back by the voice provider).
 CONVERSATION_RESULTS = frozenset({"answered", "conversation"})
 # Results that count as a call attempt.
@@ -50,13 +50,39 @@ class Caps(_Strict):
     voice_attempts_per_day_per_borrower: Annotated[int, Field(ge=1)] | None = None
     voice_attempts_per_7_days_per_loan: Annotated[int, Field(ge=1)] | None = None
     quiet_days_after_conversation: Annotated[int, Field(ge=1)] | None = None
+    # Spacing between call attempts to one borrower (any of their loans), so
+    # postponed calls released together at the window's opening never go out
+    # in a burst; one attempt in progress at a time. None: no spacing (the
+    # behaviour of profiles recorded before it existed).
+    min_minutes_between_calls: Annotated[int, Field(ge=1, le=24 * 60)] | None = None
+    # Steps of one channel that fell due while the loan could not be
+    # contacted (a hold, a closed window, a cap) are collapsed into the latest
+    # one when it can go out, the others recorded as `skipped_superseded`,
+    # instead of being replayed one after the other.
+    collapse_missed_steps: bool = False
 
 
 class Notices(_Strict):
     opt_out_instruction_channels: tuple[Channel, ...] = ()
     validation_notice_within_days: Annotated[int, Field(ge=0)] | None = None
     validation_period_days: Annotated[int, Field(ge=0)] | None = None
+    # The channels the validation notice may go by, in the order tried: a
+    # failed, bounced or undelivered notice falls back to the next one.
+    validation_notice_channels: tuple[Channel, ...] = ("email", "sms")
+    # Whether collection contacts wait until the notice is delivered (an
+    # e-mail the provider reported delivered, a letter mailed: 1006.42) and
+    # whether a dispute in the validation period holds collection until
+    # verification is sent (1006.38(d)(2)). False: the behaviour of profiles
+    # recorded before it existed (the notice only had to go out).
+    validation_notice_delivery: bool = False
     bureau_report_wait_days: Annotated[int, Field(ge=0)] | None = None
+    # What starts the wait before the first bureau report (1006.30(a)(1)):
+    # `any_contact` (profiles recorded before it existed), or
+    # `conversation_or_message`: a call the consumer answered, or a letter
+    # or electronic message (e-mail, SMS) to the consumer's own address that
+    # was not reported undeliverable. A call nobody answered and a push to
+    # an app never start it.
+    bureau_report_wait_starts: Literal["any_contact", "conversation_or_message"] = "any_contact"
 
 
 class Rules(_Strict):
@@ -70,6 +96,34 @@ class Rules(_Strict):
     records_retention_years: Annotated[int, Field(ge=1)]
 
 
+class Collector(_Strict):
+    """Who collects, as the validation notice names it (Model Form B-1)."""
+
+    name: str = ""
+    mailing_address: tuple[str, ...] = ()
+    phone: str = ""
+    # The electronic way to dispute or ask for the original creditor (an
+    # e-mail address or a web address), besides the mailed response form.
+    dispute_email: str = ""
+    dispute_url: str = ""
+    # The lender collects as a "debt collector" (FDCPA 803(6)): the
+    # 1006.18(e) disclosure goes into every communication. A creditor
+    # collecting its own debts is not covered by Reg F's notice rules.
+    collects_as_debt_collector: bool = False
+
+
+class Privacy(_Strict):
+    """What the first line of an SMS or push (what a lock screen shows) may say.
+
+    - `full`: anything the template says (profiles recorded before it existed);
+    - `limited_content`: no debt named at all, in the style of 1006.2(j)'s
+      limited-content message;
+    - `no_amount_before_identity`: no amount and no "overdue" (cn: before the
+      borrower confirmed who they are, a notification names no debt)."""
+
+    first_line: Literal["full", "limited_content", "no_amount_before_identity"] = "full"
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -77,6 +131,8 @@ class Profile(_Strict):
     caps: Caps = Caps()
     notices: Notices = Notices()
     rules: Rules
+    collector: Collector = Collector()
+    privacy: Privacy = Privacy()
 
 
 def parse_profile(data: dict, source: str = "profile") -> Profile:

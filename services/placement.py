@@ -19,26 +19,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import timezone as phone_timezones
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dunning.inputs import ID_PATTERN, InputError, LoanInput, explain
+from loaders.zones import known_region, primary_zone, region_has_table
 
 LANGUAGES = ("zh_CN", "zh_TW", "en")
 
 
 class PlacementError(ValueError):
     """One line per bad record: 'record 3 (loan_id L-9): borrower.phone: ...'."""
-
-
-def zone_for_phone(phone: str) -> str | None:
-    """The first IANA zone of the number's region, if it has a known one."""
-    try:
-        number = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return None
-    zones = [zone for zone in phone_timezones.time_zones_for_number(number) if zone != "Etc/Unknown"]
-    return zones[0] if zones else None
 
 
 def _e164(value: str) -> str:
@@ -69,6 +59,9 @@ def _unless_absent(check: Callable[[str], str]) -> Callable[[str | None], str | 
     return checked
 
 
+ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "region", "postal_code", "country")
+_US_ZIP = re.compile(r"^\d{5}(?:-\d{4})?$")
+
 # What a name never holds: a scheme, "www.", or a dotted host with a path.
 _LINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+\.[a-z]{2,}/)")
 
@@ -89,6 +82,16 @@ class BorrowerContact(BaseModel):
     # (prepare_loan, its `default_time_zone`), so one borrower's loans under
     # two policies each take their own policy's.
     time_zone: str | None = None
+    # The postal address (for a mailed letter, the validation notice, and the
+    # zones its state spans). Optional; given, it needs a first line, a city,
+    # a postal code and an ISO 3166 country code, and for a country whose
+    # regions config/zones/ knows (US), its state code.
+    address_line1: Annotated[str, Field(max_length=200)] | None = None
+    address_line2: Annotated[str, Field(max_length=200)] | None = None
+    city: Annotated[str, Field(max_length=100)] | None = None
+    region: Annotated[str, Field(max_length=64)] | None = None
+    postal_code: Annotated[str, Field(max_length=32)] | None = None
+    country: Annotated[str, Field(max_length=2)] | None = None
 
     @field_validator("name")
     @classmethod
@@ -112,7 +115,24 @@ class BorrowerContact(BaseModel):
             raise ValueError("must not contain NUL characters")
         return value
 
-    @field_validator("phone", "email", "push_token", "time_zone", mode="before")
+    @field_validator(*ADDRESS_FIELDS)
+    @classmethod
+    def _address_line(cls, value: str | None) -> str | None:
+        # Printed on a letter: no control characters, no line breaks.
+        if value is not None and any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+            raise ValueError("must not contain line breaks or control characters")
+        return value.strip() if value is not None else None
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"must be an ISO 3166 alpha-2 country code such as US or CN, got {value[:8]!r}")
+        return value.upper()
+
+    @field_validator(*ADDRESS_FIELDS, "phone", "email", "push_token", "time_zone", mode="before")
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -124,10 +144,26 @@ class BorrowerContact(BaseModel):
     def _reachable_and_zoned(self) -> BorrowerContact:
         if not self.phone and not self.email:
             raise ValueError("needs a phone or an email")
-        if self.time_zone is None and self.phone:
-            # Frozen model: fill in the derived zone once, while validating.
-            object.__setattr__(self, "time_zone", zone_for_phone(self.phone))
+        self._check_address()
+        if self.time_zone is None:
+            # Frozen model: fill in the derived zone once, while validating:
+            # the address's, else the number's (None if neither names a place).
+            object.__setattr__(self, "time_zone", primary_zone(self.phone, self.country, self.region))
         return self
+
+    def _check_address(self) -> None:
+        given = [name for name in ADDRESS_FIELDS if getattr(self, name) is not None]
+        if not given:
+            return
+        missing = [name for name in ("address_line1", "city", "postal_code", "country") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"an address needs {', '.join(missing)} too (given: {', '.join(given)})")
+        if region_has_table(self.country):
+            if not known_region(self.country, self.region):
+                raise ValueError(f"region must be a state code of {self.country} such as NY, got {(self.region or '')[:8]!r}")
+            object.__setattr__(self, "region", self.region.upper())
+        if self.country == "US" and not _US_ZIP.match(self.postal_code):
+            raise ValueError(f"postal_code must be a US ZIP code such as 10001 or 10001-1234, got {self.postal_code[:16]!r}")
 
     def resolved_time_zone(self) -> str | None:
         """The given zone, else the phone's; None when neither tells (the
@@ -143,6 +179,7 @@ class BorrowerContact(BaseModel):
             "push_token": self.push_token,
             "language": self.language,
             "time_zone": self.resolved_time_zone(),
+            **{name: getattr(self, name) for name in ADDRESS_FIELDS},
         }
 
 
