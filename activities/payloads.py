@@ -72,6 +72,22 @@ class ContactRequest:
     # installment's), when not the outstanding balance and the loan's due date.
     message_amount: str = ""
     message_due_date: str = ""
+    # The profile's contact window ("HH:MM:SS"; "" for none): the activity
+    # checks it again in every zone the directory leaves open at the moment
+    # of sending (12 CFR 1006.6(b)(1)(i)), since the details may have changed
+    # since the loan started (issue 15, item 3).
+    window_start: str = ""
+    window_end: str = ""
+    # The profile's spacing between call attempts to the borrower, across
+    # their loans (minutes; None for none): the activity holds a call while
+    # another is in flight or the last one was this recent.
+    min_minutes_between_calls: int | None = None
+    # What the first line of an SMS or push may say (the profile's
+    # [privacy] first_line): full | limited_content | no_amount_before_identity.
+    privacy_first_line: str = "full"
+    # The collector collects as a "debt collector": every communication
+    # carries 1006.18(e)'s disclosure (the profile's [collector]).
+    debt_collector_disclosure: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,8 +101,13 @@ class ContactOutcome:
     provider_message_id: str = ""
     detail: str = ""
     # For `deferred`: the earliest instant (ISO 8601 with the borrower's offset)
-    # at which the contact may be tried again.
+    # at which the contact may be tried again, and the rule that held it
+    # (window, voice_daily_cap, call_spacing; "" from older workers: the cap).
     not_before: str = ""
+    rule: str = ""
+    # Every zone the directory left open when the contact was tried (the
+    # workflow's permit check uses them from then on); empty when not read.
+    time_zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, 
             currency=state.currency, due_date=state.due_date.isoformat(),
             # Enforced by the activity, which alone sees the borrower's other loans.
             voice_daily_cap=profile.caps.voice_attempts_per_day_per_borrower,
+            min_minutes_between_calls=profile.caps.min_minutes_between_calls,
+            # Checked again by the activity in the zones the directory gives then.
+            window_start=profile.window.start.isoformat(), window_end=profile.window.end.isoformat(),
+            privacy_first_line=profile.privacy.first_line,
+            debt_collector_disclosure=profile.collector.collects_as_debt_collector,
             **message_terms(state, occurrence),
         ),
         f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
