@@ -49,6 +49,9 @@ class PreparedLoan:
     borrower_known: bool
     # The policy's compliance profile (config/profiles/), validated, as JSON.
     profile: dict | None = None
+    # Every zone the borrower may be in (the primary first): zone names
+    # only, from the directory's zone, address and number (loaders/zones.py).
+    time_zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,27 @@ class ContactRequest:
     # The collector collects as a "debt collector": every communication
     # carries 1006.18(e)'s disclosure (the profile's [collector]).
     debt_collector_disclosure: bool = False
+    # The loan-time instant the workflow decided the contact at, and the
+    # loan's primary zone: the activity's window check runs on the loan's
+    # clock (a demo policy's day is shorter than a real one).
+    loan_at: str = ""
+    time_zone: str = ""
+    # For the validation notice (12 CFR 1006.34, Model Form B-1; issue 15,
+    # item 4): who collects, as the profile's [collector] names it (a
+    # business's details, not the borrower's; "" / (): the lender's name
+    # stands in and the notice has no collector address), and the
+    # profile's notices.validation_period_days (None: 30, 1006.34(b)(5)).
+    collector_name: str = ""
+    collector_mailing_address: tuple[str, ...] = ()
+    collector_phone: str = ""
+    dispute_email: str = ""
+    dispute_url: str = ""
+    validation_period_days: int | None = None
+    # What the workflow charged since the loan was placed (money strings; ""
+    # for none): the notice's itemization adds them to the placement's, and
+    # what the outstanding balance shows besides as paid or credited.
+    interest_charged: str = ""
+    fees_charged: str = ""
 
 
 @dataclass(frozen=True)

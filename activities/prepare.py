@@ -25,6 +25,15 @@ from db.models import Borrower, Loan
 from dunning.compliance import ProfileError
 from dunning.policy import PolicyError
 from loaders.config_files import load_policy, load_profile
+from loaders.zones import candidate_zones
+
+
+def borrower_zones(borrower: Borrower | None, primary: str) -> tuple[str, ...]:
+    """Every zone the borrower may be in, `primary` first (12 CFR
+    1006.6(b)(1)(i)): the zone, the address's state's, the number's."""
+    if borrower is None:
+        return (primary,)
+    return candidate_zones(primary, borrower.phone, borrower.country, borrower.region)
 
 
 class LoanPreparation:
@@ -55,11 +64,13 @@ class LoanPreparation:
                     request.loan_id, request.borrower_id, Decimal(request.amount_due), request.currency,
                     date.fromisoformat(request.due_date), request.policy, request.workflow_id,
                 ))
+            # The directory's zone (given, or the address's or phone's); a
+            # borrower with none, or not in the directory, takes the policy's.
+            time_zone = (borrower.time_zone if borrower else None) or policy.default_time_zone
             return PreparedLoan(
                 policy=policy.model_dump(mode="json"),
-                # The directory's zone (given, or the phone's); a borrower
-                # with neither, or not in the directory, takes the policy's.
-                time_zone=(borrower.time_zone if borrower else None) or policy.default_time_zone,
+                time_zone=time_zone,
+                time_zones=borrower_zones(borrower, time_zone),
                 language=borrower.language if borrower else policy.default_language,
                 borrower_known=borrower is not None,
                 profile=profile.model_dump(mode="json"),

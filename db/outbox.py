@@ -125,6 +125,7 @@ class ContactToSend(Protocol):
     channel: str
     template: str
     voice_daily_cap: int | None
+    min_minutes_between_calls: int | None
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class Claim:
     row: Contact
     send: bool
     not_before: datetime | None = None
+    rule: str = ""  # for `deferred`: voice_daily_cap | call_spacing
 
 
 def new_row(contact: ContactToSend, language: str) -> Contact:
@@ -197,7 +199,8 @@ def _write(
     """A new outbox row, or a deferred one brought up to date: first the
     voice cap across the borrower's loans, then the message."""
     cap = contact.voice_daily_cap if contact.channel == "voice" else None
-    if cap:
+    spacing = getattr(contact, "min_minutes_between_calls", None) if contact.channel == "voice" else None
+    if cap or spacing:
         # The count and the `sending` write are one transaction (claim
         # commits both), and one borrower's capped calls take turns from
         # before the count: on PostgreSQL on their directory row (FOR
@@ -215,11 +218,17 @@ def _write(
                 db.flush()
             elif not _restamp_deferred(db, contact.key):
                 return None
-            calls, next_midnight = voice_calls_today(db, borrower, contact.key, at)
-            if calls >= cap:
+            if spacing:
+                spaced_from = next_call_allowed(db, borrower, contact.key, at, spacing)
+                if spaced_from is not None:
+                    _move(row, DEFERRED)
+                    row.error = f"call spacing: another call to the borrower within {spacing} minutes"
+                    return Claim(row, send=False, not_before=spaced_from, rule="call_spacing")
+            calls, next_midnight = voice_calls_today(db, borrower, contact.key, at) if cap else (0, at)
+            if cap and calls >= cap:
                 _move(row, DEFERRED)
                 row.error = f"voice cap: {calls} calls today across the borrower's loans"
-                return Claim(row, send=False, not_before=next_midnight)
+                return Claim(row, send=False, not_before=next_midnight, rule="voice_daily_cap")
     fresh = draft(db)
     _move(fresh, PENDING if fresh.recipient else SKIPPED)
     if row is None:
@@ -268,6 +277,27 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def next_call_allowed(db: Session, borrower: Borrower, key: str, at: datetime, minutes: int) -> datetime | None:
+    """When a call to the borrower (other than `key`) may go, if not now:
+    one call at a time (another `pending` or `sending`: it may ring now), and
+    `minutes` after the last one sent, across all their loans (issue 15, item
+    9: postponed calls released at the window's opening went out in a burst).
+    The caller holds the borrower's turn, as for the daily cap."""
+    gap = timedelta(minutes=minutes)
+    others = (Contact.borrower_id == borrower.borrower_id, Contact.channel == "voice", Contact.key != key)
+    in_flight = db.scalar(select(func.count()).select_from(Contact).where(*others, Contact.status.in_((PENDING, SENDING))))
+    if in_flight:
+        return at + gap
+    last = db.scalar(select(func.max(Contact.sent_at)).where(*others, Contact.status == SENT, Contact.sent_at > at - gap))
+    if last is None:
+        return None
+    return _aware(last) + gap
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def voice_calls_today(db: Session, borrower: Borrower, key: str, at: datetime) -> tuple[int, datetime]:

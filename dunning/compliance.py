@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -83,6 +84,12 @@ class Notices(_Strict):
     # was not reported undeliverable. A call nobody answered and a push to
     # an app never start it.
     bureau_report_wait_starts: Literal["any_contact", "conversation_or_message"] = "any_contact"
+    # With validation_notice_delivery: how long an e-mail notice the provider
+    # took may wait for its delivery report before the next channel is tried.
+    notice_delivery_wait_hours: Annotated[int, Field(ge=1)] = 48
+    # Templates that would overshadow the consumer's rights while the
+    # validation period runs (1006.38(b)): they wait until it has ended.
+    templates_held_in_validation_period: tuple[str, ...] = ()
 
 
 class Rules(_Strict):
@@ -160,32 +167,80 @@ class Permit:
 ALLOWED = Permit(True)
 
 
-def next_window_opening(profile: Profile, now: datetime) -> datetime:
+def next_window_opening(profile: Profile | Window, now: datetime) -> datetime:
     """The next moment at or after `now` (aware, borrower's zone) inside the window."""
+    window = profile.window if isinstance(profile, Profile) else profile
     local = now
-    if local.time() < profile.window.start:
-        return local.replace(hour=profile.window.start.hour, minute=profile.window.start.minute, second=0, microsecond=0)
-    if local.time() >= profile.window.end:
+    if local.time() < window.start:
+        return local.replace(hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0)
+    if local.time() >= window.end:
         tomorrow = (local + timedelta(days=1)).date()
-        return datetime.combine(tomorrow, profile.window.start, tzinfo=local.tzinfo)
+        return datetime.combine(tomorrow, window.start, tzinfo=local.tzinfo)
     return local
 
 
-def check_contact(profile: Profile, channel: str, now: datetime, history: Sequence[PastContact]) -> Permit:
-    """`now` is loan time in the borrower's zone; `history` is this loan's contacts."""
-    opening = next_window_opening(profile, now)
+# Looking further than this for an hour open in every zone means there is none.
+_COMMON_WINDOW_SEARCH = timedelta(days=3)
+
+
+def next_opening_in_all(profile: Profile | Window, now: datetime, zones: Sequence[str] = ()) -> datetime | None:
+    """The first moment at or after `now` inside the window in every zone of
+    `zones` (and in `now`'s own zone), in `now`'s zone; None when the zones
+    share no hour of the window (they are further apart than it is long).
+
+    12 CFR 1006.6(b)(1)(i), comment 6(b)(1)(i)-4: with ambiguous information
+    about the consumer's location, a time is convenient only if it is
+    convenient in every location the information points to."""
+    home = now.tzinfo
+    places = [ZoneInfo(zone) for zone in zones] or [home]
+    candidate = now
+    while candidate - now <= _COMMON_WINDOW_SEARCH:
+        later = max(next_window_opening(profile, candidate.astimezone(place)) for place in places)
+        if later == candidate:
+            return candidate.astimezone(home)
+        candidate = later
+    return None
+
+
+def check_contact(
+    profile: Profile, channel: str, now: datetime, history: Sequence[PastContact], zones: Sequence[str] = ()
+) -> Permit:
+    """`now` is loan time in the borrower's (primary) zone; `history` is this
+    loan's contacts; `zones` every zone the borrower may be in (empty: only
+    `now`'s)."""
+    opening = next_opening_in_all(profile, now, zones)
+    if opening is None:
+        return Permit(
+            False,
+            "no_common_window",
+            f"the borrower's possible zones ({', '.join(zones)}) share no hour of the contact window "
+            f"{profile.window.start:%H:%M}-{profile.window.end:%H:%M} ({profile.name} profile)",
+            None,
+        )
     if opening != now:
+        where = "borrower local time" if len(zones) <= 1 else f"in every zone the borrower may be in ({', '.join(zones)})"
         return Permit(
             False,
             "window",
             f"outside the contact window {profile.window.start:%H:%M}-{profile.window.end:%H:%M} "
-            f"borrower local time ({profile.name} profile)",
+            f"{where} ({profile.name} profile)",
             opening,
         )
     if channel != "voice":
         return ALLOWED
     caps = profile.caps
     calls = sorted((c for c in history if c.channel == "voice" and c.result in ATTEMPT_RESULTS), key=lambda c: c.at)
+    if caps.min_minutes_between_calls and calls:
+        # No bursts: the loan's own calls spaced (the activity spaces the
+        # borrower's calls across loans, which only it sees).
+        until = calls[-1].at + timedelta(minutes=caps.min_minutes_between_calls)
+        if now < until:
+            return Permit(
+                False,
+                "call_spacing",
+                f"the last call was less than {caps.min_minutes_between_calls} minutes ago ({profile.name} profile)",
+                next_opening_in_all(profile, until.astimezone(now.tzinfo), zones) or until,
+            )
     if caps.quiet_days_after_conversation:
         conversations = [c.at for c in calls if c.result in CONVERSATION_RESULTS]
         if conversations and now < conversations[-1] + timedelta(days=caps.quiet_days_after_conversation):
@@ -194,7 +249,7 @@ def check_contact(profile: Profile, channel: str, now: datetime, history: Sequen
                 False,
                 "quiet_after_conversation",
                 f"no call within {caps.quiet_days_after_conversation} days after a conversation ({profile.name} profile)",
-                next_window_opening(profile, until.astimezone(now.tzinfo)),
+                next_opening_in_all(profile, until.astimezone(now.tzinfo), zones) or until,
             )
     if caps.voice_attempts_per_7_days_per_loan:
         cap = caps.voice_attempts_per_7_days_per_loan
@@ -206,7 +261,7 @@ def check_contact(profile: Profile, channel: str, now: datetime, history: Sequen
                 False,
                 "voice_7_in_7",
                 f"{len(recent)} calls in the last 7 days; at most {cap} ({profile.name} profile)",
-                next_window_opening(profile, until.astimezone(now.tzinfo)),
+                next_opening_in_all(profile, until.astimezone(now.tzinfo), zones) or until,
             )
     if caps.voice_attempts_per_day_per_borrower:
         cap = caps.voice_attempts_per_day_per_borrower

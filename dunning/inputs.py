@@ -134,6 +134,13 @@ class DisputeSignal(_Payload):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
+class VerificationSentSignal(_Payload):
+    """An operator sent the consumer verification of a disputed debt (12 CFR
+    1006.38(d)(2)(i)): `reference` names the mailing or message (an id)."""
+
+    reference: Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
 class DisputeResolvedSignal(_Payload):
     upheld: StrictBool  # a JSON boolean: "yes" or 1 must not end a loan
 

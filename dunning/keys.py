@@ -32,6 +32,17 @@ def stage_step(stage: str, day: int, index: int, channel: str) -> str:
     return f"{stage}/d{day}/{index}-{channel}"
 
 
+_STAGE_STEP = re.compile(r"^(?P<stage>[a-z_]+)/d(?P<day>-?\d+)/(?P<index>\d+)-(?P<channel>[a-z]+)$")
+
+
+def parse_stage_step(step: str) -> tuple[str, int, int, str] | None:
+    """(stage, day, index, channel) of a stage_step key; None for another kind."""
+    match = _STAGE_STEP.match(step)
+    if match is None:
+        return None
+    return match["stage"], int(match["day"]), int(match["index"]), match["channel"]
+
+
 def validation_notice_step(channel: str) -> str:
     return f"{NOTICE_PREFIX}validation/{channel}"
 

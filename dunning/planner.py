@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 
-from dunning import keys
+from dunning import keys, notice as notices
 from dunning.clock import LoanClock
-from dunning.compliance import PastContact, Profile, check_contact
+from dunning.compliance import CONVERSATION_RESULTS, PastContact, Profile, check_contact
 from dunning.contract import STAGES
 from dunning.arrangements import plan_deadline, promise_deadline
 from dunning.bureau import next_cycle_start
@@ -25,7 +25,7 @@ ActionKind = Literal[
     "hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait",
     "break_plan", "break_promise", "assign_visit",
 ]
-VALIDATION_NOTICE = "validation_notice"
+VALIDATION_NOTICE = notices.VALIDATION_NOTICE
 PAY_LINK = "pay_link"
 PLAN_CONFIRMATION = "plan_confirmation"
 INSTALLMENT_REMINDER = "installment_reminder"
@@ -86,26 +86,28 @@ def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, seg
 def _hold_reason(state: LoanState) -> str:
     if state.disputed:
         return "dispute under review"
+    if state.awaiting_verification:
+        return "a dispute in the validation period: no collection until verification is sent (12 CFR 1006.38(d)(2))"
     if state.open_complaints:
         return f"complaint {', '.join(state.open_complaints)} under internal review"
     return f"paused by an operator ({state.pause_reason or 'no reason given'})"
 
 
-def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
+def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> tuple[Occurrence | None, notices.NoticeProgress]:
     """Where the profile asks for a validation notice (US Reg F 1006.34), it is
-    the loan's first contact: by e-mail, or by SMS when the e-mail could not go."""
+    the loan's first contact, by the profile's channels in order
+    (dunning/notice.py): the occurrence to send now, if any, and whether the
+    notice still holds back the other contacts."""
     if profile.notices.validation_notice_within_days is None or state.stage not in STAGES:
-        return None
-    tried = {c.channel: c for c in state.contacts if c.template == VALIDATION_NOTICE}
-    if any(c.went_out for c in tried.values()):
-        return None
-    for channel in ("email", "sms"):
-        if channel not in tried and not state.channel_opted_out(channel):
-            return Occurrence(
-                key=keys.validation_notice_step(channel), stage=state.stage, day=clock.days_past_due(now),
-                channel=channel, template=VALIDATION_NOTICE, at=now,
-            )
-    return None
+        return None, notices.NoticeProgress()
+    progress = notices.progress(profile, state, now)
+    if progress.channel is None:
+        return None, progress
+    occurrence = Occurrence(
+        key=keys.validation_notice_step(progress.channel), stage=state.stage, day=clock.days_past_due(now),
+        channel=progress.channel, template=VALIDATION_NOTICE, at=now,
+    )
+    return occurrence, progress
 
 
 def _requested_pay_link(state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
@@ -130,8 +132,27 @@ def first_report_due(profile: Profile, state: LoanState) -> datetime | None:
     wait = profile.notices.bureau_report_wait_days
     if wait is None:
         return datetime.min.replace(tzinfo=timezone.utc)
-    sent = [c.loan_at for c in state.contacts if c.went_out]
+    sent = [c.loan_at for c in state.contacts if _starts_bureau_wait(profile, c)]
     return min(sent) + timedelta(days=wait) if sent else None
+
+
+# 1006.30(a)(1)(ii): a letter or an electronic message to the consumer
+# (push to an app is neither: it may reach a bare user id on any device).
+_MESSAGE_CHANNELS = frozenset({"letter", "email", "sms"})
+
+
+def _starts_bureau_wait(profile: Profile, contact) -> bool:
+    """1006.30(a)(1): before furnishing, the collector (i) speaks to the
+    consumer, or (ii) places a letter in the mail or sends an electronic
+    message and waits a reasonable time (14 days) for a notice of
+    undeliverability. Under `conversation_or_message`, a call counts only if
+    it was a conversation, and a message only while no notice of
+    undeliverability came back (a bounce sets its result)."""
+    if profile.notices.bureau_report_wait_starts == "any_contact":
+        return contact.went_out
+    if contact.channel == "voice":
+        return contact.result in CONVERSATION_RESULTS
+    return contact.channel in _MESSAGE_CHANNELS and contact.went_out
 
 
 def _next_bureau_record(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock) -> tuple[datetime, str] | None:
@@ -186,6 +207,20 @@ def _visit_due(policy: Policy, profile: Profile, state: LoanState, clock: LoanCl
         last = state.visits[-1].assigned_on
         day = max(day, clock.days_past_due(_local_day_start(clock, last)) + rules.every_days)
     return clock.at(day, policy.contact_time)
+
+
+def _superseded(profile: Profile, upcoming: list[tuple[datetime, Occurrence]], now: datetime) -> Occurrence | None:
+    """With `collapse_missed_steps`: of several steps of one channel due now
+    (missed during a hold, a closed window, a cap), every one but the latest
+    is superseded (issue 15, item 9: no burst of released calls). Notices and
+    the borrower's own requests are never superseded."""
+    if not profile.caps.collapse_missed_steps:
+        return None
+    due = [o for at, o in upcoming if at <= now and not keys.carried_across_stages(o.key)]
+    for occurrence in due:
+        if any(other.channel == occurrence.channel and other.at > occurrence.at for other in due):
+            return occurrence
+    return None
 
 
 def segment_facts(state: LoanState, days_past_due: int) -> SegmentFacts:
@@ -253,9 +288,14 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         # Contacts of the current stage from today on (missed days are not
         # replayed), and those postponed by a compliance rule from earlier
         # days. None while a promise is open or a court case runs.
-        notice = _validation_notice(profile, state, clock, now) or _requested_pay_link(state, clock, now)
+        notice, progress = _validation_notice(profile, state, clock, now)
+        notice = notice or _requested_pay_link(state, clock, now)
+        if progress.wake is not None:
+            candidates.append((progress.wake, "the validation notice's delivery report"))
         if notice is not None:
             upcoming.append((state.deferred.get(notice.key, now), notice))
+        elif progress.blocks_collection:
+            pass  # the notice goes first and alone, and must be provided before collection
         elif state.stage in STAGES and promise is None and not state.in_court:
             done = set(state.done_steps)
             for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment):
@@ -281,6 +321,12 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
 
     if upcoming and upcoming[0][0] <= now:
         occurrence = upcoming[0][1]
+        superseded = _superseded(profile, upcoming, now)
+        if superseded is not None:
+            return Action(
+                "skip", f"a later {superseded.channel} step is due too: missed steps are collapsed, not replayed",
+                at=now, occurrence=superseded, skip_result="skipped_superseded",
+            )
         if state.channel_opted_out(occurrence.channel):
             return Action(
                 "skip", f"borrower opted out of {occurrence.channel}", at=now, occurrence=occurrence,
@@ -291,8 +337,17 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
                 "skip", f"segment {segment.name} skips {occurrence.channel}", at=now, occurrence=occurrence,
                 skip_result="skipped_segment",
             )
+        held_until = notices.held_for_validation_period(profile, state, occurrence.template, local_today)
+        if held_until is not None:
+            return Action(
+                "defer", f"the validation period runs until {state.validation.period_ends}: a {occurrence.template} would "
+                "overshadow the consumer's rights (12 CFR 1006.38(b))",
+                at=_local_day_start(clock, held_until), occurrence=occurrence, rule="validation_period",
+            )
         history = [PastContact(c.loan_at, c.channel, c.result) for c in state.contacts]
-        permit = check_contact(profile, occurrence.channel, now, history)
+        permit = check_contact(profile, occurrence.channel, now, history, state.zones if state.contact_zones else ())
+        if not permit.allowed and permit.not_before is None:
+            return Action("skip", permit.reason, at=now, occurrence=occurrence, skip_result=f"skipped_{permit.rule}")
         if not permit.allowed:
             return Action("defer", permit.reason, at=permit.not_before, occurrence=occurrence, rule=permit.rule)
         return Action("contact", f"{state.stage} step due on day {occurrence.day}", at=now, occurrence=occurrence)

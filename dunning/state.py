@@ -24,8 +24,9 @@ class ContactEntry(BaseModel):
     template: str
     day: int
     step: str = ""  # the planner's step key, which a provider's outcome names
-    result: str  # sent | failed | skipped_no_address | skipped_opt_out | skipped_segment
-
+    result: str  # sent | failed | skipped_no_address | skipped_opt_out | skipped_segment | skipped_superseded | skipped_stage_ended
+    # For a step a rule held and that was never sent: the rule (voice_7_in_7, ...).
+    rule: str = ""
 
     @property
     def went_out(self) -> bool:
@@ -104,6 +105,23 @@ class FieldVisit(BaseModel):
     outcome: str = ""
 
 
+class ValidationNotice(BaseModel):
+    """The validation notice under a profile that requires its delivery
+    (12 CFR 1006.34, 1006.38): when it was provided, when the validation
+    period ends, and a dispute in that period awaiting verification."""
+
+    channel: str = ""  # how it was provided (email delivered, letter mailed)
+    provided_on: date | None = None  # the loan's local day
+    period_ends: date | None = None  # 1006.34(b)(5)
+    verification_required: bool = False  # a dispute before the period ended (1006.38(d)(2))
+    verification_sent_on: date | None = None
+    verification_reference: str = ""
+
+    @property
+    def awaiting_verification(self) -> bool:
+        return self.verification_required and self.verification_sent_on is None
+
+
 class LegalCase(BaseModel):
     status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
     opened_on: date
@@ -120,6 +138,10 @@ class LoanState(BaseModel):
 
     # Known once prepare_loan has answered.
     time_zone: str = "UTC"
+    # Every zone the borrower may be in (the primary first), read from the
+    # directory at the start and again at each contact; empty in a run from
+    # before multi-zone checks (then only `time_zone`).
+    contact_zones: list[str] = Field(default_factory=list)
     language: str = ""
     clock_anchor: datetime | None = None
 
@@ -137,6 +159,8 @@ class LoanState(BaseModel):
     bureau_reported: bool = False
     # Contacts a compliance rule postponed: step key -> loan time they may go.
     deferred: dict[str, datetime] = Field(default_factory=dict)
+    # The rule that postponed each of them (window, voice_7_in_7, ...).
+    deferred_rules: dict[str, str] = Field(default_factory=dict)
     # Steps of the current stage already sent or skipped (keys), reset when
     # the stage changes, so the set stays small however long the loan lives.
     done_steps: list[str] = Field(default_factory=list)
@@ -173,6 +197,8 @@ class LoanState(BaseModel):
     bureau: BureauState = Field(default_factory=BureauState)
     visits: list[FieldVisit] = Field(default_factory=list)
     legal: LegalCase | None = None
+    # Set once the profile requires the notice's delivery (None otherwise).
+    validation: ValidationNotice | None = None
 
     @model_validator(mode="after")
     def _derive_principal(self) -> LoanState:
@@ -211,7 +237,16 @@ class LoanState(BaseModel):
 
     @property
     def on_hold(self) -> bool:
-        return self.paused or self.disputed or bool(self.open_complaints)
+        return self.paused or self.disputed or bool(self.open_complaints) or self.awaiting_verification
+
+    @property
+    def awaiting_verification(self) -> bool:
+        return self.validation is not None and self.validation.awaiting_verification
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """The zones the contact window is checked in."""
+        return tuple(self.contact_zones) or (self.time_zone,)
 
     def stage_rank(self) -> int:
         return STAGES.index(self.stage) if self.stage in STAGES else -1

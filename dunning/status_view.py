@@ -52,6 +52,7 @@ def status_view(
                 "template": c.template,
                 "day": c.day,
                 "step": c.step,
+                **({"rule": c.rule} if c.rule else {}),
             }
             for c in state.contacts
         ],
@@ -61,6 +62,10 @@ def status_view(
         "due_date": state.due_date.isoformat(),
         "policy": state.policy,
         "time_zone": state.time_zone,
+        # Every zone the borrower may be in: a contact goes out only at an
+        # hour inside the window in all of them (12 CFR 1006.6(b)(1)(i)).
+        "time_zones": list(state.zones),
+        "validation_notice": state.validation.model_dump(mode="json") if state.validation else None,
         "segment": segment or None,
         "principal": money(state, state.principal_due),
         "fees": money(state, state.fees_due),
@@ -84,7 +89,8 @@ def status_view(
         "open_complaints": list(state.open_complaints),
         "bureau_reported": state.bureau_reported,
         "postponed_contacts": [
-            {"step": key, "until": clock.real_time(until).isoformat()} for key, until in state.deferred.items()
+            {"step": key, "until": clock.real_time(until).isoformat(), "rule": state.deferred_rules.get(key, "")}
+            for key, until in state.deferred.items()
         ] if clock else [],
         "next_action": next_action.reason if next_action else None,
         "unapplied_payments": [p.model_dump(mode="json") for p in state.unapplied_payments],

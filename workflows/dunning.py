@@ -32,9 +32,11 @@ with workflow.unsafe.imports_passed_through():
         LegalOutcome,
         OptOutSignal,
         PayLinkRequest,
+        VerificationSentSignal,
         VisitReport,
         parse_signal,
     )
+    from dunning import notice
     from dunning.money import format_amount
     from dunning.planner import Action, Occurrence
     from dunning.policy import Policy
@@ -99,6 +101,7 @@ class DunningWorkflow:
             await self._writer.write_queued()
             loan_now = self._clock.loan_time(workflow.now())
             self._writer.queue(plans.bookkeep(state, self._rules, self._moment()))
+            notice.bookkeep(self._rules.profile, state, self._clock.zone)  # the state only: no record, no command
             await self._writer.write_queued()
             if (outcome := stages.ending(state)) is not None:
                 return await self._close(outcome)
@@ -172,6 +175,7 @@ class DunningWorkflow:
     complaint_resolved = _signal(contract.SIGNAL_COMPLAINT_RESOLVED, ComplaintResolvedSignal, holds.resolve_complaint)
     send_pay_link = _signal(contract.SIGNAL_SEND_PAY_LINK, PayLinkRequest, contacts.request_pay_link)
     contact_outcome = _signal(contract.SIGNAL_CONTACT_OUTCOME, ContactOutcomeSignal, contacts.contact_outcome)
+    verification_sent = _signal(contract.SIGNAL_VERIFICATION_SENT, VerificationSentSignal, holds.verification_sent)
 
     def _on_signal(self, name: str, model: type, payload: Any, transition) -> None:
         """Parse, apply, queue what to write. A bad or inapplicable signal is
@@ -287,6 +291,7 @@ class DunningWorkflow:
         policy, profile = Policy.model_validate(prepared.policy), Profile.model_validate(prepared.profile)
         if state.clock_anchor is None:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
+            state.contact_zones = list(prepared.time_zones)  # empty from a worker before multi-zone checks
             state.clock_anchor = workflow.now()
         self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, policy.day_seconds)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))
@@ -298,9 +303,21 @@ class DunningWorkflow:
         request = contacts.contact_request(state, self._rules.profile, occurrence, decided, loan_now)
         outcome = await calls.send_contact(request)
         result = outcome.result if outcome is not None else "failed"
+        moved = outcome is not None and bool(outcome.time_zones) and list(outcome.time_zones) != state.contact_zones
+        if moved:
+            # The directory's details changed since the loan started (issue
+            # 15, item 3): the permit check uses the zones read at this contact.
+            state.contact_zones = list(outcome.time_zones)
+        if result == "deferred" and outcome.rule == "window":
+            # Outside the window in a zone read just now. With new zones the
+            # planner postpones it (it checks them next); else the activity's
+            # opening, in loan time, stands.
+            if not moved:
+                self._defer(occurrence, datetime.fromisoformat(outcome.not_before), "window", outcome.detail)
+            return
         if result == "deferred":
             until = self._clock.loan_time(datetime.fromisoformat(outcome.not_before))
-            self._defer(occurrence, until, "voice_daily_cap", outcome.detail or "call cap across the borrower's loans")
+            self._defer(occurrence, until, outcome.rule or "voice_daily_cap", outcome.detail or "call cap across the borrower's loans")
             return
         contacts.contact_recorded(state, occurrence, result, decided, loan_now)
         self._count("dunning_contacts", "contacts by channel and result", channel=occurrence.channel, result=result)

@@ -34,6 +34,7 @@ def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, 
             window_start=profile.window.start.isoformat(), window_end=profile.window.end.isoformat(),
             privacy_first_line=profile.privacy.first_line,
             debt_collector_disclosure=profile.collector.collects_as_debt_collector,
+            loan_at=loan_now.isoformat(), time_zone=state.time_zone,
             **message_terms(state, occurrence),
         ),
         f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
@@ -54,6 +55,7 @@ def contact_recorded(state: LoanState, occurrence: Occurrence, result: str, mome
     """A step done (sent, failed or skipped) at `moment`: it is not planned again."""
     state.done_steps.append(occurrence.key)
     state.deferred.pop(occurrence.key, None)
+    state.deferred_rules.pop(occurrence.key, None)
     state.contacts.append(
         ContactEntry(
             at=moment.now.astimezone(moment.clock.zone),
@@ -79,6 +81,7 @@ def contact_deferred(
 ) -> list[Record]:
     """A compliance rule said 'not now': the contact waits for `until` (loan time)."""
     state.deferred[step_key] = until
+    state.deferred_rules[step_key] = rule
     return [decision(state, moment, "decision", rule, f"{reason}; postponed to {until.isoformat()}", channel, step_key)]
 
 

@@ -10,7 +10,9 @@ same complaint sent twice).
 from __future__ import annotations
 
 from dunning import contract, keys
-from dunning.inputs import ComplaintResolvedSignal, ComplaintSignal, DisputeResolvedSignal, DisputeSignal, HoldSignal
+from dunning.inputs import (
+    ComplaintResolvedSignal, ComplaintSignal, DisputeResolvedSignal, DisputeSignal, HoldSignal, VerificationSentSignal,
+)
 from dunning.state import LoanState
 from dunning.transitions.records import COMPLAINT_OPENED, COMPLAINT_RESOLVED, Moment, Record, operator_action
 
@@ -21,7 +23,30 @@ class SignalRejected(ValueError):
 
 def open_dispute(state: LoanState, signal: DisputeSignal, moment: Moment) -> list[Record]:
     state.disputed = True
-    return [operator_action(state, moment, contract.SIGNAL_DISPUTE, "dispute opened: contact and escalation stop")]
+    reason = "dispute opened: contact and escalation stop"
+    validation = state.validation
+    if validation is not None and validation.verification_sent_on is None and (
+        validation.period_ends is None or moment.loan_now.astimezone(moment.clock.zone).date() <= validation.period_ends
+    ):
+        # 12 CFR 1006.38(d)(2): a dispute within the validation period stops
+        # collection until verification is sent, whatever the review says.
+        # One before the notice was provided is held the same way.
+        validation.verification_required = True
+        reason += "; in the validation period: collection waits for verification_sent"
+    return [operator_action(state, moment, contract.SIGNAL_DISPUTE, reason)]
+
+
+def verification_sent(state: LoanState, signal: VerificationSentSignal, moment: Moment) -> list[Record]:
+    """Verification mailed to the consumer: the validation-period hold lifts
+    (an open dispute still holds until it is resolved)."""
+    validation = state.validation
+    if validation is None or not validation.verification_required:
+        raise SignalRejected("no dispute in the validation period awaits verification")
+    if validation.verification_sent_on is not None:
+        return None
+    validation.verification_sent_on = moment.loan_now.astimezone(moment.clock.zone).date()
+    validation.verification_reference = signal.reference
+    return [operator_action(state, moment, contract.SIGNAL_VERIFICATION_SENT, f"verification sent ({signal.reference})")]
 
 
 def resolve_dispute(state: LoanState, signal: DisputeResolvedSignal, moment: Moment) -> list[Record]:

@@ -11,7 +11,8 @@ from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.planner import segment_name
 from dunning.policy import Policy
-from dunning.state import LegalCase, LoanState
+from dunning.contract import STAGES
+from dunning.state import ContactEntry, LegalCase, LoanState
 from dunning.transitions.records import BUREAU, CLOSING, STAGE_ENTRY, Moment, Record, Write, money
 
 
@@ -44,11 +45,30 @@ def start_stage(state: LoanState, stage: str) -> None:
     state.deferred = {key: at for key, at in state.deferred.items() if keys.carried_across_stages(key)}
 
 
+def _record_postponed_left_behind(state: LoanState, policy: Policy, loan_now: datetime, moment: Moment) -> None:
+    """A step a rule postponed past its stage's end is never sent: it shows
+    in `contacts` as skipped, with the rule, rather than vanishing (issue
+    15, item 10: calls the 7-in-7 limit refused appeared nowhere)."""
+    for key in state.deferred:
+        parsed = keys.parse_stage_step(key)
+        if parsed is None or keys.carried_across_stages(key):
+            continue
+        stage, day, index, channel = parsed
+        steps = policy.stage(stage).steps if stage in STAGES else ()
+        state.contacts.append(ContactEntry(
+            at=moment.now.astimezone(moment.clock.zone), loan_at=loan_now, step=key, channel=channel, stage=stage,
+            template=steps[index].template if index < len(steps) else "", day=day, result="skipped_stage_ended",
+            rule=state.deferred_rules.get(key, ""),
+        ))
+    state.deferred_rules = {key: rule for key, rule in state.deferred_rules.items() if keys.carried_across_stages(key)}
+
+
 def enter_stage(state: LoanState, stage: str, policy: Policy, clock: LoanClock, loan_now: datetime, moment: Moment) -> Write:
     """The stage entered once its record is written: the segment is decided
     again, and the legal stage opens the loan's case."""
 
     def entered() -> None:
+        _record_postponed_left_behind(state, policy, loan_now, moment)
         start_stage(state, stage)
         state.segment = segment_name(policy, state, clock.days_past_due(loan_now))
         if stage == "legal" and state.legal is None:

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from dunning import notice
 from dunning.clock import LoanClock
 from dunning.planner import Action, next_action
 from dunning.state import LoanState
@@ -29,11 +30,14 @@ def new_state(amount="1200.00", **changes) -> LoanState:
     )
 
 
-def walk(policy, state, start: datetime, until_day: int | None = None, call_result: str = "sent") -> tuple[list, Action]:
+def walk(policy, state, start: datetime, until_day: int | None = None, call_result: str = "sent",
+         email_result: str = "delivered") -> tuple[list, Action]:
     """Do what the planner says, as the workflow does, until it waits past
     `until_day` or writes the loan off. Returns (events, final action).
 
-    Contacts go out at once; a call's provider reports `call_result`."""
+    Contacts go out at once; a call's provider reports `call_result`, an
+    e-mail provider `email_result` (at once: "delivered"; "sent" is an
+    e-mail whose report never comes)."""
     profile = load_profile(policy.profile, PROFILES)
     clock = LoanClock(start, state.time_zone, state.due_date, policy.day_seconds)
     rules = Rules(policy, profile, stages.begin(state, policy, profile, clock, clock.loan_time(start)))
@@ -42,6 +46,7 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
         moment = Moment(f"dunning-{state.loan_id}", "run-1", now, clock)
         loan_now, day = moment.loan_now, moment.days_past_due
         plans.bookkeep(state, rules, moment)
+        notice.bookkeep(profile, state, clock.zone)
         action = next_action(policy, profile, state, clock, loan_now)
         o = action.occurrence
         if action.kind == "wait":
@@ -62,7 +67,8 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
             contacts.contact_skipped(state, o, action.skip_result, action.reason, moment, loan_now)
             events.append(("skip", o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
         elif action.kind == "contact":
-            contacts.contact_recorded(state, o, call_result if o.channel == "voice" else "sent", moment, loan_now)
+            result = {"voice": call_result, "email": email_result}.get(o.channel, "sent")
+            contacts.contact_recorded(state, o, result, moment, loan_now)
             events.append(("contact", o.channel, o.template, o.day, loan_now.strftime("%H:%M")))
         elif action.kind == "assign_visit":
             visits.visit_assignment(state, rules, loan_now, moment).then()
