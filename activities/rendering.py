@@ -7,6 +7,7 @@ each channel renders one or more *forms* of it:
     push   -> <template>.push.j2
     voice  -> <template>.voice.j2            (a TTS script: never the link)
     email  -> <template>.email.subject.j2 + .email.txt.j2 + .email.html.j2
+    letter -> <template>.letter.html.j2      (a printable HTML letter; text and html are both it)
 
 One form belongs to no channel: `ivr` (<template>.ivr.j2), what a call says
 after the borrower presses a key; the gateway renders it with `render_form`.
@@ -60,16 +61,19 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-CHANNELS: Final = ("sms", "push", "email", "voice")
+CHANNELS: Final = ("sms", "push", "email", "voice", "letter")
 # What a caller hears from the keypad menu: the call's menu and goodbye, and
 # the answers to each key. No channel sends it on its own.
 IVR_FORM: Final = "ivr"
-FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice", IVR_FORM)
+FORMS: Final = ("sms", "push", "email.subject", "email.txt", "email.html", "voice", IVR_FORM, "letter.html")
 CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "sms": ("sms",),
     "push": ("push",),
     "voice": ("voice",),
     "email": ("email.subject", "email.txt", "email.html"),
+    # A mailed letter (the validation notice's fallback, printed by Lob): one
+    # self-contained HTML document, letter size, no external assets.
+    "letter": ("letter.html",),
 }
 # The variables every template may use, and the only ones:
 #   lender_name, borrower_name  str
@@ -80,6 +84,10 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
 #   pay_link                    str, the one-click repayment URL with its opaque token (never in a voice script)
 #   loan_id, stage              str
 #   unsubscribe_url             str, the message's signed one-click unsubscribe URL on the gateway (e-mail footers)
+#   notice                      the validation notice's information (NOTICE_KEYS below), a mapping, for
+#                               template `validation_notice`; None for every other template
+#   debt_collector              bool: the sender collects as a "debt collector", so the message carries
+#                               12 CFR 1006.18(e)'s disclosure
 CONTEXT_KEYS: Final = frozenset(
     {
         "lender_name",
@@ -92,6 +100,36 @@ CONTEXT_KEYS: Final = frozenset(
         "loan_id",
         "stage",
         "unsubscribe_url",
+        "notice",
+        "debt_collector",
+    }
+)
+# The keys of `notice` (activities/outbox.py, `validation_notice`), each always
+# present, None (or empty) when not known. 12 CFR 1006.34(c), Model Form B-1:
+#   collector_name              str, who collects (the profile's [collector]; the lender's name without one)
+#   collector_address           list[str], the collector's mailing address lines (may be empty)
+#   collector_phone             str | None
+#   dispute_email, dispute_url  str | None: the electronic way to dispute or ask for the original creditor
+#   consumer_name               str; consumer_address list[str] (from the directory; may be empty)
+#   current_creditor            str, to whom the debt is owed now (1006.34(c)(2)(v))
+#   creditor_on_itemization_date  str | None, for a consumer financial product debt (1006.34(c)(2)(iii))
+#   account_last4               str | None, the account number's last four characters (1006.34(c)(2)(iv))
+#   itemization_date            date (1006.34(b)(3), (c)(2)(vi))
+#   amount_on_itemization_date  Decimal (1006.34(c)(2)(vii))
+#   interest_since, fees_since  Decimal, charged since the itemization date (1006.34(c)(2)(viii))
+#   paid_or_credited_since      Decimal, payments plus credits since then (B-1 shows them on one line)
+#   current_amount              Decimal (1006.34(c)(2)(ix)) = the amount then + interest + fees - paid or credited
+#   itemized                    bool: False when the loan was placed without an itemization (the notice
+#                               then itemizes from the due date: the amount due, nothing since)
+#   provided_on                 date the notice is provided
+#   validation_period_ends      date, the end of the validation period (1006.34(b)(5), (c)(3))
+#   debt_collector              bool, as the context's `debt_collector`
+NOTICE_KEYS: Final = frozenset(
+    {
+        "collector_name", "collector_address", "collector_phone", "dispute_email", "dispute_url",
+        "consumer_name", "consumer_address", "current_creditor", "creditor_on_itemization_date", "account_last4",
+        "itemization_date", "amount_on_itemization_date", "interest_since", "fees_since", "paid_or_credited_since",
+        "current_amount", "itemized", "provided_on", "validation_period_ends", "debt_collector",
     }
 )
 SUFFIX: Final = ".j2"
@@ -204,7 +242,7 @@ def _finish(form: str, text: str) -> str:
         return _single_line(text)
     if form == "email.txt":
         return text.strip() + "\n"
-    if form == "email.html":
+    if form in ("email.html", "letter.html"):
         return text.strip() + "\n"
     return text.strip()
 
@@ -248,6 +286,10 @@ class TemplateRenderer:
         }
         if channel == "email":
             return RenderedMessage(subject=out["email.subject"], text=out["email.txt"], html=out["email.html"])
+        if channel == "letter":
+            # A letter is one HTML document, the print provider's input: the
+            # body (what the outbox keeps and hashes) is that document too.
+            return RenderedMessage(subject=None, text=out["letter.html"], html=out["letter.html"])
         return RenderedMessage(subject=None, text=out[forms[0]], html=None)
 
     def render_form(self, language: str, template: str, form: str, context: Mapping[str, Any]) -> str:

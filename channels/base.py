@@ -23,6 +23,11 @@ class OutboundMessage:
     category: str | None = None
 
 
+# The most HTML a print-and-mail provider takes inline for a letter (Lob's
+# `file` parameter: 10,000 characters); the renderer keeps letters within it.
+LETTER_HTML_MAX_CHARS = 10_000
+
+
 @dataclass(frozen=True)
 class ProviderReceipt:
     provider: str

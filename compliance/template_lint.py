@@ -34,6 +34,13 @@ its own; it takes no template variables (the gateway answers without reading
 the borrower's record), and a template that has only such forms is needed in
 every language in those forms only.
 
+Message privacy (compliance/template_lint_privacy.py; rules in
+config/compliance/message_privacy.toml): the first line of every SMS and push
+obeys each profile's [privacy] first_line (rule `first-line-privacy`), and
+every SMS, push, e-mail and voice script carries the 12 CFR 1006.18(e)
+debt-collector disclosure under `{% if debt_collector %}` (rules
+`missing-`, `unconditional-`, `misplaced-debt-collector-disclosure`).
+
 Templates that do not parse, use a variable outside CONTEXT_KEYS, or fail to
 render are reported too (`syntax-error`, `unknown-variable`, `render-error`).
 """
@@ -53,6 +60,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from activities.rendering import CHANNEL_FORMS, CONTEXT_KEYS, FILTERS, FORMS, SUFFIX, TemplateMissing, TemplateRenderer
 from compliance.template_config import Report, line_of, policy_usage, profile_opt_outs
+from compliance.template_lint_privacy import DEFAULT_PRIVACY_RULES, check_message_privacy
 from compliance.template_rules import TEMPLATE_NAME, Rules, RulesError, banned_matches, load_rules
 from compliance.template_rules import part_marker, part_text, sample_contexts, with_sample
 
@@ -100,6 +108,7 @@ def lint_templates(
     *,
     policies_dir: Path | None = DEFAULT_POLICIES,
     profiles_dir: Path | None = DEFAULT_PROFILES,
+    privacy_path: Path = DEFAULT_PRIVACY_RULES,
 ) -> list[LintFinding]:
     """Every finding for the templates under `templates_dir`, sorted by file and line.
 
@@ -123,6 +132,7 @@ def lint_templates(
     _check_completeness(templates_dir, rules, renderer, present, used, report)
     _check_files(templates_dir, rules, present, report)
     _check_rendered(templates_dir, rules, renderer, present, extra_require, report)
+    check_message_privacy(templates_dir, rules, renderer, present, profiles_dir, report, privacy_path)
     return sorted(findings)
 
 
@@ -292,14 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rules", type=Path, default=None, help="rules file (default: config/compliance/template_rules.toml)")
     parser.add_argument("--policies", type=Path, default=None, help="policies directory (default: config/policies)")
     parser.add_argument("--profiles", type=Path, default=None, help="compliance profiles directory (default: config/profiles)")
+    parser.add_argument("--privacy", type=Path, default=None, help="message privacy rules (default: config/compliance/message_privacy.toml)")
     args = parser.parse_args(argv)
 
     templates = args.templates if args.templates is not None else _shown(DEFAULT_TEMPLATES)
     rules = args.rules if args.rules is not None else _shown(DEFAULT_RULES)
     policies = args.policies if args.policies is not None else _shown(DEFAULT_POLICIES)
     profiles = args.profiles if args.profiles is not None else _shown(DEFAULT_PROFILES)
+    privacy = args.privacy if args.privacy is not None else _shown(DEFAULT_PRIVACY_RULES)
     try:
-        findings = lint_templates(templates, rules, policies_dir=policies, profiles_dir=profiles)
+        findings = lint_templates(templates, rules, policies_dir=policies, profiles_dir=profiles, privacy_path=privacy)
     except (RulesError, FileNotFoundError) as error:
         print(f"template_lint: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 Placing never changes what exists. Placing the same record twice changes
 nothing. A borrower who exists with other contact details, or a loan placed
-before with other terms (borrower, amount, currency, due date, policy), is a
+before with other terms (borrower, amount, currency, due date, policy, the
+validation notice's itemization), is a
 conflict: the whole batch is refused (PlacementConflict, naming the fields,
 never their values) and nothing is written. Contact details change only
 through services/contacts.py, authenticated and audited; a loan's terms never
@@ -18,7 +19,7 @@ from typing import Iterable, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Borrower, Loan
+from db.models import Borrower, Loan, LoanItemization
 from dunning.contract import STAGE_PENDING, workflow_id_for
 from dunning.inputs import LoanInput
 
@@ -47,6 +48,12 @@ CONTACT_FIELDS = (
 # The terms a loan's workflow runs on, under the record's field names. Policy
 # is one: a re-post under another policy would otherwise be silently ignored.
 TERMS = ("borrower_id", "amount_due", "currency", "due_date", "policy")
+# The validation notice's itemization (loan_itemizations), a loan term too:
+# a conflict names them `itemization.<field>`.
+ITEMIZATION_FIELDS = (
+    "itemization_date", "amount_on_itemization_date", "interest_since", "fees_since", "payments_since",
+    "credits_since", "current_creditor", "creditor_on_itemization_date", "account_number", "debt_type",
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,23 @@ def _compared(wanted: dict) -> tuple[str, ...]:
     return CONTACT_FIELDS
 
 
+def _itemization_fields(placement: object) -> dict | None:
+    """The placement's loan_itemizations columns; None when it has no block."""
+    itemization = getattr(placement, "itemization", None)
+    return None if itemization is None else itemization.directory_fields()
+
+
+def _itemization_differing(stored: LoanItemization | None, wanted: dict | None) -> tuple[str, ...]:
+    """The itemization fields a re-post would change. A record without the
+    block claims nothing (like an unknown zone); one with a block for a loan
+    placed without it would add to what exists: a conflict (`itemization`)."""
+    if wanted is None:
+        return ()
+    if stored is None:
+        return ("itemization",)
+    return tuple(f"itemization.{name}" for name in _differing(stored, wanted, ITEMIZATION_FIELDS))
+
+
 def upsert_placements(session_factory: sessionmaker[Session], placements: Iterable[PlacedLoan]) -> PlacementSummary:
     """Insert the borrowers and loans that are not there yet, all or nothing.
 
@@ -154,12 +178,17 @@ def upsert_placements(session_factory: sessionmaker[Session], placements: Iterab
                 unchanged.add(loan.borrower_id)
 
             existing = db.get(Loan, loan.loan_id)
+            itemization = _itemization_fields(placement)
             if existing is None:
                 db.add(new_loan(loan.loan_id, loan.borrower_id, loan.amount_due, loan.currency, loan.due_date,
                                 loan.policy, workflow_id_for(loan.loan_id)))
                 db.flush()
+                if itemization is not None:
+                    db.add(LoanItemization(loan_id=loan.loan_id, **itemization))
+                    db.flush()
                 summary.loans_created += 1
-            elif differing := _differing(existing, {name: getattr(loan, name) for name in TERMS}, TERMS):
+            elif differing := (_differing(existing, {name: getattr(loan, name) for name in TERMS}, TERMS)
+                               + _itemization_differing(db.get(LoanItemization, loan.loan_id), itemization)):
                 # A closed or terminated loan too: its id is never reused for new terms.
                 conflicts.append(Conflict(loan.loan_id, loan.borrower_id, "loan", differing))
             else:

@@ -87,6 +87,28 @@ class Loan(Base):
     waived: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
 
 
+class LoanItemization(Base):
+    """The validation notice's debt information for a loan (12 CFR
+    1006.34(c)(2)(iii)-(ix)), from the placement's `itemization` block: the
+    amount on the itemization date and the interest, fees, payments and
+    credits since. Written with the loan, never changed; never in Temporal."""
+
+    __tablename__ = "loan_itemizations"
+
+    loan_id: Mapped[str] = mapped_column(String(64), ForeignKey("loans.loan_id"), primary_key=True)
+    itemization_date: Mapped[date] = mapped_column(Date())
+    amount_on_itemization_date: Mapped[Decimal] = mapped_column(Money())
+    interest_since: Mapped[Decimal] = mapped_column(Money())
+    fees_since: Mapped[Decimal] = mapped_column(Money())
+    payments_since: Mapped[Decimal] = mapped_column(Money())
+    credits_since: Mapped[Decimal] = mapped_column(Money())
+    current_creditor: Mapped[str] = mapped_column(String(200))
+    creditor_on_itemization_date: Mapped[str | None] = mapped_column(String(200))
+    account_number: Mapped[str | None] = mapped_column(String(64))  # whole; the notice shows the last four
+    debt_type: Mapped[str] = mapped_column(String(32))  # consumer_financial_product | other
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Contact(Base):
     """Every contact, and the outbox (db/outbox.py): the row is written
     before the provider is called, then marked with how the call ended."""

@@ -29,7 +29,7 @@ STAGES: Final = ("reminder", "call", "negotiation", "credit_reporting", "legal")
 STAGE_PENDING: Final = "pending"
 STAGE_CLOSED: Final = "closed"
 
-CHANNELS: Final = ("sms", "email", "voice", "push")
+CHANNELS: Final = ("sms", "email", "voice", "push", "letter")
 
 # Outcomes of a finished workflow.
 OUTCOME_REPAID: Final = "repaid"
@@ -48,6 +48,7 @@ SIGNAL_COMPLAINT: Final = "complaint"
 SIGNAL_COMPLAINT_RESOLVED: Final = "complaint_resolved"
 SIGNAL_CONTACT_OUTCOME: Final = "contact_outcome"
 SIGNAL_SEND_PAY_LINK: Final = "send_pay_link"
+SIGNAL_VERIFICATION_SENT: Final = "verification_sent"
 
 # Updates (answered; a validator rejects a bad one before it is accepted).
 UPDATE_PROPOSE_PLAN: Final = "propose_plan"

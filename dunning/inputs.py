@@ -146,7 +146,8 @@ class DisputeResolvedSignal(_Payload):
 
 
 class OptOutSignal(_Payload):
-    channel: Literal["sms", "email", "voice", "push", "all"]
+    # 12 CFR 1006.14(h): a medium the consumer asked not to be used is not used (a letter too).
+    channel: Literal["sms", "email", "voice", "push", "letter", "all"]
 
 
 class ComplaintSignal(_Payload):

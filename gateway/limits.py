@@ -37,6 +37,7 @@ SIGNED: tuple[tuple[str, str, tuple[bytes, ...], int, str], ...] = (
     ("POST", "/webhooks/twilio/", (b"x-twilio-signature",), 403, "forbidden"),
     ("POST", "/webhooks/sendgrid/events",
      (b"x-twilio-email-event-webhook-signature", b"x-twilio-email-event-webhook-timestamp"), 403, "forbidden"),
+    ("POST", "/webhooks/lob/events", (b"lob-signature", b"lob-signature-timestamp"), 403, "forbidden"),
 )
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -106,4 +106,13 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         channels["push"] = AppPushChannel(settings.push_url, settings.push_token.get_secret_value(), settings.lender_name,
                                           settings.provider_timeout_seconds)
 
+    if settings.letter_provider == "lob":
+        from channels.lob_letter import LobLetterChannel
+
+        _require("DUNNING_LETTER_PROVIDER=lob",
+                 {"LOB_API_KEY": settings.lob_api_key.get_secret_value(),
+                  "LOB_FROM_ADDRESS_ID": settings.lob_from_address_id})
+        channels["letter"] = LobLetterChannel(settings.lob_api_key.get_secret_value(), settings.lob_from_address_id,
+                                              settings.lob_api_base_url, settings.provider_timeout_seconds)
+
     return channels

@@ -97,6 +97,7 @@ class Settings(SecretSettings):
     voice_provider: Literal["local", "twilio"] = _env("DUNNING_VOICE_PROVIDER", default="local")
     email_provider: Literal["local", "sendgrid"] = _env("DUNNING_EMAIL_PROVIDER", default="local")
     push_provider: Literal["local", "push"] = _env("DUNNING_PUSH_PROVIDER", default="local")
+    letter_provider: Literal["local", "lob"] = _env("DUNNING_LETTER_PROVIDER", default="local")
     # The gateway's public URL: providers' status, gather and event callbacks.
     public_base_url: str = _env("DUNNING_PUBLIC_BASE_URL", default="http://localhost:8000")
     twilio_account_sid: str = _env("TWILIO_ACCOUNT_SID", default="")
@@ -113,6 +114,17 @@ class Settings(SecretSettings):
     sendgrid_unsubscribe_group_id: int | None = _env("SENDGRID_UNSUBSCRIBE_GROUP_ID", default=None)
     push_url: str = _env("DUNNING_PUSH_URL", default="")
     push_token: SecretStr = _env("DUNNING_PUSH_TOKEN", default=SecretStr(""))
+    # Mailed letters through Lob (channels/lob_letter.py): the secret API key,
+    # the lender's return address saved in Lob (an `adr_...` id), and Lob's
+    # API host (another one for a regional proxy or a test server; `/v1` is added).
+    lob_api_key: SecretStr = _env("LOB_API_KEY", default=SecretStr(""))
+    lob_from_address_id: str = _env("LOB_FROM_ADDRESS_ID", default="")
+    lob_api_base_url: str = _env("LOB_API_BASE_URL", default="https://api.lob.com")
+    # Lob's webhook secret: the gateway checks Lob-Signature with it
+    # (gateway/routes/lob.py); unset, every Lob webhook is refused.
+    lob_webhook_secret: SecretStr = _env("LOB_WEBHOOK_SECRET", default=SecretStr(""))
+    # How far (seconds, either way) a Lob webhook's Lob-Signature-Timestamp may be from now.
+    lob_webhook_max_age_seconds: int = _env("DUNNING_LOB_WEBHOOK_MAX_AGE_SECONDS", default=300, ge=1)
     # Seconds a provider call may take before it counts as a transient failure.
     provider_timeout_seconds: float = _env("DUNNING_PROVIDER_TIMEOUT_SECONDS", default=30.0)
 

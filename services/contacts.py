@@ -18,9 +18,10 @@ here, and both go through `change_contact`:
 - the send activity reads the directory at each send (activities/outbox.py),
   so open loans use the new details (addresses, name, language) from their
   next contact. Nothing goes to Temporal: workflows never held the details.
-  The time zone is the exception: a running loan took it at its start
-  (prepare_loan) for its contact window and keeps it; loans placed later use
-  the new one.
+  Zones too (issue 15, item 3): the send checks the window in every zone the
+  details give at that moment and tells the workflow, which plans with them
+  from then on; a running loan keeps counting its days in the zone it
+  started with.
 
 A change that changes nothing writes nothing and audits nothing.
 """
@@ -45,7 +46,7 @@ from services.placement import BorrowerContact
 
 AUDIT_ACTION = "contact_changed"
 # Preferences, not addresses: audited as they are. The rest is masked.
-_PLAIN = ("language", "time_zone")
+_PLAIN = ("language", "time_zone", "country")
 
 
 class ContactError(ValueError):

@@ -14,14 +14,16 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from dunning.inputs import ID_PATTERN, InputError, LoanInput, explain
+from dunning.inputs import ID_PATTERN, InputError, IsoDate, LoanInput, explain
+from dunning.money import minor_units
 from loaders.zones import known_region, primary_zone, region_has_table
 
 LANGUAGES = ("zh_CN", "zh_TW", "en")
@@ -183,11 +185,113 @@ class BorrowerContact(BaseModel):
         }
 
 
+DEBT_TYPES = ("consumer_financial_product", "other")
+ITEMIZED_AMOUNTS = ("amount_on_itemization_date", "interest_since", "fees_since", "payments_since", "credits_since")
+ITEMIZATION_FIELDS = (
+    "itemization_date", *ITEMIZED_AMOUNTS, "current_creditor", "creditor_on_itemization_date", "account_number", "debt_type",
+)
+_MONEY_STRING = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
+_ACCOUNT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,63}$")
+
+
+def _itemized_amount(value: Any) -> Decimal:
+    """A decimal string, zero or more; its decimals are checked against the
+    loan's currency by `Itemization.problems` (the block does not know it)."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'must be a decimal string such as "1200.50", not {type(value).__name__}')
+    if not _MONEY_STRING.match(value.strip()):
+        raise ValueError(f'must be a decimal string, zero or more, such as "1200.50", got {value[:40]!r}')
+    return Decimal(value.strip())
+
+
+ItemizedAmount = Annotated[Decimal, BeforeValidator(_itemized_amount)]
+
+
+class Itemization(BaseModel):
+    """The validation notice's debt information (12 CFR 1006.34(c)(2)(iii)-(ix)):
+    what the debt was on the itemization date and what happened to it since.
+    Kept in the directory (`loan_itemizations`); never enters Temporal."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # 1006.34(b)(3): the last statement, charge-off, last payment, transaction or judgment date.
+    itemization_date: IsoDate
+    amount_on_itemization_date: ItemizedAmount
+    interest_since: ItemizedAmount = Decimal("0")
+    fees_since: ItemizedAmount = Decimal("0")
+    payments_since: ItemizedAmount = Decimal("0")
+    credits_since: ItemizedAmount = Decimal("0")
+    current_creditor: Annotated[str, Field(min_length=1, max_length=200)]
+    # Required for a consumer financial product debt (1006.34(c)(2)(iii)).
+    creditor_on_itemization_date: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Stored whole; the notice shows its last four characters (1006.34(c)(2)(iv)).
+    account_number: Annotated[str, Field(pattern=_ACCOUNT_NUMBER.pattern)] | None = None
+    debt_type: Literal["consumer_financial_product", "other"] = "consumer_financial_product"
+
+    @field_validator("current_creditor", "creditor_on_itemization_date", "account_number", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("current_creditor", "creditor_on_itemization_date")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        # Printed verbatim on the notice, like the borrower's name.
+        if value is None:
+            return None
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+            raise ValueError("must not contain line breaks or control characters")
+        if _LINK.search(value):
+            raise ValueError("must not contain a web address")
+        return value.strip()
+
+    def current_amount(self) -> Decimal:
+        """1006.34(c)(2)(viii)-(ix): the amount then, plus interest and fees, less payments and credits."""
+        return (self.amount_on_itemization_date + self.interest_since + self.fees_since
+                - self.payments_since - self.credits_since)
+
+    def problems(self, currency: str, amount_due: Decimal) -> list[str]:
+        """What is wrong with the block for this loan: 'itemization.<field>: ...'."""
+        found = []
+        if self.debt_type == "consumer_financial_product" and self.creditor_on_itemization_date is None:
+            found.append("itemization.creditor_on_itemization_date: is required for a consumer_financial_product "
+                         "debt (12 CFR 1006.34(c)(2)(iii))")
+        decimals = []
+        for name in ITEMIZED_AMOUNTS:
+            value: Decimal = getattr(self, name)
+            places = max(0, -value.as_tuple().exponent)
+            if places > minor_units(currency):
+                decimals.append(f"itemization.{name}: has {places} decimals; {currency} has {minor_units(currency)}")
+        found += decimals
+        if not decimals and self.current_amount() != amount_due:
+            found.append(
+                "itemization.amount_on_itemization_date: amount_on_itemization_date + interest_since + fees_since "
+                f"- payments_since - credits_since is {self.current_amount()}, which must equal amount_due ({amount_due})"
+            )
+        return found
+
+    def directory_fields(self) -> dict[str, Any]:
+        """The loan_itemizations row's columns (db/directory.py compares them)."""
+        return {name: getattr(self, name) for name in ITEMIZATION_FIELDS}
+
+
 class Placement(LoanInput):
     """The LoanInput fields (validated exactly as the workflow validates them)
-    plus the borrower block."""
+    plus the borrower block and, optionally, the validation notice's
+    itemization (neither enters Temporal)."""
 
     borrower: BorrowerContact
+    itemization: Itemization | None = None
+
+    @model_validator(mode="after")
+    def _itemization_adds_up(self) -> Placement:
+        # The gateway validates a Placement as a whole; validate_placements
+        # checks the same through Itemization.problems, record by record.
+        if self.itemization is not None:
+            problems = self.itemization.problems(self.currency, self.amount_due)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
 
     @property
     def loan(self) -> LoanInput:
@@ -215,7 +319,8 @@ def _nest(row: dict[str | None, str | None]) -> dict[str, Any]:
 
 
 def read_placements(path: str | Path) -> list[dict]:
-    """Records from a JSON array (or one object), or a CSV whose `borrower.x` columns nest."""
+    """Records from a JSON array (or one object), or a CSV whose `borrower.x`
+    (and `itemization.x`) columns nest."""
     path = Path(path)
     if not path.is_file():
         raise PlacementError(f"{path}: no such file")
@@ -276,7 +381,7 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
             loan_id = record["loan_id"]
             # A bad id is quoted: a newline or a right-to-left mark in it must not garble the report.
             label += f" (loan_id {loan_id})" if re.fullmatch(ID_PATTERN, loan_id) else f" (loan_id {loan_id[:64]!r})"
-        loan_fields = {key: value for key, value in record.items() if key != "borrower"}
+        loan_fields = {key: value for key, value in record.items() if key not in ("borrower", "itemization")}
         if default_policy and loan_fields.get("policy") in (None, ""):  # absent; a wrong type stays wrong
             loan_fields["policy"] = default_policy
         errors: list[str] = []
@@ -294,6 +399,18 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
                 borrower = BorrowerContact.model_validate(record["borrower"])
             except ValidationError as error:
                 errors.append(explain(error, prefix="borrower."))
+        itemization = None
+        if record.get("itemization") is not None:
+            if not isinstance(record["itemization"], dict):
+                errors.append("itemization: must be an object with itemization_date, amount_on_itemization_date, ...")
+            else:
+                try:
+                    itemization = Itemization.model_validate(record["itemization"])
+                except ValidationError as error:
+                    errors.append(explain(error, prefix="itemization."))
+                else:
+                    if loan is not None:
+                        errors.extend(itemization.problems(loan.currency, loan.amount_due))
         if loan is not None:
             if loan.loan_id in seen:
                 errors.append(f"loan_id: {loan.loan_id} appears more than once in this file")
@@ -301,7 +418,7 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
         if errors:
             problems.append(f"{label}: {'; '.join(errors)}")
             continue
-        placements.append(Placement.model_construct(**dict(loan), borrower=borrower))
+        placements.append(Placement.model_construct(**dict(loan), borrower=borrower, itemization=itemization))
     if problems:
         raise PlacementError("\n".join(problems))
     return placements

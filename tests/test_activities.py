@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -457,3 +457,48 @@ def test_two_processes_can_migrate_the_same_new_file_at_once(tmp_path):
         assert stdout == ""  # quiet
     with make_engine(url).connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+# ------------------------------------- the details read at each contact (15.3)
+
+
+def _moved_to(session_factory, zone: str, phone: str) -> None:
+    with session_factory.begin() as db:
+        borrower = db.get(Borrower, "B-77")
+        borrower.time_zone, borrower.phone = zone, phone
+
+
+def test_a_borrower_who_moved_west_is_not_texted_at_0600_their_time(env, acts, channels, session_factory, seeded_borrower):
+    """Issue 15, item 3: the loan started in New York; the directory now says
+    Los Angeles. 09:00 in New York is 06:00 there: the SMS is held, with the
+    zones read now, and nothing is written to the outbox."""
+    _moved_to(session_factory, "America/Los_Angeles", "+14155550123")
+    nine_new_york = datetime(2026, 11, 4, 14, 0, tzinfo=timezone.utc)  # 09:00 EST, 06:00 PST
+    request = contact(window_start="08:00:00", window_end="21:00:00", loan_at=nine_new_york.isoformat(),
+                      time_zone="America/New_York")
+    outcome = env.run(acts.send_contact, request)
+    assert outcome.result == "deferred" and outcome.rule == "window"
+    assert outcome.time_zones == ("America/Los_Angeles",)
+    assert datetime.fromisoformat(outcome.not_before) == datetime(2026, 11, 4, 16, 0, tzinfo=timezone.utc)  # 08:00 PST
+    assert channels["sms"].calls == [] and rows(session_factory, Contact) == []
+    # At 08:00 in Los Angeles it goes, and the outcome carries the zones.
+    later = env.run(acts.send_contact, contact(window_start="08:00:00", window_end="21:00:00",
+                                               loan_at="2026-11-04T16:00:00+00:00", time_zone="America/New_York"))
+    assert later.result == "sent" and later.time_zones == ("America/Los_Angeles",)
+
+
+def test_a_number_spanning_two_zones_holds_a_contact_until_it_is_inside_the_window_in_both(
+    env, acts, channels, session_factory, seeded_borrower,
+):
+    _moved_to(session_factory, "America/Boise", "+12085550123")
+    eight_boise = datetime(2026, 11, 4, 15, 0, tzinfo=timezone.utc)  # 08:00 MST, 07:00 PST
+    outcome = env.run(acts.send_contact, contact(window_start="08:00:00", window_end="21:00:00",
+                                                 loan_at=eight_boise.isoformat(), time_zone="America/Boise"))
+    assert outcome.result == "deferred" and set(outcome.time_zones) == {"America/Boise", "America/Los_Angeles"}
+    assert datetime.fromisoformat(outcome.not_before) == eight_boise + timedelta(hours=1)
+
+
+def test_a_request_from_an_older_workflow_is_not_checked_again(env, acts, channels, session_factory, seeded_borrower):
+    _moved_to(session_factory, "America/Los_Angeles", "+14155550123")
+    outcome = env.run(acts.send_contact, contact())  # no window fields: as an older run asks
+    assert outcome.result == "sent" and outcome.time_zones == ()

@@ -49,7 +49,7 @@ from services.contacts import ContactError, change_contact
 from services.placement import validate_placements
 from services.placing import CLOSED, Placing
 from tests.support.gateway import api_key, bearer, gateway_settings, keyed
-from tests.support.temporal import overdue_since, running_worker, time_env, zone_where_it_is  # noqa: F401 (fixture)
+from tests.support.temporal import OTHER_PLACELESS_PHONE, PLACELESS_PHONE, overdue_since, running_worker, time_env, zone_where_it_is  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.both_databases
 
@@ -328,7 +328,7 @@ async def gateway_on_a_worker(time_env, settings, tmp_path):
 async def test_a_terminated_loan_posted_again_is_not_restarted(time_env, settings, tmp_path, session_factory):
     async with gateway_on_a_worker(time_env, settings, tmp_path) as (loans, http):
         zone = await zone_where_it_is(time_env, 12)
-        body = record("L-TERM", VICTIM | {"time_zone": zone}, amount="1.00",
+        body = record("L-TERM", VICTIM | {"time_zone": zone, "phone": PLACELESS_PHONE}, amount="1.00",
                       due_date=(await overdue_since(time_env, 2, zone)).isoformat())
         first = await http.post("/loans/overdue", json=body)
         assert first.status_code == 201, first.text
@@ -356,22 +356,25 @@ async def test_a_terminated_loan_posted_again_is_not_restarted(time_env, setting
 async def test_the_takeover_end_to_end_the_victims_messages_go_to_the_victim(time_env, settings, tmp_path, session_factory):
     async with gateway_on_a_worker(time_env, settings, tmp_path) as (loans, http):
         zone = await zone_where_it_is(time_env, 12)
+        # Numbers of no place of their own: the zone picked by the clock decides the window.
+        victim_details = VICTIM | {"time_zone": zone, "phone": PLACELESS_PHONE}
+        attacker_details = ATTACKER | {"time_zone": zone, "phone": OTHER_PLACELESS_PHONE}
         due = (await overdue_since(time_env, 2, zone)).isoformat()
-        victim = await http.post("/loans/overdue", json=record("L-VIC", VICTIM | {"time_zone": zone}, due_date=due))
+        victim = await http.post("/loans/overdue", json=record("L-VIC", victim_details, due_date=due))
         assert victim.status_code == 201, victim.text
         loans.handles.append(time_env.client.get_workflow_handle("dunning-L-VIC"))
         attack = await http.post("/loans/overdue",
-                                 json=record("L-ATK", ATTACKER | {"time_zone": zone}, due_date=due))
+                                 json=record("L-ATK", attacker_details, due_date=due))
         assert attack.status_code == 409 and attack.json()["detail"]["conflicts"][0]["fields"] == ["phone", "email"]
-        assert_no_values(attack.text, VICTIM, ATTACKER)
+        assert_no_values(attack.text, victim_details, attacker_details)
         sent_before = len(sent_to(session_factory, "L-VIC"))
         await time_env.sleep(timedelta(days=3))  # the victim's loan keeps sending
         await time_env.sleep(timedelta(seconds=1))
     recipients = sent_to(session_factory, "L-VIC")
     assert len(recipients) > sent_before, "no message was sent after the attack"
-    assert set(recipients) <= {VICTIM["phone"], VICTIM["email"], "B-VICTIM"}
+    assert set(recipients) <= {victim_details["phone"], VICTIM["email"], "B-VICTIM"}
     assert loan_row(session_factory, "L-ATK") is None
-    assert borrower_row(session_factory)["phone"] == VICTIM["phone"]
+    assert borrower_row(session_factory)["phone"] == victim_details["phone"]
 
 
 # ============================== the one way contact details change: the API

@@ -145,3 +145,41 @@ def test_a_call_postponed_from_an_earlier_day_and_released_today_counts_against_
         outbox.finish_sent(db, released.key, OPENING + timedelta(minutes=30), "local", "m-1")
     assert not claim(session_factory, call("B-1", 2), OPENING + timedelta(hours=1)).send
     assert claim(session_factory, call("B-1", 2), OPENING + timedelta(days=1)).send
+
+
+# ------------------------------------------------- issue 15, item 9: spacing
+
+SPACING = 30
+
+
+def spaced_call(borrower_id: str, loan: int, step: int = 0) -> Call:
+    plain = call(borrower_id, loan, step)
+    return SpacedCall(**{**plain.__dict__, "voice_daily_cap": None})
+
+
+@dataclass(frozen=True)
+class SpacedCall(Call):
+    min_minutes_between_calls: int | None = SPACING
+
+
+def test_calls_of_many_loans_released_together_go_one_at_a_time(session_factory):
+    """The window opens and eight loans' postponed calls are claimed at one
+    instant: one rings; the others wait SPACING minutes, across loans."""
+    add_borrower(session_factory, "B-SP")
+    claims = claim_all_at_once(session_factory, [spaced_call("B-SP", n) for n in range(LOANS)], OPENING)
+    sending = [c for c in claims if c.send]
+    held = [c for c in claims if not c.send]
+    assert len(sending) == 1
+    assert held and all(c.rule == "call_spacing" and c.not_before == OPENING + timedelta(minutes=SPACING) for c in held)
+
+
+def test_a_call_waits_the_interval_after_the_last_one_sent(session_factory):
+    add_borrower(session_factory, "B-SQ")
+    first = claim(session_factory, spaced_call("B-SQ", 1), OPENING)
+    assert first.send
+    with session_factory.begin() as db:
+        outbox.finish_sent(db, first.row.key, OPENING, "local", "m-1")
+    too_soon = claim(session_factory, spaced_call("B-SQ", 2), OPENING + timedelta(minutes=10))
+    assert not too_soon.send and too_soon.not_before == OPENING + timedelta(minutes=SPACING)
+    in_time = claim(session_factory, spaced_call("B-SQ", 2), OPENING + timedelta(minutes=SPACING))
+    assert in_time.send

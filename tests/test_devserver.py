@@ -19,7 +19,7 @@ from runtime.dev_server import free_port
 from tests.conftest import BORROWER
 from tests.support.devserver import ROOT, DevServer, due_days_ago, run_ids
 from tests.support.polling import eventually
-from tests.support.temporal import zone_at_hour
+from tests.support.temporal import PLACELESS_PHONE, zone_at_hour
 
 pytestmark = pytest.mark.devserver
 
@@ -171,7 +171,7 @@ def test_the_worker_exports_the_sdks_and_the_services_metrics_for_prometheus(dev
     zone = zone_at_hour(12, datetime.now(timezone.utc))
     due = (datetime.now(ZoneInfo(zone)).date() - timedelta(days=1)).isoformat()
     record = {"loan_id": "L-METRICS-1", "borrower_id": "B-METRICS-1", "amount_due": "90.00", "currency": "CNY", "due_date": due,
-              "borrower": {"name": "指标", "phone": "+8613800138011", "time_zone": zone}}
+              "borrower": {"name": "指标", "phone": PLACELESS_PHONE, "time_zone": zone}}
     path = tmp_path / "metrics-loan.json"
     path.write_text(json.dumps([record], ensure_ascii=False), encoding="utf-8")
     assert dev.starter("start", str(path)).returncode == 0

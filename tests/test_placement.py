@@ -162,3 +162,99 @@ def test_the_shipped_samples_are_valid(session_factory):
 def test_the_same_loan_twice_in_one_file_is_refused():
     with pytest.raises(PlacementError, match=r"record 2 \(loan_id L-1\): loan_id: L-1 appears more than once"):
         validate_placements([record(), record()])
+
+
+# ------------------------------------------------------------ the validation notice's itemization
+
+
+def itemized(loan_id="L-1", **changes):
+    # 1100.00 + 75.00 + 35.00 - 10.00 - 0.00 = 1200.00, the amount due
+    item = {
+        "itemization_date": "2026-09-01", "amount_on_itemization_date": "1100.00", "interest_since": "75.00",
+        "fees_since": "35.00", "payments_since": "10.00", "credits_since": "0",
+        "current_creditor": "Acme Lending", "creditor_on_itemization_date": "Acme Bank",
+        "account_number": "4417-1234-5678-9113", "debt_type": "consumer_financial_product",
+    }
+    item.update(changes)
+    return record(loan_id) | {"itemization": {k: v for k, v in item.items() if v is not None}}
+
+
+def test_an_itemization_is_validated_stored_with_the_loan_and_kept_out_of_the_workflow(session_factory):
+    from db.models import LoanItemization
+
+    [placement] = validate_placements([itemized()])
+    assert placement.itemization.current_amount() == placement.amount_due
+    assert "itemization" not in placement.workflow_input()
+    assert "4417" not in json.dumps(placement.workflow_input())
+    summary = upsert_placements(session_factory, [placement])
+    again = upsert_placements(session_factory, validate_placements([itemized()]))
+    assert (summary.loans_created, again.loans_unchanged) == (1, 1)
+    with session_factory() as db:
+        row = db.get(LoanItemization, "L-1")
+        assert (row.itemization_date.isoformat(), str(row.amount_on_itemization_date), str(row.fees_since)) == (
+            "2026-09-01", "1100.00", "35.00")
+        assert (row.current_creditor, row.creditor_on_itemization_date, row.account_number, row.debt_type) == (
+            "Acme Lending", "Acme Bank", "4417-1234-5678-9113", "consumer_financial_product")
+
+
+def test_an_itemization_that_does_not_add_up_to_the_amount_due_is_refused_naming_the_field():
+    with pytest.raises(PlacementError) as error:
+        validate_placements([itemized(fees_since="45.00")])
+    assert "record 1 (loan_id L-1): itemization.amount_on_itemization_date:" in str(error.value)
+    assert "must equal amount_due (1200.00)" in str(error.value)
+    with pytest.raises(PlacementError, match=r"itemization\.fees_since: has 3 decimals; CNY has 2"):
+        validate_placements([itemized(fees_since="35.005")])
+    with pytest.raises(PlacementError, match=r"itemization\.credits_since: must be a decimal string, zero or more"):
+        validate_placements([itemized(credits_since="-1.00")])
+    with pytest.raises(PlacementError, match=r"itemization\.itemization_date: must be an ISO 8601 date"):
+        validate_placements([itemized(itemization_date="01/09/2026")])
+
+
+def test_a_consumer_financial_product_debt_needs_the_creditor_on_the_itemization_date():
+    with pytest.raises(PlacementError, match=r"itemization\.creditor_on_itemization_date: is required"):
+        validate_placements([itemized(creditor_on_itemization_date=None)])
+    [other] = validate_placements([itemized(creditor_on_itemization_date=None, debt_type="other")])
+    assert other.itemization.creditor_on_itemization_date is None
+    with pytest.raises(PlacementError, match=r"itemization\.debt_type:"):
+        validate_placements([itemized(debt_type="mortgage")])
+
+
+def test_the_gateway_validates_the_same_itemization():
+    from pydantic import ValidationError
+
+    from services.placement import Placement
+
+    assert Placement.model_validate(itemized()).itemization.account_number == "4417-1234-5678-9113"
+    with pytest.raises(ValidationError, match=r"itemization\.amount_on_itemization_date: .* must equal amount_due"):
+        Placement.model_validate(itemized(interest_since="70.00"))
+
+
+def test_csv_itemization_columns_nest_like_the_borrower_ones(tmp_path):
+    path = tmp_path / "loans.csv"
+    path.write_text(
+        "loan_id,borrower_id,amount_due,currency,due_date,borrower.name,borrower.email,"
+        "itemization.itemization_date,itemization.amount_on_itemization_date,itemization.interest_since,"
+        "itemization.current_creditor,itemization.creditor_on_itemization_date,itemization.account_number\n"
+        "L-9,B-9,99.50,USD,2026-10-01,Maria Garcia,maria@example.com,2026-08-31,90.00,9.50,Acme Lending,Acme Bank,778899\n",
+        encoding="utf-8",
+    )
+    [placement] = validate_placements(read_placements(path))
+    assert placement.itemization.amount_on_itemization_date + placement.itemization.interest_since == placement.amount_due
+    assert (placement.itemization.fees_since, placement.itemization.account_number) == (0, "778899")
+
+
+def test_placing_a_loan_again_with_another_itemization_is_a_conflict_naming_fields_not_values(session_factory):
+    upsert_placements(session_factory, validate_placements([itemized()]))
+    changed = itemized(fees_since="25.00", payments_since="0", current_creditor="Other Creditor")
+    with pytest.raises(PlacementConflict) as refused:
+        upsert_placements(session_factory, validate_placements([changed]))
+    [conflict] = refused.value.conflicts
+    assert (conflict.subject, conflict.fields) == (
+        "loan", ("itemization.fees_since", "itemization.payments_since", "itemization.current_creditor"))
+    assert "Other Creditor" not in str(refused.value) and "25.00" not in str(refused.value)
+    # A record without the block claims nothing; one adding a block to a loan placed without it is a conflict.
+    assert upsert_placements(session_factory, validate_placements([record()])).loans_unchanged == 1
+    upsert_placements(session_factory, validate_placements([record("L-2")]))
+    with pytest.raises(PlacementConflict) as added:
+        upsert_placements(session_factory, validate_placements([itemized("L-2")]))
+    assert added.value.conflicts[0].fields == ("itemization",)

@@ -31,7 +31,7 @@ from loaders.config_files import load_policy
 from tests.conftest import BORROWER
 from tests.support.gateway import gateway_settings, keyed, loan_status_when, twilio_signed
 from tests.support.pay_links import mint_pay_link, plan_form
-from tests.support.temporal import running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
+from tests.support.temporal import PLACELESS_PHONE, running_worker, overdue_since, time_env, zone_where_it_is  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELD_TOKEN = "field-team-test-token"
@@ -70,7 +70,9 @@ def record(loan_id: str, due: date, policy: str = "default", zone: str = BORROWE
     return {
         "loan_id": loan_id, "borrower_id": BORROWER["borrower_id"], "amount_due": "1200.00", "currency": "CNY",
         "due_date": due.isoformat(), "policy": policy,
-        "borrower": {k: v for k, v in BORROWER.items() if k != "borrower_id"} | {"time_zone": zone},
+        # A zone picked by the clock comes with a number of no place of its own.
+        "borrower": {k: v for k, v in BORROWER.items() if k != "borrower_id"} | {"time_zone": zone}
+        | ({"phone": PLACELESS_PHONE} if zone != BORROWER["time_zone"] else {}),
     }
 
 

@@ -438,7 +438,7 @@ def test_push_errors_are_mapped(push, status, error):
 def test_without_settings_every_channel_captures_locally(settings):
     channels = build_channels(settings)
     assert all(isinstance(channel, LocalCaptureChannel) for channel in channels.values())
-    assert set(channels) == {"sms", "email", "voice", "push"}
+    assert set(channels) == {"sms", "email", "voice", "push", "letter"}
 
 
 def test_each_channel_takes_its_configured_provider(settings, monkeypatch):

@@ -73,6 +73,24 @@ BANNED_WORDS = (
 )
 
 
+# The channels every template is sent on; a letter is the validation notice's alone.
+MESSAGE_CHANNELS = tuple(channel for channel in CHANNELS if channel != "letter")
+LETTER_TEMPLATES = ("validation_notice",)
+
+
+def sample_notice(language: str = "en") -> dict:
+    return {
+        "collector_name": "Acme Recovery", "collector_address": ["PO Box 1000", "Wilmington, DE 19801"],
+        "collector_phone": None, "dispute_email": "disputes@acme.example", "dispute_url": None,
+        "consumer_name": BORROWERS.get(language, "Wang Xiaoming"), "consumer_address": ["1 Main St", "Albany, NY 12207"],
+        "current_creditor": LENDERS.get(language, "Acme Lending"), "creditor_on_itemization_date": "Acme Bank",
+        "account_last4": "6789", "itemization_date": date(2026, 11, 1), "amount_on_itemization_date": Decimal("1200.00"),
+        "interest_since": Decimal("0.00"), "fees_since": Decimal("0.00"), "paid_or_credited_since": Decimal("0.00"),
+        "current_amount": Decimal("1200.00"), "itemized": False, "provided_on": date(2026, 11, 5),
+        "validation_period_ends": date(2026, 12, 12), "debt_collector": False,
+    }
+
+
 def context(language: str = "en", **overrides) -> dict:
     values = {
         "lender_name": LENDERS.get(language, "Acme Lending"),
@@ -85,6 +103,9 @@ def context(language: str = "en", **overrides) -> dict:
         "loan_id": LOAN_ID,
         "stage": "call",
         "unsubscribe_url": UNSUBSCRIBE_URL,
+        "debt_collector": False,  # 12 CFR 1006.18(e); tests/test_message_privacy.py renders both ways
+        # The validation notice's information (tests/test_validation_notice.py reads it back in full).
+        "notice": sample_notice(language),
     }
     values.update(overrides)
     assert set(values) == CONTEXT_KEYS
@@ -112,6 +133,11 @@ def check_message(channel: str, language: str, message: RenderedMessage, ctx: di
     assert isinstance(message, RenderedMessage)
     assert message.text.strip()
     assert "{{" not in message.text and "{%" not in message.text
+    if channel == "letter":
+        # One printable HTML document, as text and as html; no links to follow on paper.
+        assert message.subject is None and message.html == message.text
+        assert message.html.startswith("<!DOCTYPE html>") and ctx["pay_link"] not in message.html
+        return
     if channel == "email":
         assert message.subject and message.html
         assert "\n" not in message.subject
@@ -135,8 +161,12 @@ def check_message(channel: str, language: str, message: RenderedMessage, ctx: di
         assert "1" in message.text  # "press 1" / "请按1" for the link by SMS
     if channel == "push":
         assert PUSH_OPT_OUT[language] in message.text
-    if channel in ("voice", "push"):
+    if channel == "voice":
         assert "\n" not in message.text
+    if channel == "push":
+        # A neutral first line (what the lock screen shows), then the details
+        # (tests/test_message_privacy.py).
+        assert message.text.count("\n") <= 1
 
 
 # ------------------------------------------------------------------ inventory
@@ -148,9 +178,9 @@ def test_every_required_template_exists_in_every_language(renderer):
         f"{lang}/{template}.{form}.j2"
         for lang in LANGUAGES
         for template in REQUIRED_TEMPLATES
-        for forms in CHANNEL_FORMS.values()
+        for channel, forms in CHANNEL_FORMS.items()
         for form in forms
-        if (lang, template, form) not in names
+        if (lang, template, form) not in names and (channel != "letter" or template in LETTER_TEMPLATES)
     ]
     assert not missing
     assert set(LANGUAGES) <= set(renderer.languages())
@@ -169,7 +199,7 @@ def test_every_policy_template_renders(renderer, language, channel, template):
 
 
 @pytest.mark.parametrize("template", REQUIRED_TEMPLATES)
-@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("channel", MESSAGE_CHANNELS)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_form_renders(renderer, language, channel, template):
     ctx = context(language, days_past_due=1)
@@ -234,7 +264,7 @@ def test_notices_say_what_they_are_about(renderer):
         ("zh_CN", "征信", "法律途径"),
         ("zh_TW", "徵信", "法律途徑"),
     ):
-        for channel in CHANNELS:
+        for channel in MESSAGE_CHANNELS:
             assert bureau in renderer.render("bureau_notice", channel, language, context(language)).text
             legal_text = renderer.render("legal_notice", channel, language, context(language)).text
             assert legal in legal_text
@@ -247,15 +277,18 @@ def test_validation_notice_says_what_regulation_f_asks(renderer, language, dispu
     # Who the lender is, what is owed, the 30-day right to dispute, that
     # collection stops while a dispute is reviewed, and how to dispute.
     ctx = context(language, currency="USD")
+    ends = format_day(ctx["notice"]["validation_period_ends"], babel_locale(language))
     for channel in CHANNELS:
         text = renderer.render("validation_notice", channel, language, ctx).text
-        assert dispute in text and "30" in text, channel
+        # The e-mail and the letter are Model Form B-1: the period's end is a
+        # date (tests/test_validation_notice.py reads them in full).
+        assert dispute in text and (ends if channel in ("email", "letter") else "30") in text, channel
         assert ctx["lender_name"] in text, channel
         if channel != "push":
             assert "US$1,200.00" in text or "$1,200.00" in text, channel
     email = renderer.render("validation_notice", "email", language, ctx)
-    pause = {"en": "stop collecting", "zh_CN": "暂停催收", "zh_TW": "暫停催收"}[language]
-    how = {"en": "customer service", "zh_CN": "客服", "zh_TW": "客服"}[language]
+    pause = {"en": "stop collection", "zh_CN": "停止催收", "zh_TW": "停止催收"}[language]
+    how = {"en": "write to us", "zh_CN": "写信给我们", "zh_TW": "寫信給我們"}[language]
     for body in (email.text, email.html):
         assert pause in body and how in body and ctx["pay_link"] in body and ctx["loan_id"] in body
 
@@ -383,7 +416,7 @@ def test_sandbox_refuses_unsafe_attributes(tmp_path):
 
 @pytest.mark.parametrize("language", ["fr", "zh_HK", "zh", "", "../en", "en/../zh_CN"])
 def test_unknown_language_falls_back_to_english(renderer, language):
-    for channel in CHANNELS:
+    for channel in MESSAGE_CHANNELS:
         assert renderer.render("reminder_friendly", channel, language, context("en")) == renderer.render(
             "reminder_friendly", channel, "en", context("en")
         )
@@ -394,7 +427,7 @@ def test_unknown_language_falls_back_to_english(renderer, language):
 
 def test_zh_tw_is_its_own_language(renderer):
     ctx = context("zh_TW", currency="TWD")
-    for channel in CHANNELS:
+    for channel in MESSAGE_CHANNELS:
         tw = renderer.render("reminder_followup", channel, "zh_TW", ctx)
         cn = renderer.render("reminder_followup", channel, "zh_CN", ctx)
         assert tw != cn
@@ -540,6 +573,7 @@ def test_rendering_is_thread_safe():
         (template, channel, language, context(language, days_past_due=days))
         for template in REQUIRED_TEMPLATES
         for channel in CHANNELS
+        if channel != "letter" or template in LETTER_TEMPLATES
         for language in LANGUAGES
         for days in (1, 40)
     ] * 4

@@ -9,7 +9,7 @@ from datetime import datetime
 from dunning import contract, keys
 from dunning.compliance import Profile
 from dunning.inputs import ContactOutcomeSignal, OptOutSignal, PayLinkRequest
-from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, Occurrence
+from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, VALIDATION_NOTICE, Occurrence
 from dunning.state import ContactEntry, LoanState
 from dunning.transitions.holds import SignalRejected
 from dunning.transitions.records import CONTACT, Moment, Record, decision, money, operator_action
@@ -35,9 +35,25 @@ def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, 
             privacy_first_line=profile.privacy.first_line,
             debt_collector_disclosure=profile.collector.collects_as_debt_collector,
             loan_at=loan_now.isoformat(), time_zone=state.time_zone,
+            **notice_terms(state, profile, occurrence),
             **message_terms(state, occurrence),
         ),
         f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
+    )
+
+
+def notice_terms(state: LoanState, profile: Profile, occurrence: Occurrence) -> dict:
+    """What the validation notice states besides the loan (Model Form B-1):
+    who collects (the profile's [collector], a business's details) and what
+    the workflow charged since placing. Other messages need none of it."""
+    if occurrence.template != VALIDATION_NOTICE:
+        return {}
+    collector = profile.collector
+    return dict(
+        collector_name=collector.name, collector_mailing_address=tuple(collector.mailing_address),
+        collector_phone=collector.phone, dispute_email=collector.dispute_email, dispute_url=collector.dispute_url,
+        validation_period_days=profile.notices.validation_period_days,
+        interest_charged=money(state, state.interest_charged), fees_charged=money(state, state.fees_charged),
     )
 
 

@@ -36,6 +36,15 @@ async def overdue_since(env: WorkflowEnvironment, days: int, zone: str = "Asia/S
     return days_ago(days, zone, now=await env.get_current_time())
 
 
+# Numbers that name no place (toll-free). A test that picks its borrower's
+# zone by the server's clock gives one of them, so that the number's own zone
+# (+86: Asia/Shanghai) never shuts the window the test picked: a contact goes
+# out only when it is inside the window in every zone the borrower may be in
+# (12 CFR 1006.6(b)(1)(i), loaders/zones.py).
+PLACELESS_PHONE = "+18005550100"
+OTHER_PLACELESS_PHONE = "+18885550101"
+
+
 def zone_at_hour(hour: int, now: datetime) -> str:
     """A fixed-offset IANA zone in which `now` falls in the local hour `hour`
     (at `now`'s minute): a test that needs the borrower's contact window open,
