@@ -301,6 +301,14 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment):
                 if o.key not in done and (o.day >= today or o.key in state.deferred):
                     upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
+                elif o.key not in done and profile.caps.collapse_missed_steps and clock.anchor <= o.at:
+                    # A whole day of it passed while the loan could not be
+                    # contacted (a hold, a promise, the notice not provided
+                    # yet): not replayed, but shown (issue 15, items 9, 10).
+                    return Action(
+                        "skip", f"day {o.day} passed while the loan could not be contacted: not replayed",
+                        at=now, occurrence=o, skip_result="skipped_missed",
+                    )
         later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
         if later:
             start_day = policy.start_day(later[0], segment)

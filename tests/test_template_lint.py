@@ -389,6 +389,14 @@ def test_banned_phrases_are_found_in_a_keypad_answer(templates):
 # ------------------------------------------------------------------ completeness
 
 
+def test_a_validation_notice_without_its_letter_is_reported(templates):
+    """The us profile's notice falls back to a mailed letter: every language needs that form."""
+    (templates / "zh_TW" / "validation_notice.letter.html.j2").unlink()
+
+    [finding] = lint(templates)
+    assert finding.rule == "missing-form" and "letter.html" in finding.message
+
+
 def test_a_missing_form_is_reported(templates):
     (templates / "zh_TW" / "bureau_notice.voice.j2").unlink()
 
@@ -403,7 +411,10 @@ def test_the_validation_notice_is_required_in_every_language(templates):
         path.unlink()
     findings = lint(templates)
     assert {f.rule for f in findings} == {"missing-form"}
-    assert len(findings) == 6 and all("zh_CN/validation_notice." in f.file for f in findings)
+    # The forms of the channels it goes by (the rules' channel_templates): e-mail, letter, SMS.
+    assert all("zh_CN/validation_notice." in f.file for f in findings)
+    assert sorted(Path(f.file).name for f in findings) == sorted(
+        f"validation_notice.{form}.j2" for form in ("email.subject", "email.txt", "email.html", "letter.html", "sms"))
 
 
 def test_a_template_in_one_language_is_needed_in_all(templates):

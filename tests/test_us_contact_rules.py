@@ -217,9 +217,9 @@ def test_call_steps_that_fell_due_during_a_hold_are_not_replayed_in_a_burst(tmp_
     state.paused = True  # days 8 and 9; resumed on day 10 at noon
     resumed = at("America/New_York", 10, 12)
     state.paused = False
-    clock = LoanClock(resumed, state.time_zone, state.due_date)
+    clock = LoanClock(at("America/New_York", 7, 0, 30), state.time_zone, state.due_date)  # the loan's own clock
     kinds = []
-    for _ in range(10):
+    for _ in range(20):
         action = next_action(policy, US, state, clock, resumed)
         kinds.append(action.kind)
         if action.kind == "enter_stage":
@@ -233,10 +233,12 @@ def test_call_steps_that_fell_due_during_a_hold_are_not_replayed_in_a_burst(tmp_
         else:
             break
     # Day 10's three calls (09:00-09:02) all fell due during the hold: one
-    # goes, the others are superseded; days 8 and 9 are not replayed.
+    # goes, the others are superseded; days 8 and 9 are not replayed, and
+    # each of their calls shows as missed.
     assert kinds.count("contact") == 1
     assert sum(1 for c in state.contacts if c.result == "skipped_superseded") == 2
-    assert not [c for c in state.contacts if c.channel == "voice" and c.day in (8, 9)]
+    earlier = [c for c in state.contacts if c.channel == "voice" and c.day in (8, 9)]
+    assert len(earlier) == 6 and {c.result for c in earlier} == {"skipped_missed"}
 
 
 # -------------------------------------------- item 10: refused calls are shown
