@@ -137,6 +137,11 @@ class Contact(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A recorded call's recording at the provider (Twilio's RE... sid), its
+    # length, and when the retention job deleted it (issue 16, item 7).
+    recording_ref: Mapped[str | None] = mapped_column(String(128))
+    recording_seconds: Mapped[int | None] = mapped_column()
+    recording_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Payment(KeyedRecord, Base):
@@ -173,6 +178,8 @@ class BureauRecord(KeyedRecord, Base):
     amount_past_due: Mapped[Decimal | None] = mapped_column(Money())
     original_amount: Mapped[Decimal | None] = mapped_column(Money())
     reported_on: Mapped[date | None] = mapped_column(Date())
+    # Metro 2 Payment Rating (0-6, G, L), required with some statuses (issue 16).
+    payment_rating: Mapped[str | None] = mapped_column(String(1))
 
 
 class LegalCase(KeyedRecord, Base):
