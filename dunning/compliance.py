@@ -87,6 +87,14 @@ class Notices(_Strict):
     # With validation_notice_delivery: how long an e-mail notice the provider
     # took may wait for its delivery report before the next channel is tried.
     notice_delivery_wait_hours: Annotated[int, Field(ge=1)] = 48
+    # 《征信业管理条例》第十五条: negative information is reported only after
+    # the borrower was told. With this set, the first bureau record waits
+    # until a contact with `bureau_notice_template` went out (and was not
+    # reported undeliverable). False: profiles recorded before it existed.
+    bureau_report_after_notice: bool = False
+    bureau_notice_template: str = "bureau_notice"
+    # The channels that notice goes by when the stage's own steps never did.
+    bureau_notice_channels: tuple[Channel, ...] = ("sms", "email")
     # Templates that would overshadow the consumer's rights while the
     # validation period runs (1006.38(b)): they wait until it has ended.
     templates_held_in_validation_period: tuple[str, ...] = ()

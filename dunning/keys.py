@@ -47,6 +47,11 @@ def validation_notice_step(channel: str) -> str:
     return f"{NOTICE_PREFIX}validation/{channel}"
 
 
+def bureau_notice_step(channel: str) -> str:
+    """The notice before the first bureau record, when the stage's own never went."""
+    return f"{NOTICE_PREFIX}bureau/{channel}"
+
+
 def pay_link_request_step(number: int) -> str:
     """The answer to the borrower's number-th request for a pay link."""
     return f"{REQUEST_PREFIX}pay_link/{number}"

@@ -123,12 +123,51 @@ def _requested_pay_link(state: LoanState, clock: LoanClock, now: datetime) -> Oc
     )
 
 
+def _bureau_notice(
+    policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime, segment: Segment | None,
+) -> Occurrence | None:
+    """《征信业管理条例》第十五条 (profiles with `bureau_report_after_notice`):
+    a loan due for its first bureau record whose borrower was never told (its
+    stage's own notice never fell due while the loan was ours, or it bounced)
+    is told first, by the first channel not yet tried."""
+    notices = profile.notices
+    if not notices.bureau_report_after_notice or state.bureau_reported:
+        return None
+    if state.stage_rank() < STAGES.index("credit_reporting") or state.stage not in STAGES:
+        return None
+    template = notices.bureau_notice_template
+    if any(c.template == template and c.went_out for c in state.contacts):
+        return None
+    today = clock.days_past_due(now)
+    done = set(state.done_steps)
+    own = [o for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment)
+           if o.template == template and o.key not in done and o.day >= today]
+    if own:
+        return None  # the stage's own notice is still to come today or later
+    tried = {c.channel for c in state.contacts if c.step.startswith(keys.bureau_notice_step(""))}
+    for channel in notices.bureau_notice_channels:
+        if channel not in tried and not state.channel_opted_out(channel):
+            return Occurrence(key=keys.bureau_notice_step(channel), stage=state.stage, day=today, channel=channel,
+                              template=template, at=now)
+    return None
+
+
 def first_report_due(profile: Profile, state: LoanState) -> datetime | None:
     """When the first bureau report may be filed (loan time), or None if not yet known.
 
     Reg F 1006.30(a) (us): only after a contact and a wait; cn: at once."""
     if state.bureau_reported or state.stage_rank() < STAGES.index("credit_reporting"):
         return None
+    due = _after_wait(profile, state)
+    if due is None or not profile.notices.bureau_report_after_notice:
+        return due
+    # 《征信业管理条例》第十五条: told first. A notice that bounced or was
+    # reported undelivered no longer counts (it did not go out).
+    told = [c.loan_at for c in state.contacts if c.template == profile.notices.bureau_notice_template and c.went_out]
+    return max(due, min(told)) if told else None
+
+
+def _after_wait(profile: Profile, state: LoanState) -> datetime | None:
     wait = profile.notices.bureau_report_wait_days
     if wait is None:
         return datetime.min.replace(tzinfo=timezone.utc)
@@ -289,7 +328,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         # replayed), and those postponed by a compliance rule from earlier
         # days. None while a promise is open or a court case runs.
         notice, progress = _validation_notice(profile, state, clock, now)
-        notice = notice or _requested_pay_link(state, clock, now)
+        notice = notice or _requested_pay_link(state, clock, now) or _bureau_notice(policy, profile, state, clock, now, segment)
         if progress.wake is not None:
             candidates.append((progress.wake, "the validation notice's delivery report"))
         if notice is not None:

@@ -114,3 +114,24 @@ def test_a_profile_with_a_bad_key_is_rejected_naming_it(tmp_path):
     (tmp_path / "cn.toml").write_text((PROFILES / "cn.toml").read_text().replace('end = "22:00:00"', 'end = "07:00:00"'))
     with pytest.raises(ProfileError, match=r"window.end \(07:00:00\) must be after window.start"):
         load_profile("cn", tmp_path)
+
+
+def test_cn_reports_to_the_bureau_only_after_the_borrower_was_told():
+    """Issue 16, item 4: 《征信业管理条例》第十五条. On day 31 the record used to be
+    written at 00:00 and the bureau_notice message went at 09:00."""
+    policy = load_policy("default", POLICIES)
+    state = new_state()
+    walk(policy, state, start_at("Asia/Shanghai", 30, 12), until_day=33)
+    told = min(c.loan_at for c in state.contacts if c.template == "bureau_notice" and c.went_out)
+    assert state.bureau_reported and state.bureau.first_reported_on >= told.date()
+    events, _ = walk(policy, new_state(opted_out=["all"]), start_at("Asia/Shanghai", 30, 12), until_day=40)
+    assert not [e for e in events if e[0] == "bureau"], "never told: never reported"
+
+
+def test_cn_first_record_waits_for_the_notice_in_time_not_only_in_day():
+    from dunning.planner import first_report_due
+
+    profile = load_profile("cn", PROFILES)
+    state = new_state()
+    state.stage = "credit_reporting"
+    assert first_report_due(profile, state) is None

@@ -155,7 +155,9 @@ async def test_a_plan_broken_at_installment_2_returns_the_loan_to_the_stage_its_
     assert plan.status == "broken"
     assert stages == ["negotiation", "credit_reporting"]  # straight to the stage of that day
     assert "reminder_followup" in after  # dunning resumed where the days are, without replaying day 31
-    assert "bureau_notice" not in after
+    # Day 31's two notices are not replayed; the borrower, never told, is told
+    # once before the first bureau record (《征信业管理条例》第十五条).
+    assert after.count("bureau_notice") == 1
 
 
 async def test_a_plan_outside_the_policy_is_rejected_naming_the_rule_and_nothing_changes(time_env, settings, seeded_borrower):
@@ -307,7 +309,7 @@ async def test_bureau_records_across_four_cycles_with_a_correction_a_dispute_and
     assert len({r.cycle for r in [first, *regular]}) == len(regular) + 1 >= 4, "one record per cycle"
     assert "XB" in [r.compliance_code for r in regular], "reported as disputed while the dispute was open"
     assert regular[-1].compliance_code == "XH", "a resolved dispute is reported as such"
-    assert {r.first_delinquency for r in records} == {due + timedelta(days=1)}, "the date of first delinquency never moves"
+    assert {r.first_delinquency for r in records} == {due + timedelta(days=30)}, "the date of first delinquency never moves"
     assert shown["bureau"]["records"] == len(records)
     # Each cycle's export file holds exactly that cycle's rows, each once.
     for cycle in {r.cycle for r in records}:

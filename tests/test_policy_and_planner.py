@@ -13,6 +13,7 @@ from dunning.clock import LoanClock
 from loaders.config_files import load_profile
 from dunning.planner import next_action
 from dunning.policy import PolicyError
+from dunning.state import ContactEntry
 from loaders.config_files import load_policy
 from tests.support.planner import DUE, POLICIES, PROFILES, new_state, walk
 
@@ -49,10 +50,13 @@ def test_a_loan_placed_on_day_40_starts_in_credit_reporting_without_replaying_mi
     events, _ = walk(default_policy(), new_state(), local(40, 15), until_day=60)
     assert events[0] == ("stage", "credit_reporting", 40)
     contacts = [e for e in events if e[0] == "contact"]
-    # The day-31 notices were never due while the loan was ours; the fortnightly
-    # reminder runs on its own days (45, 59).
-    assert [(c[1], c[3]) for c in contacts] == [("sms", 45), ("sms", 59)]
+    # The day-31 notices were never due while the loan was ours: the borrower
+    # is told once, by SMS, before the first record (《征信业管理条例》第十五条);
+    # the fortnightly reminder runs on its own days (45, 59).
+    assert [(c[1], c[2], c[3]) for c in contacts] == [
+        ("sms", "bureau_notice", 40), ("sms", "reminder_followup", 45), ("sms", "reminder_followup", 59)]
     assert ("bureau", 40) in events
+    assert events.index(("bureau", 40)) > events.index(contacts[0])
 
 
 def test_a_contact_due_earlier_today_is_still_sent_but_yesterdays_is_not():
@@ -96,6 +100,9 @@ def test_a_run_from_before_deep_stages_plans_as_it_did_then():
     policy, profile = default_policy(), load_profile("cn", PROFILES)
     clock = LoanClock(local(40, 9), "Asia/Shanghai", DUE)
     on_hold = new_state(stage="credit_reporting", paused=True)
+    told = local(31, 9)  # the borrower was told before the first record (《征信业管理条例》第十五条)
+    on_hold.contacts.append(ContactEntry(at=told, loan_at=told, channel="sms", stage="credit_reporting",
+                                         template="bureau_notice", day=31, result="sent"))
     assert versions.CURRENT.next_action(policy, profile, on_hold, clock, local(40, 9)).kind == "report_to_bureau"
     assert versions.BEFORE_DEEP_STAGES.next_action(policy, profile, on_hold, clock, local(40, 9)).kind == "hold"
     risky = new_state(stage="reminder", risk_score=800)  # high_risk: calls from day 4
