@@ -9,6 +9,8 @@
     python starter.py visit L-1001-V1 met --staff S-1 --staff S-2 --notes "..."
     python starter.py borrower-contact B-77 --phone +8613900139000 --by alice
     python starter.py keys create --name backend --scope loans:place   an API key, printed once
+    python starter.py retention run [--dry-run]          delete call recordings past retention
+    python starter.py retention schedule                 create or update the daily retention Schedule
 
 Settings come from the environment (runtime/settings.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DUNNING_TASK_QUEUE, DUNNING_DATABASE_URL. Names and contact
@@ -432,6 +434,61 @@ def borrower_contact(
 from gateway.keys_cli import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
+
+# `retention run|schedule`: the records retention job (activities/retention.py).
+retention_app = typer.Typer(no_args_is_help=True, help="The records retention job: call recordings past retention.")
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted; delete and write nothing"),
+    now: Optional[datetime] = typer.Option(
+        None, formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"],
+        help="count retention from this instant (ISO 8601 with an offset, or a UTC date) [default: now]"),
+) -> None:
+    """Delete the call recordings past their profile's records_retention_years at the provider,
+    mark them on their contact rows and audit each deletion (what the daily Schedule runs)."""
+    from activities.retention import ALREADY_GONE, DELETED, FAILED, WOULD_DELETE, run_retention_until_done
+    from runtime.worker_build import recording_store
+
+    settings = get_settings()
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:  # a date: its start in UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    report = run_retention_until_done(_migrated_sessions(settings), None if dry_run else recording_store(settings),
+                                      settings.policies_dir, settings.profiles_dir, moment, dry_run=dry_run)
+    for item in report.items:
+        typer.echo(f"{item.result:13} {item.key}  {item.recording_ref}  call {item.called_at.date().isoformat()}  "
+                   f"{item.profile} {item.retention_years} years  {item.detail}")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    for policy, closed in sorted(report.closed_loans_past_retention.items()):
+        typer.echo(f"policy {policy}: {closed} closed loans past retention; their other records are kept "
+                   f"(only recordings are deleted)")
+    if dry_run:
+        typer.echo(f"dry run at {moment.isoformat()}: {report.count(WOULD_DELETE)} recordings would be deleted; "
+                   "nothing was deleted or written")
+    else:
+        typer.echo(f"retention at {moment.isoformat()}: {report.count(DELETED)} recordings deleted, "
+                   f"{report.count(ALREADY_GONE)} already gone at the provider, {report.count(FAILED)} failed "
+                   "(kept for the next run)")
+    _finish(1 if report.count(FAILED) or report.problems else 0)
+
+
+@retention_app.command("schedule")
+def retention_schedule() -> None:
+    """Create the daily retention Schedule, or update it to this version's definition (its pause is kept)."""
+    from runtime.retention_schedule import SCHEDULE_ID, ensure_retention_schedule
+
+    settings = get_settings()
+
+    async def ensure() -> str:
+        return await ensure_retention_schedule(await _client(settings), settings.task_queue)
+
+    outcome = _run(ensure(), f"schedule {SCHEDULE_ID}")
+    typer.echo(f"schedule {SCHEDULE_ID}: {outcome} (daily at 03:00 UTC, task queue {settings.task_queue})")
+    _finish(0)
 
 
 if __name__ == "__main__":

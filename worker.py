@@ -17,6 +17,7 @@ import structlog
 
 from db.migrate import upgrade_to_head
 from runtime.logging import configure_logging
+from runtime.retention_schedule import SCHEDULE_ID, ensure_retention_schedule
 from runtime.settings import get_settings
 from runtime.temporal import SearchAttributesMissing, check_search_attributes, connect, metrics_runtime
 from runtime.worker_build import build_worker
@@ -30,6 +31,14 @@ async def main() -> None:
     upgrade_to_head(settings.database_url)
     client = await connect(settings, metrics_runtime(settings))
     await check_search_attributes(client, settings.temporal_namespace)
+    # The daily records retention job (runtime/retention_schedule.py): created
+    # or brought up to date. A namespace that refuses it (no permission) does
+    # not stop the worker; `starter.py retention schedule` can make it later.
+    try:
+        outcome = await ensure_retention_schedule(client, settings.task_queue)
+        log.info("retention_schedule", schedule_id=SCHEDULE_ID, outcome=outcome)
+    except Exception as error:  # noqa: BLE001 - logged for the operator; the loans go on
+        log.error("retention_schedule_failed", schedule_id=SCHEDULE_ID, error=str(error)[:300])
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor)
         log.info(

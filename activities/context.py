@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from db.write_once import in_transaction
+from dunning.metro2 import Furnisher
 
 log = structlog.get_logger("activities")
 
@@ -38,6 +39,8 @@ class ActivitySettings:
     pay_link_max_age_days: int = 30  # how long a link opens its page
     # The gateway's public URL: the e-mails' one-click unsubscribe links (channels/unsubscribe.py).
     public_base_url: str = "http://localhost:8000"
+    # The Metro 2 bureau file's furnisher (activities/exports.py).
+    metro2: Furnisher = Furnisher()
 
 
 def attempt_time() -> datetime:

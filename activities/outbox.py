@@ -80,7 +80,7 @@ class ContactSending:
             outcome = replace(_outcome(claim.row, claim.not_before), rule=claim.rule)
             logger.info("contact_recorded", result=outcome.result, template=request.template)
             return outcome
-        message = _message(claim.row)
+        message = _message(claim.row, record=_records_call(request))
         # 2. The provider. If the worker dies now, the row stays `sending`:
         # the retry re-sends only to a provider that dedupes by key (see
         # db/outbox.py, SENDING); Twilio's status callback reconciles the rest.
@@ -146,6 +146,9 @@ class ContactSending:
             "notice": (validation_notice(db, request, borrower, settings.lender_name, at)
                        if request.template == VALIDATION_NOTICE_TEMPLATE else None),
             "debt_collector": request.debt_collector_disclosure,
+            # A recorded call's script says so, before anything about the debt
+            # (the profile's rules.record_calls; issue 16, item 7).
+            "call_recorded": _records_call(request),
         }
         try:
             rendered = self._renderer.render(request.template, request.channel, borrower.language, context)
@@ -249,10 +252,15 @@ def _outside_window(request: ContactRequest, zones: tuple[str, ...]) -> ContactO
                           not_before=not_before.isoformat(), rule="window", time_zones=zones)
 
 
-def _message(row: Contact) -> OutboundMessage:
+def _records_call(request: ContactRequest) -> bool:
+    """The call is recorded (and its script, rendered with this, says so)."""
+    return request.channel == "voice" and bool(getattr(request, "record_call", False))
+
+
+def _message(row: Contact, record: bool = False) -> OutboundMessage:
     return OutboundMessage(
         key=row.key, channel=row.channel, recipient=row.recipient, language=row.language, text=row.body_text,
-        subject=row.subject, html=row.body_html, category=row.stage,
+        subject=row.subject, html=row.body_html, category=row.stage, record=record,
     )
 
 

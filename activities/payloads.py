@@ -112,6 +112,11 @@ class ContactRequest:
     # what the outstanding balance shows besides as paid or credited.
     interest_charged: str = ""
     fees_charged: str = ""
+    # Record the call (voice only; the profile's rules.record_calls, issue
+    # 16 item 7): the provider records it, the script announces it
+    # (`call_recorded`), the recording's reference is kept with the contact
+    # and deleted after the profile's records_retention_years.
+    record_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,7 @@ class BureauReport:
     amount_past_due: str = ""
     original_amount: str = ""
     reported_on: str = ""  # the borrower's local date
+    payment_rating: str = ""  # Metro 2 field 17B: 0-6, G, L with status 13 (and 05, 65, 88, 89, 94, 95); else blank
 
 
 @dataclass(frozen=True)

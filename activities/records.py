@@ -174,6 +174,7 @@ class RecordWriters:
                 amount_past_due=Decimal(report.amount_past_due) if report.amount_past_due else None,
                 original_amount=Decimal(report.original_amount) if report.original_amount else None,
                 reported_on=date.fromisoformat(report.reported_on) if report.reported_on else None,
+                payment_rating=report.payment_rating or None,
                 created_at=at,
             )):
                 return None
@@ -186,8 +187,13 @@ class RecordWriters:
         self._write(report.loan_id, report.workflow_id, at, work, "bureau_reported",
                     kind=report.kind, cycle=cycle, status=report.account_status)
         with self._context.sessions() as db:
-            path = exports.write_bureau_cycle(db, self._context.settings.export_dir, cycle)
-        bound_log(loan_id=report.loan_id).info("bureau_cycle_written", cycle=cycle, file=str(path))
+            written = exports.write_metro2_cycle(db, self._context.settings.export_dir, cycle, self._context.settings,
+                                                 created=at.date())
+        # Ids and field names only: a refusal never carries the values.
+        bound_log(loan_id=report.loan_id).info(
+            "bureau_cycle_written", cycle=cycle, file=str(written.path), accounts=len(written.accounts),
+            refused=[refusal.as_dict() for refusal in written.refused],
+        )
 
     # ------------------------------------------------------ money and the end
 

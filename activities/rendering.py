@@ -102,6 +102,7 @@ CONTEXT_KEYS: Final = frozenset(
         "unsubscribe_url",
         "notice",
         "debt_collector",
+        "call_recorded",  # bool: the call is recorded; its voice script says so first (issue 16, item 7)
     }
 )
 # The keys of `notice` (activities/outbox.py, `validation_notice`), each always

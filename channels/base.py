@@ -21,6 +21,9 @@ class OutboundMessage:
     # A short, non-personal label for provider reports (SendGrid categories):
     # the stage. None lets the provider derive it from the key.
     category: str | None = None
+    # A call to be recorded (the profile's rules.record_calls): its script
+    # announces it. Channels other than voice ignore it.
+    record: bool = False
 
 
 # The most HTML a print-and-mail provider takes inline for a letter (Lob's

@@ -21,6 +21,15 @@ placed with answering-machine detection (`MachineDetection=Enable`,
 a neutral call-back request) when a machine or fax answered, so no debt details
 are left on a machine a third party might hear. Call outcomes (answered, busy,
 no answer, failed, completed) go to `/webhooks/twilio/status?key=...`.
+
+Recorded calls (`OutboundMessage.record`, from the profile's
+rules.record_calls; issue 16, item 7): the call is created with `Record=true`
+and Twilio posts the finished recording (`RecordingSid`, `RecordingDuration`)
+to `/webhooks/twilio/recording?key=...`, which keeps its reference on the
+contact row; the script says the call is recorded (the template's
+`call_recorded`). `TwilioRecordings` deletes a recording at Twilio when the
+retention job (activities/retention.py) finds it past the profile's
+records_retention_years.
 """
 
 from __future__ import annotations
@@ -31,12 +40,15 @@ from dataclasses import dataclass
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import OutboundMessage, ProviderReceipt, callback_url
-from channels.twilio_sms import STATUS_PATH, TwilioChannel
+from channels.base import OutboundMessage, PermanentSendError, ProviderReceipt, TransientSendError, callback_url
+from channels.twilio_sms import STATUS_PATH, TwilioChannel, twilio_error
 
 GATHER_PATH = "/webhooks/twilio/gather"
 AMD_PATH = "/webhooks/twilio/amd"
+RECORDING_PATH = "/webhooks/twilio/recording"
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+# A recorded call's recording is reported once, when it is available.
+RECORDING_EVENTS = ["completed"]
 
 # Borrower language (the templates' directory name) -> Twilio <Say> language
 # and voice. `alice` speaks each of these languages; a Polly or Google voice
@@ -116,4 +128,48 @@ class TwilioVoiceChannel(TwilioChannel):
             status_callback=self._callback(STATUS_PATH, message.key),
             status_callback_event=STATUS_EVENTS,
             status_callback_method="POST",
+            **self._recording(message),
         ))
+
+    def _recording(self, message: OutboundMessage) -> dict:
+        """calls.create's recording arguments: none for a call not to be recorded."""
+        if not message.record:
+            return {}
+        return {
+            "record": True,
+            "recording_status_callback": self._callback(RECORDING_PATH, message.key),
+            "recording_status_callback_event": RECORDING_EVENTS,
+            "recording_status_callback_method": "POST",
+        }
+
+
+class TwilioRecordings:
+    """Deleting a call's recording at Twilio (DELETE
+    /2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.json), for the
+    retention job. Errors map as the channels' do: 429, 5xx and no answer are
+    TransientSendError (tried again on the next run), other refusals
+    PermanentSendError."""
+
+    provider = "twilio"
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def delete(self, recording_sid: str) -> bool:
+        """True when Twilio deleted it now; False when Twilio no longer has
+        it (404: deleted before, by an earlier run that stopped before
+        marking the row, or in Twilio's console)."""
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            self._client.recordings(recording_sid).delete()
+        except TwilioRestException as error:
+            status = int(error.status or 0)
+            if status == 404:
+                return False
+            detail = f"twilio recording deletion refused: HTTP {status}, error {error.code}: {str(error.msg or '')[:200]}"
+            transient = status == 429 or status >= 500 or status == 0
+            raise (TransientSendError if transient else PermanentSendError)(detail) from None
+        except Exception as error:  # mapped; anything unexpected propagates as itself
+            raise twilio_error(error, recording_sid, "recording deletion") from None
+        return True

@@ -44,7 +44,11 @@ class PlacedLoan(Protocol):
 CONTACT_FIELDS = (
     "name", "phone", "email", "push_token", "language", "time_zone",
     "address_line1", "address_line2", "city", "region", "postal_code", "country",
+    "ssn", "date_of_birth",
 )
+# Identity for the Metro 2 bureau file: a record that gives none claims none
+# (like an unknown zone), so a re-post without them does not contradict them.
+OPTIONAL_IDENTITY = ("ssn", "date_of_birth")
 # The terms a loan's workflow runs on, under the record's field names. Policy
 # is one: a re-post under another policy would otherwise be silently ignored.
 TERMS = ("borrower_id", "amount_due", "currency", "due_date", "policy")
@@ -53,6 +57,7 @@ TERMS = ("borrower_id", "amount_due", "currency", "due_date", "policy")
 ITEMIZATION_FIELDS = (
     "itemization_date", "amount_on_itemization_date", "interest_since", "fees_since", "payments_since",
     "credits_since", "current_creditor", "creditor_on_itemization_date", "account_number", "debt_type",
+    "date_opened", "terms_duration", "terms_frequency",
 )
 
 
@@ -127,9 +132,8 @@ def _compared(wanted: dict) -> tuple[str, ...]:
     known (None: neither given nor derivable from a phone) claims none, so it
     does not contradict a stored one (a borrower placed before zones could be
     unknown holds the Asia/Shanghai that placing used to make up)."""
-    if wanted.get("time_zone") is None:
-        return tuple(name for name in CONTACT_FIELDS if name != "time_zone")
-    return CONTACT_FIELDS
+    unclaimed = {name for name in ("time_zone", *OPTIONAL_IDENTITY) if wanted.get(name) is None}
+    return tuple(name for name in CONTACT_FIELDS if name not in unclaimed)
 
 
 def _itemization_fields(placement: object) -> dict | None:

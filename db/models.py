@@ -61,6 +61,10 @@ class Borrower(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Optional; the Metro 2 Base Segment identifies the consumer by one of
+    # them (activities/exports.py). Nine digits; never logged, masked in audit.
+    ssn: Mapped[str | None] = mapped_column(String(9))
+    date_of_birth: Mapped[date | None] = mapped_column(Date())
 
 
 class Loan(Base):
@@ -107,6 +111,11 @@ class LoanItemization(Base):
     account_number: Mapped[str | None] = mapped_column(String(64))  # whole; the notice shows the last four
     debt_type: Mapped[str] = mapped_column(String(32))  # consumer_financial_product | other
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Metro 2's Date Opened and Terms (Duration, Frequency) of the account
+    # (optional; the bureau file's writer refuses an account without a date opened).
+    date_opened: Mapped[date | None] = mapped_column(Date())
+    terms_duration: Mapped[str | None] = mapped_column(String(3))
+    terms_frequency: Mapped[str | None] = mapped_column(String(1))
 
 
 class Contact(Base):

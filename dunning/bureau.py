@@ -1,20 +1,55 @@
 """Credit-bureau records in a Metro 2-like shape, and when they are due.
 
-Metro 2 (CDIA's Credit Reporting Resource Guide) reports each account once a
-reporting cycle with an account status code, the date of first delinquency,
-the balance and the amount past due. We keep its codes and field meanings:
+Metro 2 (CDIA's Credit Reporting Resource Guide, the CRRG) reports each
+account once a reporting cycle with an account status code, a payment rating
+where the status needs one, the date of first delinquency, the balance and
+the amount past due. We keep its codes and field meanings. Where we read them
+(the CRRG itself is not public): the CRRG's field definitions as quoted in
+moov-io/metro2 (pkg/lib/base_segment.go, fields 17A, 17B and 25, and
+`ValidatePaymentRating`), the CRRG FAQs as republished by M2 Reporter
+(m2reporter.com/help/faq.html, FAQ 12; "FAQ 34 - charged off accounts") and
+Metro 2 software guides (metro2.switchlabs.dev/metro2/status-code/97;
+NetSol's "Remove lease" DA/DF page).
 
-- account status by days past due: 71 (30-59), 78 (60-89), 80 (90-119),
-  82 (120-149), 83 (150-179), 84 (180+); 11 for an account under 30 days or
-  paying under a plan on time; 93 once placed for collection (the legal
-  stage) or charged off (written off); 13 paid or settled, 62 paid after it
-  was reported 93;
-- special comment AC (paying under a partial payment agreement) during a
-  plan, AU (paid in full for less than the full balance) when settled;
-- compliance condition code XB while the consumer disputes the account
-  (FCRA 623(a)(3)), XH once a reported dispute is resolved;
-- date of first delinquency: the first day past due, set on the first record
-  and never moved (FCRA 623(a)(5)).
+Account status (field 17A):
+
+- by days past due: 71 (30-59), 78 (60-89), 80 (90-119), 82 (120-149),
+  83 (150-179), 84 (180+); 11 under 30 days;
+- 93 once placed for collection (our legal stage: "account assigned to
+  internal or external collections");
+- 97 when written off ("unpaid balance reported as a loss", a charge-off),
+  even from the legal stage;
+- 13 paid or settled ("paid or closed account / zero balance"); 62 paid after
+  it was reported 93 ("paid in full, was a collection account"); 64 paid
+  after it was reported 97 ("paid in full, was a charge-off");
+- DA ("delete entire account, for reasons other than fraud") as the final
+  record when a dispute is upheld: the account was reported in error, so
+  FCRA 623(a)(2) has us correct it so that no delinquency remains; deleting
+  it does that. Balance and amount past due 0, no comment, no compliance
+  code, no date of first delinquency.
+
+Payment rating (field 17B): 0 current (0-29 days past the due date), 1 30-59,
+2 60-89, 3 90-119, 4 120-149, 5 150-179, 6 180+, G collection, L charge-off:
+the account's condition before the status reported. The CRRG requires it with
+statuses 05, 13, 65, 88, 89, 94 and 95 and has it blank with every other
+status (moov-io/metro2 rejects a rating with any other status; M2 Reporter's
+FAQ 12 gives the same list). Of these we report only 13; 61-64, 97 and DA
+carry no rating, since the status itself says what the account was.
+
+Special comment (field 19): AC (paying under a partial payment agreement)
+during a plan, AU (paid in full for less than the full balance) when settled.
+
+Compliance condition code (field 20): XB while the consumer disputes the
+account (FCRA 623(a)(3)), XH once a reported dispute is resolved.
+
+Date of first delinquency (field 25): "the date of the first 30-day
+delinquency that led to the status being reported. This date should be 30
+days after the Due Date." A loan here has one payment, so the first missed
+payment is the due date and the date is the due date + 30 days; the account is
+never brought current short of being paid off, so the date is set with the
+first record and never moves (FCRA 623(a)(5)). It is reported with statuses
+61-65, 71-84, 88, 89 and 93-97, and with 05 or 13 when the payment rating is
+not 0; zero-filled (blank here) otherwise (11, 13 with rating 0, DA).
 """
 
 from __future__ import annotations
@@ -29,20 +64,78 @@ KIND_CORRECTION = "correction"
 KIND_FINAL = "final"
 
 CLOSED_OUTCOMES_PAID = ("repaid", "settled")
+OUTCOME_WRITTEN_OFF = "written_off"
+OUTCOME_DISPUTE_UPHELD = "dispute_upheld"
+
+STATUS_CURRENT = "11"
+STATUS_PAID = "13"
+STATUS_PAID_AFTER_COLLECTION = "62"
+STATUS_PAID_AFTER_CHARGE_OFF = "64"
+STATUS_COLLECTION = "93"
+STATUS_CHARGE_OFF = "97"
+STATUS_DELETE = "DA"
+
+# Field 17B: the statuses that must carry a payment rating; every other status
+# leaves it blank.
+RATED_STATUSES = frozenset({"05", "13", "65", "88", "89", "94", "95"})
+# Field 25, rule 1: the statuses reported with the date of first delinquency.
+DELINQUENT_STATUSES = frozenset(
+    {"61", "62", "63", "64", "65", "71", "78", "80", "82", "83", "84", "88", "89", "93", "94", "95", "96", "97"}
+)
+
+_BY_DAYS = ((180, "84", "6"), (150, "83", "5"), (120, "82", "4"), (90, "80", "3"), (60, "78", "2"), (30, "71", "1"))
+DAYS_TO_FIRST_DELINQUENCY = 30
 
 
-def status_code(state: LoanState, days_past_due: int, outcome: str | None = None, was_93: bool = False) -> str:
-    if outcome in CLOSED_OUTCOMES_PAID or (outcome is None and state.outstanding <= 0):
-        return "62" if was_93 else "13"
-    if outcome == "written_off" or state.stage == "legal":
-        return "93"
-    for floor, code in ((180, "84"), (150, "83"), (120, "82"), (90, "80"), (60, "78"), (30, "71")):
+def _paid(state: LoanState, outcome: str | None) -> bool:
+    return outcome in CLOSED_OUTCOMES_PAID or (outcome is None and state.outstanding <= 0)
+
+
+def status_code(
+    state: LoanState, days_past_due: int, outcome: str | None = None, was_93: bool = False, was_97: bool = False
+) -> str:
+    """Field 17A: the account's condition on the record's day. `was_93` and
+    `was_97`: an earlier record carried 93 (collection) or 97 (charge-off)."""
+    if outcome == OUTCOME_DISPUTE_UPHELD:
+        return STATUS_DELETE
+    if _paid(state, outcome):
+        if was_97:
+            return STATUS_PAID_AFTER_CHARGE_OFF
+        return STATUS_PAID_AFTER_COLLECTION if was_93 else STATUS_PAID
+    if outcome == OUTCOME_WRITTEN_OFF:
+        return STATUS_CHARGE_OFF
+    if state.stage == "legal":
+        return STATUS_COLLECTION
+    for floor, code, _ in _BY_DAYS:
         if days_past_due >= floor:
             return code
-    return "11"
+    return STATUS_CURRENT
+
+
+def payment_rating(
+    state: LoanState, days_past_due: int, outcome: str | None = None, was_93: bool = False, was_97: bool = False
+) -> str:
+    """Field 17B's code for the account's condition before the status
+    reported: L charged off, G in collection (the legal stage), else by days
+    past due (0 under 30 days)."""
+    if outcome == OUTCOME_WRITTEN_OFF or was_97:
+        return "L"
+    if state.stage == "legal" or was_93:
+        return "G"
+    for floor, _, rating in _BY_DAYS:
+        if days_past_due >= floor:
+            return rating
+    return "0"
+
+
+def reported_rating(status: str, rating: str) -> str:
+    """The payment rating as reported with `status`: blank unless the status requires one."""
+    return rating if status in RATED_STATUSES else ""
 
 
 def special_comment(state: LoanState, outcome: str | None) -> str:
+    if outcome == OUTCOME_DISPUTE_UPHELD:
+        return ""
     if outcome == "settled" or (outcome == "repaid" and state.waived > 0):
         return "AU"
     if state.active_plan is not None:
@@ -50,7 +143,9 @@ def special_comment(state: LoanState, outcome: str | None) -> str:
     return ""
 
 
-def compliance_code(state: LoanState) -> str:
+def compliance_code(state: LoanState, outcome: str | None = None) -> str:
+    if outcome == OUTCOME_DISPUTE_UPHELD:
+        return ""  # the account is deleted: nothing is left to qualify
     if state.disputed:
         return "XB"
     if state.bureau.reported_disputed:
@@ -84,19 +179,31 @@ def next_cycle_start(state: LoanState, report_day: int) -> date:
 
 
 def first_delinquency(due_date: date) -> date:
-    return due_date + timedelta(days=1)
+    """Field 25: 30 days after the due date of the first payment missed and
+    never brought current; a loan here has one payment, due on `due_date`."""
+    return due_date + timedelta(days=DAYS_TO_FIRST_DELINQUENCY)
+
+
+def reports_first_delinquency(status: str, rating: str) -> bool:
+    """Field 25's hierarchy: a delinquent status, or 05/13 after a delinquency."""
+    return status in DELINQUENT_STATUSES or (status in ("05", "13") and rating not in ("", "0"))
 
 
 def record_fields(state: LoanState, days_past_due: int, today: date, outcome: str | None = None) -> dict:
     """The Metro 2-like fields of a record about the loan today (ids, codes and money)."""
-    was_93 = state.bureau.reported_93
+    was_93, was_97 = state.bureau.reported_93, state.bureau.reported_97
+    status = status_code(state, days_past_due, outcome, was_93, was_97)
+    rating = payment_rating(state, days_past_due, outcome, was_93, was_97)
+    dofd = first_delinquency(state.due_date)
+    zero = outcome in CLOSED_OUTCOMES_PAID or status == STATUS_DELETE
     return {
-        "account_status": status_code(state, days_past_due, outcome, was_93),
+        "account_status": status,
+        "payment_rating": reported_rating(status, rating),
         "special_comment": special_comment(state, outcome),
-        "compliance_code": compliance_code(state),
-        "first_delinquency": (state.bureau.first_delinquency or first_delinquency(state.due_date)).isoformat(),
-        "balance": str(state.outstanding) if outcome not in CLOSED_OUTCOMES_PAID else "0",
-        "amount_past_due": amount_past_due(state, today) if outcome not in CLOSED_OUTCOMES_PAID else "0",
+        "compliance_code": compliance_code(state, outcome),
+        "first_delinquency": dofd.isoformat() if reports_first_delinquency(status, rating) else "",
+        "balance": "0" if zero else str(state.outstanding),
+        "amount_past_due": "0" if zero else amount_past_due(state, today),
         "original_amount": str(state.amount_due),
         "days_past_due": days_past_due,
     }

@@ -4,30 +4,53 @@ Pure functions over the loan's state, so the workflow replays them exactly.
 Charges are posted day by day up to today whenever the workflow wakes (its
 timers and signals) and before a payment is applied, so a payment never pays
 interest of a day that had not begun, and the status shows what is owed now.
+Posting writes no record: a charge changes amounts only.
 
 What may be charged is the least of three things:
 - the policy's `[charges]` (what the lender wants to charge);
 - the loan's contract (`contract_terms` in the start input), where the
   profile forbids charges beyond it (`fees_beyond_contract = false`, both
   `cn` and `us`): a loan whose contract names no fee gets none;
-- the profile's `annual_cost_cap`: late fees plus penalty interest charged by
-  day d never exceed principal x cap x d / 365. A charge that would cross it
-  is cut to what is left, and not charged later.
-Each charge is rounded to the currency's minor unit by the policy's rule.
+- the profile's `annual_cost_cap`: the charges it covers (`cost_cap_covers`)
+  never exceed, by any day, the cap's share of the base over the days past
+  due. The base (`cost_cap_basis`) is the amount placed (`original_amount`:
+  principal x cap x d / 365 by day d), or the principal owed each day
+  (`owed`: the sum of principal_due x cap / 365 over the days). A charge that
+  would cross it is cut to what is left, and not charged later.
+
+Interest is rounded by the policy's rule each day, or, under
+`exact_interest_accrual`, accrued exactly, charged in whole minor units
+(rounded down) with the remainder carried in `interest_accrued`: what is
+charged by any day never exceeds the rate (or the cap) on what was owed.
+
+Under `payment_time_tolerance_hours` a payment made (`paid_at`) before it was
+reported counts from when it was made: the charges of the days after it are
+undone (`rewind`; the last days' states are kept in `charge_days`), the
+payment applied, and those days charged again on what it left. Under
+`charges_during_hold = false` no day begun while a hold stood is charged.
+
+Every one of those settings defaults to the rules of profiles recorded before
+it existed, under which this module computes exactly what it did then.
 """
 
 from __future__ import annotations
 
 import decimal
+import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.money import minor_units
 from dunning.policy import Policy
-from dunning.state import LoanState
+from dunning.state import ChargeDay, LoanState
 
 _DAYS_IN_YEAR = Decimal(365)
+# The precision of what is carried between days (accrued interest, the cap's
+# allowance), rounded down: a borrower is never charged for the digits dropped.
+_CARRIED = Decimal("1e-10")
 
 
 @dataclass(frozen=True)
@@ -40,20 +63,37 @@ class Terms:
     interest_from_day: int
     cost_cap_annual: Decimal | None
     rounding: str
+    # The profile's newer rules (dunning/compliance.py, Rules); the defaults
+    # are the behaviour before them.
+    cost_cap_basis: str = "original_amount"
+    cost_cap_covers: tuple[str, ...] = ("late_fees", "penalty_interest")
+    exact_interest_accrual: bool = False
+    payment_time_tolerance: timedelta | None = None
+    charges_during_hold: bool = True
 
     @property
     def charges_anything(self) -> bool:
         return self.late_fee > 0 or self.penalty_rate_annual > 0
 
+    @property
+    def cap_covers_fees(self) -> bool:
+        return "late_fees" in self.cost_cap_covers
+
+    @property
+    def cap_covers_interest(self) -> bool:
+        return "penalty_interest" in self.cost_cap_covers
+
 
 def terms_for(policy: Policy, profile: Profile, state: LoanState) -> Terms:
+    rules = profile.rules
     late_fee, rate = policy.charges.late_fee, policy.charges.penalty_rate_annual
-    if not profile.rules.fees_beyond_contract:
+    if not rules.fees_beyond_contract:
         late_fee = min(late_fee, state.contract_late_fee or Decimal("0"))
         rate = min(rate, state.contract_penalty_rate or Decimal("0"))
-    cap = profile.rules.annual_cost_cap
-    if cap is not None:
+    cap = rules.annual_cost_cap
+    if cap is not None and "penalty_interest" in rules.cost_cap_covers:
         rate = min(rate, cap)
+    tolerance = rules.payment_time_tolerance_hours
     return Terms(
         late_fee=late_fee,
         late_fee_day=policy.charges.late_fee_day,
@@ -61,6 +101,11 @@ def terms_for(policy: Policy, profile: Profile, state: LoanState) -> Terms:
         interest_from_day=policy.charges.interest_from_day,
         cost_cap_annual=cap,
         rounding=policy.charges.rounding,
+        cost_cap_basis=rules.cost_cap_basis,
+        cost_cap_covers=tuple(rules.cost_cap_covers),
+        exact_interest_accrual=rules.exact_interest_accrual,
+        payment_time_tolerance=timedelta(hours=tolerance) if tolerance is not None else None,
+        charges_during_hold=rules.charges_during_hold,
     )
 
 
@@ -68,46 +113,170 @@ def _round(amount: Decimal, currency: str, rounding: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=getattr(decimal, rounding))
 
 
-def cap_through(terms: Terms, state: LoanState, day: int) -> Decimal | None:
-    """The most that fees and interest together may reach by `day`."""
+def _carried(amount: Decimal) -> Decimal:
+    return amount.quantize(_CARRIED, rounding=decimal.ROUND_DOWN)
+
+
+def _allowance(terms: Terms, state: LoanState, day: int) -> Decimal | None:
+    """What the covered charges may reach by `day`, exact (not rounded)."""
     if terms.cost_cap_annual is None:
         return None
-    return _round(state.amount_due * terms.cost_cap_annual * day / _DAYS_IN_YEAR, state.currency, "ROUND_DOWN")
+    if terms.cost_cap_basis == "owed":
+        return state.cost_cap_allowance
+    return state.amount_due * terms.cost_cap_annual * day / _DAYS_IN_YEAR
+
+
+def cap_through(terms: Terms, state: LoanState, day: int) -> Decimal | None:
+    """The most that the charges the cap covers may reach by `day` (under the
+    `owed` basis: by the last day posted), in whole minor units."""
+    allowance = _allowance(terms, state, day)
+    return None if allowance is None else _round(allowance, state.currency, "ROUND_DOWN")
+
+
+def counted_charges(terms: Terms, state: LoanState) -> Decimal:
+    """The charges so far that count against the cap."""
+    return (state.fees_charged if terms.cap_covers_fees else Decimal("0")) + (
+        state.interest_charged if terms.cap_covers_interest else Decimal("0")
+    )
 
 
 def post_charges(terms: Terms, state: LoanState, today: int) -> bool:
     """Charge every day past due up to `today` not charged yet; True if any was.
 
     While an installment plan runs, charges are frozen: those days are passed
-    over, not charged later."""
+    over, not charged later. So are the days of a hold where the profile
+    says so (`charges_during_hold = false`): a day is passed over when a hold
+    stood at this posting or was seen at any wake since the last one."""
+    held = False
+    if not terms.charges_during_hold:
+        state.charges_held = state.charges_held or state.on_hold
+        held = state.charges_held
     if today <= state.charges_through_day:
         return False
-    frozen = state.active_plan is not None
+    frozen = state.active_plan is not None or held
     changed = False
     for day in range(state.charges_through_day + 1, today + 1):
+        if terms.payment_time_tolerance is not None and terms.charges_anything:
+            _remember(state, day)
+        if terms.cost_cap_basis == "owed" and terms.cost_cap_annual is not None:
+            # The cap's room grows with what is owed on each day past due.
+            state.cost_cap_allowance = _carried(
+                state.cost_cap_allowance + state.principal_due * terms.cost_cap_annual / _DAYS_IN_YEAR
+            )
         if frozen or not terms.charges_anything:
             continue
-        fee = terms.late_fee if (not state.late_fee_charged and day >= terms.late_fee_day) else Decimal("0")
-        interest = Decimal("0")
-        if day >= terms.interest_from_day and state.principal_due > 0:
-            interest = _round(state.principal_due * terms.penalty_rate_annual / _DAYS_IN_YEAR, state.currency, terms.rounding)
-        cap = cap_through(terms, state, day)
-        if cap is not None:
-            room = max(cap - state.fees_charged - state.interest_charged, Decimal("0"))
-            fee = min(fee, room)
-            interest = min(interest, room - fee)
-        if not state.late_fee_charged and day >= terms.late_fee_day:
-            state.late_fee_charged = True  # once, even when the cap cut it
-        if fee > 0:
-            state.fees_due += fee
-            state.fees_charged += fee
-            changed = True
-        if interest > 0:
-            state.interest_due += interest
-            state.interest_charged += interest
-            changed = True
+        changed = _charge_day(terms, state, day) or changed
     state.charges_through_day = today
+    if not terms.charges_during_hold:
+        state.charges_held = state.on_hold
+    if terms.payment_time_tolerance is not None:
+        keep = math.ceil(terms.payment_time_tolerance / timedelta(hours=24)) + 1
+        state.charge_days = [d for d in state.charge_days if d.day >= today - keep]
     return changed
+
+
+def _charge_day(terms: Terms, state: LoanState, day: int) -> bool:
+    fee_due = not state.late_fee_charged and day >= terms.late_fee_day
+    if terms.payment_time_tolerance is not None and state.principal_due <= 0:
+        # Nothing owed (a payment made on time, reported since): not late.
+        fee_due = False
+    fee = terms.late_fee if fee_due else Decimal("0")
+    accrues = day >= terms.interest_from_day and state.principal_due > 0
+    daily = state.principal_due * terms.penalty_rate_annual / _DAYS_IN_YEAR if accrues else Decimal("0")
+    allowance = _allowance(terms, state, day)
+    if terms.exact_interest_accrual:
+        pending = state.interest_accrued + daily
+        if allowance is not None:
+            room = max(allowance - counted_charges(terms, state), Decimal("0"))
+            if terms.cap_covers_fees:
+                fee = min(fee, _round(room, state.currency, "ROUND_DOWN"))
+                room -= fee
+            if terms.cap_covers_interest:
+                pending = min(pending, room)  # what the cap cuts is not charged later
+        interest = _round(pending, state.currency, "ROUND_DOWN")
+        state.interest_accrued = _carried(pending - interest)
+    else:
+        interest = _round(daily, state.currency, terms.rounding) if accrues else Decimal("0")
+        if allowance is not None:
+            cap = _round(allowance, state.currency, "ROUND_DOWN")
+            room = max(cap - counted_charges(terms, state), Decimal("0"))
+            if terms.cap_covers_fees:
+                fee = min(fee, room)
+                room -= fee
+            if terms.cap_covers_interest:
+                interest = min(interest, room)
+    if fee_due:
+        state.late_fee_charged = True  # once, even when the cap cut it
+    if fee > 0:
+        state.fees_due += fee
+        state.fees_charged += fee
+    if interest > 0:
+        state.interest_due += interest
+        state.interest_charged += interest
+    return fee > 0 or interest > 0
+
+
+# ------------------------------------------------ payments made before they came
+
+
+def _remember(state: LoanState, day: int) -> None:
+    state.charge_days.append(
+        ChargeDay(
+            day=day, fees_due=state.fees_due, interest_due=state.interest_due, fees_charged=state.fees_charged,
+            interest_charged=state.interest_charged, late_fee_charged=state.late_fee_charged,
+            interest_accrued=state.interest_accrued, cost_cap_allowance=state.cost_cap_allowance,
+            charges_held=state.charges_held, plan_active=state.active_plan is not None,
+        )
+    )
+
+
+def paid_day(terms: Terms, clock: LoanClock, paid_at: datetime | None, loan_now: datetime) -> int | None:
+    """The day past due a payment counts from for charges: its `paid_at`'s,
+    when the profile has a tolerance and `paid_at` is within it before the
+    payment reached the workflow (on the loan's clock); else None (when it
+    was received). A `paid_at` in the future, or earlier than the tolerance,
+    is not taken."""
+    if terms.payment_time_tolerance is None or paid_at is None:
+        return None
+    paid = clock.loan_time(paid_at)
+    if paid > loan_now or loan_now - paid > terms.payment_time_tolerance:
+        return None
+    return clock.days_past_due(paid)
+
+
+def rewind(state: LoanState, day: int) -> None:
+    """Undo the charges of the days after `day`, as far as the kept days go:
+    never past a payment, a waiver or a plan's start or end (each ends what
+    is kept, or the days under a plan are told apart)."""
+    plan_now = state.active_plan is not None
+    first = None
+    while state.charge_days and state.charge_days[-1].day > day and state.charge_days[-1].plan_active == plan_now:
+        first = state.charge_days.pop()
+    if first is None:
+        return
+    state.fees_due, state.interest_due = first.fees_due, first.interest_due
+    state.fees_charged, state.interest_charged = first.fees_charged, first.interest_charged
+    state.late_fee_charged, state.interest_accrued = first.late_fee_charged, first.interest_accrued
+    state.cost_cap_allowance, state.charges_held = first.cost_cap_allowance, first.charges_held
+    state.charges_through_day = first.day - 1
+
+
+def charge_and_apply(terms: Terms, state: LoanState, amount: Decimal, today: int, paid: int | None = None) -> None:
+    """A payment: the charges of the days begun before it, then the payment.
+    `paid`: the day it was made (paid_day), when that was before `today`:
+    charges after it are undone, the payment applied as of then, and the days
+    since charged on what it left."""
+    if paid is None or paid >= today:
+        post_charges(terms, state, today)
+        apply_payment(state, amount)
+        return
+    rewind(state, paid)
+    post_charges(terms, state, min(paid, today))
+    apply_payment(state, amount)
+    post_charges(terms, state, today)
+
+
+# ------------------------------------------------------------- other changes
 
 
 def apply_payment(state: LoanState, amount: Decimal) -> None:
@@ -120,6 +289,7 @@ def apply_payment(state: LoanState, amount: Decimal) -> None:
         take = min(owed, left)
         setattr(state, part, owed - take)
         left -= take
+    state.charge_days.clear()  # a later payment never undoes charges before this one
 
 
 def waive(state: LoanState, fees: bool, interest: bool) -> tuple[Decimal, Decimal]:
@@ -130,6 +300,7 @@ def waive(state: LoanState, fees: bool, interest: bool) -> tuple[Decimal, Decima
     state.interest_due -= waived_interest
     state.fees_waived += waived_fees
     state.interest_waived += waived_interest
+    state.charge_days.clear()
     return waived_fees, waived_interest
 
 
@@ -139,3 +310,4 @@ def reinstate(state: LoanState, fees: Decimal, interest: Decimal) -> None:
     state.interest_due += interest
     state.fees_waived -= fees
     state.interest_waived -= interest
+    state.charge_days.clear()

@@ -109,6 +109,42 @@ class Rules(_Strict):
     # the principal over the days past due (cn: 0.24); None for no such cap.
     annual_cost_cap: Annotated[Decimal, Field(ge=0, le=10)] | None = None
     records_retention_years: Annotated[int, Field(ge=1)]
+    # How charges are measured and when they stop (issue 16, items 5 and 6;
+    # dunning/charges.py). Every default is the behaviour of profiles
+    # recorded before the setting existed: a running loan replays its history
+    # with the profile it started with, so only a new profile changes them.
+    #
+    # What the cost cap is a share of: `original_amount` (the amount placed,
+    # whatever has been paid since), or `owed`: the principal owed on each day
+    # past due, summed day by day (fees and interest owed are no base, that
+    # would be charging on charges).
+    cost_cap_basis: Literal["original_amount", "owed"] = "original_amount"
+    # The costs the cap covers. The service charges late fees and penalty
+    # interest; a kind not named here is not counted against the cap.
+    # `contract_interest`: the contract's own interest counts too. The loan's
+    # input carries no separate contract rate (contract_terms has the late fee
+    # and the penalty rate), so under such a profile the contract's penalty
+    # rate is the whole interest on the overdue principal, contract interest
+    # included: nothing else may accrue on the loan while it is collected.
+    cost_cap_covers: tuple[Literal["late_fees", "penalty_interest", "contract_interest"], ...] = (
+        "late_fees",
+        "penalty_interest",
+    )
+    # Penalty interest accrued exactly each day, charged in whole minor units
+    # (rounded down) and the remainder carried to the next day (across
+    # continue-as-new), so what is charged never exceeds the rate or the cap
+    # on a small balance. False: each day's interest rounded by the policy's
+    # rule (8.00 at 24 % is 0.0053 a day, charged 0.01: 46 % a year).
+    exact_interest_accrual: bool = False
+    # A repayment whose `paid_at` is at most this many hours before it reached
+    # the workflow counts as paid at `paid_at` for charges: none for the days
+    # after it. A `paid_at` in the future or further back: received_at. None:
+    # charges follow received_at only.
+    payment_time_tolerance_hours: Annotated[int, Field(ge=1, le=24 * 31)] | None = None
+    # Whether fees and interest accrue while a dispute, a complaint, a pause
+    # (or a verification awaited) holds collection. False: those days are
+    # passed over, not charged later.
+    charges_during_hold: bool = True
 
 
 class Collector(_Strict):

@@ -95,7 +95,8 @@ class BureauState(BaseModel):
     records: int = 0
     correction_due: bool = False  # a payment after a record: correct it at once
     reported_disputed: bool = False  # a record carried XB
-    reported_93: bool = False  # a record carried 93 (collection / charge-off)
+    reported_93: bool = False  # a record carried 93 (placed for collection)
+    reported_97: bool = False  # a record carried 97 (charged off)
 
 
 class FieldVisit(BaseModel):
@@ -126,6 +127,23 @@ class LegalCase(BaseModel):
     status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
     opened_on: date
     case_ref: str = ""
+
+
+class ChargeDay(BaseModel):
+    """The charges' state before a day past due was charged, kept for the
+    last few days under a profile's payment_time_tolerance_hours, so that a
+    payment made before that day (and reported later) undoes its charges."""
+
+    day: int
+    fees_due: Decimal
+    interest_due: Decimal
+    fees_charged: Decimal
+    interest_charged: Decimal
+    late_fee_charged: bool
+    interest_accrued: Decimal
+    cost_cap_allowance: Decimal
+    charges_held: bool
+    plan_active: bool  # a day under a plan is never charged again once it has ended
 
 
 class LoanState(BaseModel):
@@ -199,6 +217,19 @@ class LoanState(BaseModel):
     legal: LegalCase | None = None
     # Set once the profile requires the notice's delivery (None otherwise).
     validation: ValidationNotice | None = None
+
+    # Charges under a profile's newer rules (dunning/charges.py; all stay at
+    # their defaults under the rules of profiles recorded before them):
+    # interest accrued but not charged yet, less than one minor unit
+    # (exact_interest_accrual); the cost cap's allowance so far, exact
+    # (cost_cap_basis `owed`: the principal owed each day x cap / 365); a hold
+    # seen when charges were last posted (charges_during_hold false); and the
+    # last days' charges, undone by a payment made before them
+    # (payment_time_tolerance_hours).
+    interest_accrued: Decimal = Decimal("0")
+    cost_cap_allowance: Decimal = Decimal("0")
+    charges_held: bool = False
+    charge_days: list[ChargeDay] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _derive_principal(self) -> LoanState:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from db.private_files import create_private_once
 from dunning.contract import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
+from dunning.metro2 import Furnisher
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_ROOT / ".dunning"
@@ -131,6 +132,34 @@ class Settings(SecretSettings):
     # Files for others to pick up: the credit-bureau export per cycle and the
     # legal case documents. Unset: beside the SQLite database, else .dunning/exports.
     export_dir_setting: Path | None = _env("DUNNING_EXPORT_DIR", default=None)
+    # The Metro 2 bureau file's furnisher (activities/exports.py, dunning/metro2.py).
+    metro2_identification_number: str = _env("DUNNING_METRO2_IDENTIFICATION_NUMBER", default="")
+    metro2_reporter_name: str = _env("DUNNING_METRO2_REPORTER_NAME", default="")
+    metro2_reporter_address: str = _env("DUNNING_METRO2_REPORTER_ADDRESS", default="")
+    metro2_reporter_telephone: str = _env("DUNNING_METRO2_REPORTER_TELEPHONE", default="")
+    metro2_innovis_program_id: str = _env("DUNNING_METRO2_INNOVIS_PROGRAM_ID", default="")
+    metro2_equifax_program_id: str = _env("DUNNING_METRO2_EQUIFAX_PROGRAM_ID", default="")
+    metro2_experian_program_id: str = _env("DUNNING_METRO2_EXPERIAN_PROGRAM_ID", default="")
+    metro2_transunion_program_id: str = _env("DUNNING_METRO2_TRANSUNION_PROGRAM_ID", default="")
+    metro2_portfolio_type: str = _env("DUNNING_METRO2_PORTFOLIO_TYPE", default="")
+    metro2_account_type: str = _env("DUNNING_METRO2_ACCOUNT_TYPE", default="")
+    metro2_creditor_classification: int = _env("DUNNING_METRO2_CREDITOR_CLASSIFICATION", default=12, ge=1, le=99)
+
+    def metro2_furnisher(self) -> Furnisher:
+        """The Metro 2 file's furnisher; its Reporter Name is the lender's unless set."""
+        return Furnisher(
+            identification_number=self.metro2_identification_number.strip(),
+            reporter_name=self.metro2_reporter_name.strip() or self.lender_name,
+            reporter_address=self.metro2_reporter_address.strip(),
+            reporter_telephone=self.metro2_reporter_telephone.strip(),
+            innovis_program_id=self.metro2_innovis_program_id.strip(),
+            equifax_program_id=self.metro2_equifax_program_id.strip(),
+            experian_program_id=self.metro2_experian_program_id.strip(),
+            transunion_program_id=self.metro2_transunion_program_id.strip(),
+            portfolio_type=self.metro2_portfolio_type.strip().upper(),
+            account_type=self.metro2_account_type.strip(),
+            creditor_classification=self.metro2_creditor_classification,
+        )
 
     @property
     def export_dir(self) -> Path:

@@ -14,11 +14,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.context import ActivitySettings
 from activities.dunning_activities import DunningActivities
 from activities.rendering import TemplateRenderer
+from activities.retention import RecordsRetention, RecordingStore
 from db.session import make_engine, make_session_factory
 from runtime.bytecode import share_code
 from runtime.channels import build_channels
 from runtime.settings import Settings
 from workflows.dunning import DunningWorkflow
+from workflows.retention import RecordsRetentionWorkflow
 
 # Modules the workflow sandbox may share with the worker instead of
 # re-importing them for every workflow run: they are deterministic (pydantic
@@ -44,6 +46,7 @@ def activity_settings(settings: Settings) -> ActivitySettings:
         pay_link_max_age_days=settings.pay_link_max_age_days,
         public_base_url=settings.public_base_url,
         export_dir=settings.export_dir,
+        metro2=settings.metro2_furnisher(),
     )
 
 
@@ -57,18 +60,42 @@ def build_activities(settings: Settings) -> DunningActivities:
     )
 
 
+def recording_store(settings: Settings) -> RecordingStore | None:
+    """Where recorded calls are deleted (the retention job): Twilio when its
+    credentials are set, else none (the job then reports what it could not
+    delete)."""
+    if not (settings.twilio_account_sid and settings.twilio_auth_token.get_secret_value()):
+        return None
+    from channels.twilio_sms import make_twilio_client
+    from channels.twilio_voice import TwilioRecordings
+
+    return TwilioRecordings(make_twilio_client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(),
+                                               settings.twilio_api_base_url, settings.provider_timeout_seconds))
+
+
+def build_retention(settings: Settings, store: RecordingStore | None = None) -> RecordsRetention:
+    """The records retention job (activities/retention.py) from the settings."""
+    return RecordsRetention(make_session_factory(make_engine(settings.database_url)),
+                            store if store is not None else recording_store(settings),
+                            settings.policies_dir, settings.profiles_dir)
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     executor: concurrent.futures.Executor,
     activities: DunningActivities | None = None,
+    retention: RecordsRetention | None = None,
 ) -> Worker:
     acts = activities or build_activities(settings)
+    # The retention job's workflow and activity (issue 16, item 7), started by
+    # the Schedule runtime/retention_schedule.py keeps.
+    retention = retention or build_retention(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[DunningWorkflow],
-        activities=acts.registered(),
+        workflows=[DunningWorkflow, RecordsRetentionWorkflow],
+        activities=[*acts.registered(), *retention.registered()],
         activity_executor=executor,
         workflow_runner=sandbox_runner(),
     )

@@ -74,6 +74,11 @@ class ContactChange:
 def _masked(name: str, value: str | None) -> str | None:
     if value is None or name in _PLAIN:
         return value
+    # Identity (the Metro 2 file's): an SSN's last four digits at most, a date of birth not at all.
+    if name == "ssn":
+        return "*****" + str(value)[-4:]
+    if name == "date_of_birth":
+        return "****-**-**"
     return mask(value)
 
 

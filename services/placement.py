@@ -14,6 +14,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,6 +63,41 @@ def _unless_absent(check: Callable[[str], str]) -> Callable[[str | None], str | 
 
 
 ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "region", "postal_code", "country")
+_SSN = re.compile(r"^(\d{3})-?(\d{2})-?(\d{4})$")
+
+
+def _ssn_digits(value: Any) -> str | None:
+    """A US Social Security Number as nine digits (blank: absent). The
+    messages never quote it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string of nine digits such as \"123-45-6789\"")
+    match = _SSN.match(value.strip())
+    if not match:
+        raise ValueError("must be nine digits, optionally as 123-45-6789")
+    area, group, serial = match.groups()
+    # Never issued: area 000, 666 or 900-999, group 00, serial 0000.
+    if area in ("000", "666") or area >= "900" or group == "00" or serial == "0000":
+        raise ValueError("is not a valid Social Security Number")
+    return area + group + serial
+
+
+def _birth_date(value: Any) -> Any:
+    """YYYY-MM-DD (or a date, from the directory); from 1900. Blank is absent."""
+    if value is None or isinstance(value, date):
+        return value
+    if isinstance(value, str) and not value.strip():
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError('must be an ISO 8601 date such as "1980-04-30"')
+    try:
+        parsed = date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("is not a valid date") from None
+    if parsed.year < 1900:
+        raise ValueError("must be a year from 1900")
+    return parsed
 _US_ZIP = re.compile(r"^\d{5}(?:-\d{4})?$")
 
 # What a name never holds: a scheme, "www.", or a dotted host with a path.
@@ -71,7 +107,9 @@ _LINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+\.[a-z]{2,}/)
 class BorrowerContact(BaseModel):
     """The borrower block: what the directory keeps. Never enters Temporal."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error (a 422, a log line) never
+    # repeats the values, an SSN or a date of birth among them.
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     phone: str | None = None  # E.164, normalized
@@ -94,6 +132,11 @@ class BorrowerContact(BaseModel):
     region: Annotated[str, Field(max_length=64)] | None = None
     postal_code: Annotated[str, Field(max_length=32)] | None = None
     country: Annotated[str, Field(max_length=2)] | None = None
+    # Optional identity for the Metro 2 bureau file (activities/exports.py),
+    # which needs one of them. Kept out of repr (a log line or a traceback
+    # never shows them); errors name the field, never the value.
+    ssn: Annotated[str | None, Field(repr=False)] = None  # nine digits; "123-45-6789" is accepted
+    date_of_birth: Annotated[date | None, Field(repr=False)] = None  # YYYY-MM-DD
 
     @field_validator("name")
     @classmethod
@@ -141,6 +184,8 @@ class BorrowerContact(BaseModel):
 
     _phone = field_validator("phone")(_unless_absent(_e164))
     _zone = field_validator("time_zone")(_unless_absent(_iana_zone))
+    _ssn = field_validator("ssn", mode="before")(_ssn_digits)
+    _birth = field_validator("date_of_birth", mode="before")(_birth_date)
 
     @model_validator(mode="after")
     def _reachable_and_zoned(self) -> BorrowerContact:
@@ -182,6 +227,8 @@ class BorrowerContact(BaseModel):
             "language": self.language,
             "time_zone": self.resolved_time_zone(),
             **{name: getattr(self, name) for name in ADDRESS_FIELDS},
+            "ssn": self.ssn,
+            "date_of_birth": self.date_of_birth,
         }
 
 
@@ -189,7 +236,12 @@ DEBT_TYPES = ("consumer_financial_product", "other")
 ITEMIZED_AMOUNTS = ("amount_on_itemization_date", "interest_since", "fees_since", "payments_since", "credits_since")
 ITEMIZATION_FIELDS = (
     "itemization_date", *ITEMIZED_AMOUNTS, "current_creditor", "creditor_on_itemization_date", "account_number", "debt_type",
+    "date_opened", "terms_duration", "terms_frequency",
 )
+# Metro 2 Terms Frequency codes (CRRG): deferred, single payment, weekly,
+# biweekly, semimonthly, monthly, bimonthly, quarterly, tri-annually,
+# semiannually, annually.
+TERMS_FREQUENCIES = ("D", "P", "W", "B", "E", "M", "L", "Q", "T", "S", "Y")
 _MONEY_STRING = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
 _ACCOUNT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,63}$")
 
@@ -227,8 +279,16 @@ class Itemization(BaseModel):
     # Stored whole; the notice shows its last four characters (1006.34(c)(2)(iv)).
     account_number: Annotated[str, Field(pattern=_ACCOUNT_NUMBER.pattern)] | None = None
     debt_type: Literal["consumer_financial_product", "other"] = "consumer_financial_product"
+    # The account's Metro 2 facts (the bureau file): the date it was opened
+    # and its terms: a duration (number of months, "001" for a single
+    # payment, LOC or REV) and a frequency (TERMS_FREQUENCIES). Optional;
+    # without them a single-payment loan is reported as 001 / P.
+    date_opened: IsoDate | None = None
+    terms_duration: Annotated[str, Field(pattern=r"^(\d{3}|LOC|REV)$")] | None = None
+    terms_frequency: Literal["D", "P", "W", "B", "E", "M", "L", "Q", "T", "S", "Y"] | None = None
 
-    @field_validator("current_creditor", "creditor_on_itemization_date", "account_number", mode="before")
+    @field_validator("current_creditor", "creditor_on_itemization_date", "account_number", "terms_duration",
+                     "terms_frequency", mode="before")
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

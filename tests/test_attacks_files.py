@@ -41,6 +41,7 @@ from db.models import Borrower, BureauRecord, Loan, Payment
 from db.outbox import scrub
 from db.private_files import open_private_append, write_private
 from db.session import make_engine
+from dunning import metro2
 from dunning.csv_cells import csv_cell
 from gateway.routes.twilio import keep_reply
 from gateway.settings import GatewaySettings
@@ -269,7 +270,12 @@ def test_statement_of_account_cells_starting_a_formula_are_escaped(session_facto
     assert stat.S_IMODE(os.stat(tmp_path / "legal" / "L-CSV" / "statement_of_account.csv").st_mode) == 0o600
 
 
-def test_the_bureau_export_escapes_formula_cells(session_factory, tmp_path):
+def test_the_bureau_export_is_fixed_width_and_no_value_can_break_its_layout(session_factory, tmp_path):
+    """The bureau file used to be a CSV whose cells needed formula escaping
+    ("=A"). It is a Metro 2 file now (issue 16): fixed-width records that no
+    spreadsheet opens as formulas, every line the same length, and a value
+    that is not printable ASCII (a line break would shift every field after
+    it) is refused, never written."""
     with session_factory.begin() as db:
         _loan(db)
         db.add(BureauRecord(key="bureau:L-CSV:2024-05", loan_id="L-CSV", workflow_id="dunning-L-CSV", cycle="2024-05",
@@ -277,8 +283,11 @@ def test_the_bureau_export_escapes_formula_cells(session_factory, tmp_path):
                             special_comment="=A", account_status="71"))
     with session_factory() as db:
         path = write_bureau_cycle(db, tmp_path, "2024-05")
-    [_header, row] = list(csv.reader(io.StringIO(path.read_text())))
-    assert row[5] == "'=A" and row[4] == "71"
+    lines = path.read_text().splitlines()
+    assert lines and len({len(line) for line in lines}) == 1
+    [field] = [f for f in metro2.BASE if f.name == "specialComment"]
+    with pytest.raises(metro2.Metro2Error, match="printable ASCII"):
+        metro2.encode(field, "A\n")
 
 
 # ------------------------------------------------------------ secrets in repr

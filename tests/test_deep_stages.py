@@ -6,7 +6,6 @@ legal outcomes and risk segments."""
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import shutil
 from datetime import date, datetime, time, timedelta
@@ -18,7 +17,8 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.exports import bureau_cycle_path
+from activities.exports import bureau_cycle_path, bureau_refusals_path
+from dunning import metro2
 from db.models import BureauRecord, Contact, FieldVisitRecord, LegalCase, PlanInstallment, PlanRecord, PromiseRecord, StageEntry
 from tests.support.polling import poll_until
 from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
@@ -254,27 +254,35 @@ async def test_fees_and_penalty_interest_accrue_to_the_cent_within_the_contract_
         day12 = await until_applied(charged, "110.00")
 
     # The contract allows 50.00 and 18 %; the policy wants more, so the
-    # contract wins. The cn cap (24 % a year of 1200.00 over the days past due)
-    # allows 0.78 on day 1 (1200 x 0.24 / 365 = 0.789, rounded down), so the
-    # late fee is cut to 0.78 and day 1 has no room for interest. From day 2
-    # the daily interest 1200 x 0.18 / 365 = 0.5918 -> 0.59 fits under the
-    # cap: 9 days x 0.59 = 5.31 by day 10.
+    # contract wins. The cn cap (24 % a year of the principal owed each day,
+    # rules.cost_cap_basis = "owed") allows 1200 x 0.24 / 365 = 0.789 on
+    # day 1, so the late fee is cut to 0.78 and 0.009 of day 1's interest fits.
+    # Interest accrues exactly (rules.exact_interest_accrual): 1200 x 0.18 /
+    # 365 = 0.5918 a day, charged in whole fen (rounded down), the rest carried.
+    room_day1 = Decimal("1200.00") * Decimal("0.24") / 365 - Decimal("0.78")
+    per_day = Decimal("1200.00") * Decimal("0.18") / 365
+
+    def cents(amount: Decimal) -> Decimal:
+        return amount.quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+
     assert day10["days_past_due"] == 10
-    assert (day10["fees"], day10["interest"], day10["principal"]) == ("0.78", "5.31", "1200.00")
-    assert day10["outstanding"] == "1206.09"
+    assert (day10["fees"], day10["interest"], day10["principal"]) == ("0.78", "5.33", "1200.00")
+    assert day10["outstanding"] == "1206.11"
     # The next payment arrives on day D (11, unless the server's clock ran
-    # on): 0.59 more for each day since day 10, then 100.00 pays the fee
+    # on): the interest accrued since day 10, then 100.00 pays the fee
     # (0.78), the interest, and the principal with the rest.
     d = day11["days_past_due"]
-    interest_to_d = Decimal("0.59") * (d - 1)
+    accrued_to_d = room_day1 + per_day * (d - 1)
+    interest_to_d = cents(accrued_to_d)
     principal = Decimal("1200.00") - (Decimal("100.00") - Decimal("0.78") - interest_to_d)
     assert (day11["fees"], day11["interest"], day11["principal"]) == ("0.00", "0.00", str(principal))
-    # Day E: the daily interest is now on the lower principal (for 1106.68:
-    # 1106.68 x 0.18 / 365 = 0.5458 -> 0.55), paid first from the 10.00.
+    # Day E: the interest is now on the lower principal (for 1106.68: 1106.68
+    # x 0.18 / 365 = 0.5458 a day) with the fraction carried from day D, paid
+    # first from the 10.00.
     e = day12["days_past_due"]
-    daily = (principal * Decimal("0.18") / 365).quantize(Decimal("0.01"))
-    assert (day12["interest"], day12["principal"]) == ("0.00", str(principal - (Decimal("10.00") - daily * (e - d))))
-    assert day12["fees_charged"] == "0.78" and day12["interest_charged"] == str(interest_to_d + daily * (e - d))
+    since_d = cents(accrued_to_d - interest_to_d + principal * Decimal("0.18") / 365 * (e - d))
+    assert (day12["interest"], day12["principal"]) == ("0.00", str(principal - (Decimal("10.00") - since_d)))
+    assert day12["fees_charged"] == "0.78" and day12["interest_charged"] == str(interest_to_d + since_d)
     assert e > d > 10
     # No contract terms under cn (no fees beyond the contract): nothing at all.
     assert (free["fees"], free["interest"], free["outstanding"]) == ("0.00", "0.00", "1200.00")
@@ -289,7 +297,11 @@ async def test_bureau_records_across_four_cycles_with_a_correction_a_dispute_and
     async with running_worker(time_env.client, settings) as loans:
         due = await overdue_since(time_env, 29)
         handle = await loans.start(loan_input("L-BUREAU", due))
-        await skip(time_env, days=2, hours=1)  # day 31: credit_reporting, first record
+        await skip(time_env, days=2, hours=1)  # day 31: credit_reporting; the borrower is told, then the first record
+        for _ in range(24):  # 《征信业管理条例》第十五条: the record waits for the notice (09:00 local)
+            if (await status(handle))["bureau"]["records"]:
+                break
+            await skip(time_env, hours=1)
         await handle.signal("repayment", payment("P-200", "200.00"))  # after reporting: a correction
         await skip(time_env, days=32)  # the next cycle's record
         await handle.signal("dispute", {"reason": "amount"})
@@ -311,12 +323,15 @@ async def test_bureau_records_across_four_cycles_with_a_correction_a_dispute_and
     assert regular[-1].compliance_code == "XH", "a resolved dispute is reported as such"
     assert {r.first_delinquency for r in records} == {due + timedelta(days=30)}, "the date of first delinquency never moves"
     assert shown["bureau"]["records"] == len(records)
-    # Each cycle's export file holds exactly that cycle's rows, each once.
+    # Each cycle has its Metro 2 file. This borrower (a cn borrower with a
+    # Chinese name, no SSN, no date of birth, no address) cannot be furnished
+    # in Metro 2: the account is refused by name, never written half-filled
+    # (tests/test_metro2.py and tests/test_metro2_scenario.py furnish US ones).
     for cycle in {r.cycle for r in records}:
-        with open(bureau_cycle_path(settings.export_dir, cycle), encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
-        assert sorted(row["record_key"] for row in rows) == sorted(r.key for r in records if r.cycle == cycle)
-        assert all(row["consumer_account_number"] == "L-BUREAU" for row in rows)
+        furnished = metro2.read(bureau_cycle_path(settings.export_dir, cycle).read_text(encoding="utf-8"))
+        assert furnished.records == [] and furnished.trailer["totalBaseRecords"] == 0
+        refused = json.loads(bureau_refusals_path(settings.export_dir, cycle).read_text(encoding="utf-8"))
+        assert [r["loan_id"] for r in refused] == ["L-BUREAU"]
 
 
 # ------------------------------------------------------- visits and legal

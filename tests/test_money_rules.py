@@ -121,10 +121,35 @@ def test_bureau_status_codes_follow_days_past_due_then_collection_then_payment()
     assert [bureau.status_code(state, d) for d in (29, 30, 60, 90, 120, 150, 180)] == ["11", "71", "78", "80", "82", "83", "84"]
     state.stage = "legal"
     assert bureau.status_code(state, 95) == "93"
-    assert bureau.status_code(state, 95, outcome="written_off") == "93"
+    assert bureau.status_code(state, 95, outcome="written_off") == "97"  # a charge-off (issue 16)
     assert bureau.status_code(state, 95, outcome="repaid", was_93=True) == "62"
     assert bureau.status_code(loan(), 40, outcome="repaid") == "13"
     state.disputed = True
     assert bureau.compliance_code(state) == "XB"
     state.disputed, state.bureau.reported_disputed = False, True
     assert bureau.compliance_code(state) == "XH"
+
+
+@settings(max_examples=200, deadline=None)
+@given(profile_name=st.sampled_from(["cn", "us"]), amount=amounts, rate=st.decimals(min_value=0, max_value=1, places=4),
+       steps=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=30),
+       payments=st.lists(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2), max_size=30))
+def test_charges_never_pass_the_yearly_limit_on_what_is_owed_each_day_under_cn_and_us(profile_name, amount, rate, steps, payments):
+    """Issue 16, item 5: by every wake, what was charged is at most the
+    limit (cn: 24 % a year, fees and interest; us: the contract's rate,
+    interest) of the principal owed on each day so far, to the cent, with
+    payments paying the balance down to small residuals along the way."""
+    profile = load_profile(profile_name, CONFIG / "profiles")
+    state = loan(str(amount), contract_late_fee=Decimal("25.00"), contract_penalty_rate=rate)
+    terms = terms_for(policy_with_charges("100.00", "3"), profile, state)
+    limit = terms.cost_cap_annual if profile_name == "cn" else terms.penalty_rate_annual
+    owed, day = [], 0
+    for n, step in enumerate(steps):
+        owed += [state.principal_due] * step  # a day's charge is on the principal it begins with
+        day += step
+        post_charges(terms, state, day)
+        charged = state.interest_charged + (state.fees_charged if profile_name == "cn" else 0)
+        assert charged <= sum(owed, Decimal("0")) * limit / 365
+        assert Decimal("0") <= state.interest_accrued < Decimal("0.01")
+        if n < len(payments) and state.outstanding > 0:
+            apply_payment(state, min(payments[n], state.outstanding))

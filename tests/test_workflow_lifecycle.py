@@ -86,8 +86,10 @@ async def test_a_loan_that_is_never_paid_walks_all_five_stages_and_is_written_of
     assert bureau[0].days_past_due == 31 and bureau[0].kind == "first" and bureau[0].account_status == "71"
     assert [r.kind for r in bureau[1:-1]] == ["regular"] * (len(bureau) - 2) and bureau[-1].kind == "final"
     assert len({r.cycle for r in bureau if r.kind != "final"}) == len(bureau) - 1
-    assert {r.first_delinquency for r in bureau} == {loan.due_date + timedelta(days=1)}
-    assert [r.account_status for r in bureau if r.days_past_due >= 91] == ["93"] * sum(1 for r in bureau if r.days_past_due >= 91)
+    assert {r.first_delinquency for r in bureau} == {loan.due_date + timedelta(days=30)}
+    # In legal, placed for collection (93); the final record the charge-off (97, issue 16).
+    assert [r.account_status for r in bureau[:-1] if r.days_past_due >= 91] == ["93"] * sum(1 for r in bureau[:-1] if r.days_past_due >= 91)
+    assert (bureau[-1].account_status, bureau[-1].payment_rating) == ("97", None)
     assert len(legal) == 1 and legal[0].days_past_due == 91
     assert [d["name"] for d in json.loads(legal[0].documents)] == ["contract", "statement_of_account", "contact_evidence"]
 

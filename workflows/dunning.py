@@ -349,7 +349,8 @@ class DunningWorkflow:
             self._break_promise(loan_now)
         await self._writer.write_queued()
         if state.bureau_reported:
-            # The bureau learns how it ended: paid (13/62), settled (13, AU), charged off (93).
+            # The bureau learns how it ended: paid (13/62/64), settled (13, AU), charged off (97),
+            # an upheld dispute deletes the account (DA): dunning/bureau.py.
             final = self._version.bureau_record(state, self._clock, loan_now, self._moment(), "final", outcome)
             if final is not None:
                 await self._writer.apply(final)

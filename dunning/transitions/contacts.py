@@ -34,6 +34,8 @@ def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, 
             window_start=profile.window.start.isoformat(), window_end=profile.window.end.isoformat(),
             privacy_first_line=profile.privacy.first_line,
             debt_collector_disclosure=profile.collector.collects_as_debt_collector,
+            # The profile records calls (rules.record_calls): the script says so first.
+            record_call=occurrence.channel == "voice" and profile.rules.record_calls,
             loan_at=loan_now.isoformat(), time_zone=state.time_zone,
             **notice_terms(state, profile, occurrence),
             **message_terms(state, occurrence),

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from dunning import keys
-from dunning.charges import Terms, apply_payment, post_charges
+from dunning.charges import Terms, apply_payment, charge_and_apply, paid_day
 from dunning.inputs import InputError, RepaymentSignal, parse_signal
 from dunning.money import parse_amount
 from dunning.state import LoanState, UnappliedPayment
@@ -48,7 +48,8 @@ def receive_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms
 def take_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | None) -> Receipt:
     """The payment itself. With `terms` (and the loan's clock known), the
     charges of the days begun before it are posted first, so it never pays
-    interest of a day that had not begun."""
+    interest of a day that had not begun; where the profile allows, "before
+    it" is when it was made (`paid_at`), not when it was reported."""
     raw = payload if isinstance(payload, dict) else {}
     payment_id = str(raw.get("payment_id", ""))[:128]
     try:
@@ -75,8 +76,12 @@ def take_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | 
         return Receipt(payment.payment_id, duplicate=True)
     state.applied_payment_ids.append(payment.payment_id)
     if terms is not None and moment.clock is not None:
-        post_charges(terms, state, moment.days_past_due)
-    apply_payment(state, amount)
+        # Under a profile's payment_time_tolerance_hours, a payment counts
+        # from its paid_at for charges (none for the days after it).
+        paid = paid_day(terms, moment.clock, payment.paid_at, moment.loan_now)
+        charge_and_apply(terms, state, amount, moment.days_past_due, paid)
+    else:
+        apply_payment(state, amount)
     return Receipt(payment.payment_id, [payment_record(state, moment, payment.payment_id, raw, applied=True)], applied=amount)
 
 

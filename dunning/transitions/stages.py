@@ -86,6 +86,10 @@ def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment
     if state.bureau.first_delinquency is None:
         state.bureau.first_delinquency = bureau.first_delinquency(state.due_date)
         state.bureau.first_reported_on = today
+    elif state.bureau.first_delinquency != bureau.first_delinquency(state.due_date):
+        # Carried over from a run before issue 16 (the due date + 1): the
+        # record reports the CRRG's date (dunning/bureau.py), and so does the state.
+        state.bureau.first_delinquency = bureau.first_delinquency(state.due_date)
     # A regular record belongs to this month's cycle; a correction or the
     # final record to the cycle of the day it is filed.
     cycle = bureau.cycle_of(today)
@@ -99,7 +103,7 @@ def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment
             kind=kind, cycle=cycle, account_status=fields["account_status"], special_comment=fields["special_comment"],
             compliance_code=fields["compliance_code"], first_delinquency=fields["first_delinquency"],
             amount_past_due=fields["amount_past_due"], original_amount=fields["original_amount"],
-            reported_on=today.isoformat(),
+            reported_on=today.isoformat(), payment_rating=fields["payment_rating"],
         ),
         f"Credit-bureau record {number} ({kind}): status {fields['account_status']} {fields['compliance_code']}".rstrip(),
     )
@@ -111,7 +115,8 @@ def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment
             state.bureau.last_cycle = cycle
         state.bureau.correction_due = False
         state.bureau.reported_disputed = state.bureau.reported_disputed or fields["compliance_code"] == "XB"
-        state.bureau.reported_93 = state.bureau.reported_93 or fields["account_status"] == "93"
+        state.bureau.reported_93 = state.bureau.reported_93 or fields["account_status"] == bureau.STATUS_COLLECTION
+        state.bureau.reported_97 = state.bureau.reported_97 or fields["account_status"] == bureau.STATUS_CHARGE_OFF
 
     return Write(record, filed)
 

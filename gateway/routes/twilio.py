@@ -1,6 +1,7 @@
 """Twilio's webhooks: message and call status callbacks (the outbox), the
-answering-machine report, inbound SMS (stop words, replies for an agent) and
-the call's keypad menu. Each is refused with a 403 unless Twilio signed it."""
+answering-machine report, a recorded call's recording (kept with its
+contact), inbound SMS (stop words, replies for an agent) and the call's
+keypad menu. Each is refused with a 403 unless Twilio signed it."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from db import outbox
+from db import outbox, recordings
 from db.models import Borrower, Loan
 from db.private_files import open_private_append
+from db.write_once import in_transaction
 from dunning import contract
 from dunning.masking import mask
 from gateway import ivr
@@ -148,6 +150,47 @@ async def twilio_amd(
         workflow_id = row.workflow_id
     await gw.tell_contact_outcome(workflow_id, key, "voicemail")
     log.info("twilio_amd_machine", key=key[:255], answered_by=answered_by[:32])
+    return Response(status_code=204)
+
+
+@router.post(
+    "/webhooks/twilio/recording",
+    status_code=204,
+    openapi_extra={
+        "parameters": [OUTBOX_KEY, TWILIO_SIGNATURE],
+        **form_body(
+            {
+                "CallSid": "call id",
+                "RecordingSid": "the recording's id (RE...)",
+                "RecordingStatus": "completed, absent, failed",
+                "RecordingDuration": "seconds",
+            }
+        ),
+    },
+)
+async def twilio_recording(
+    request: Request, params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)
+) -> Response:
+    """A recorded call's recording (RecordingStatusCallback): its sid and
+    length are kept on the contact row named by `key`, once, with an audit
+    entry; the retention job deletes it when it is past the profile's
+    records_retention_years. The same callback again changes nothing."""
+    key = request.query_params.get("key") or ""
+    sid = str(params.get("RecordingSid") or "")
+    status = str(params.get("RecordingStatus") or "")
+    if not key or status != "completed" or not recordings.RECORDING_SID.match(sid):
+        log.info("twilio_recording_ignored", key=key[:255], status=status[:32], sid=sid[:64])
+        return Response(status_code=204)
+    duration = str(params.get("RecordingDuration") or "")
+    seconds = int(duration) if duration.isdigit() and len(duration) < 9 else None
+    at = datetime.now(timezone.utc)
+    result = in_transaction(gw.sessions(), lambda db: recordings.store_recording(db, key, sid, seconds, at))
+    if result in (recordings.OTHER, recordings.UNKNOWN_KEY):
+        # Another recording than the one the row keeps, or no such row: not
+        # kept, so the retention job cannot delete it; an operator must.
+        log.warning("twilio_recording_not_kept", key=key[:255], sid=sid, reason=result)
+    else:
+        log.info("twilio_recording", key=key[:255], sid=sid, seconds=seconds, result=result)
     return Response(status_code=204)
 
 

@@ -1,10 +1,12 @@
 """A local Twilio for the provider tests and the crash tests: `FakeTwilio`
 checks each request against Twilio's published OpenAPI spec
-(tests/specs/twilio_api_v2010_subset.json) and the rules its docs state in
-prose, and answers like api.twilio.com, including its errors
+(tests/specs/twilio_api_v2010_subset.json; DeleteRecording from
+tests/specs/twilio_api_v2010_recordings_subset.json) and the rules its docs
+state in prose, and answers like api.twilio.com, including its errors
 (`TWILIO_ERRORS`), for the account `ACCOUNT_SID` / `AUTH_TOKEN` sending from
-`FROM_NUMBER`; and `call_script`, a call's menu and goodbye as the worker
-renders them for the Twilio voice channel."""
+`FROM_NUMBER`; a call created with `Record=true` makes a recording the fake
+keeps (`recordings`) until it is deleted; and `call_script`, a call's menu
+and goodbye as the worker renders them for the Twilio voice channel."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from tests.conftest import BORROWER
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates"
 TWILIO_SPEC = json.loads((SPECS / "twilio_api_v2010_subset.json").read_text())
+# DeleteRecording (the records retention job), from twilio-oai at the commit its `source` names.
+TWILIO_RECORDINGS_SPEC = json.loads((SPECS / "twilio_api_v2010_recordings_subset.json").read_text())
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token"
@@ -39,13 +43,14 @@ def call_script(templates_dir: Path = TEMPLATES) -> dict[str, CallWords]:
     return render_call_script(TemplateRenderer(templates_dir))
 
 
-def _operation_for(path: str) -> tuple[dict, dict] | None:
-    """The spec's POST operation whose path template matches, and its path params."""
-    for template, item in TWILIO_SPEC["paths"].items():
-        pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
-        match = re.match(pattern, path)
-        if match and "post" in item:
-            return item["post"], match.groupdict()
+def _operation_for(path: str, method: str = "post") -> tuple[dict, dict] | None:
+    """The spec's operation for `method` whose path template matches, and its path params."""
+    for spec in (TWILIO_SPEC, TWILIO_RECORDINGS_SPEC):
+        for template, item in spec["paths"].items():
+            pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
+            match = re.match(pattern, path)
+            if match and method in item:
+                return item[method], match.groupdict()
     return None
 
 
@@ -79,9 +84,9 @@ def _validator(schema: dict) -> jsonschema.Validator:
 def check_twilio_request(request: Request) -> list[str]:
     """Everything wrong with a request, by Twilio's OpenAPI spec (paths,
     security, request body schema) and by the rules its docs state in prose."""
-    found = _operation_for(request.path)
+    found = _operation_for(request.path, request.method.lower())
     if found is None:
-        return [f"no operation for POST {request.path} in the spec"]
+        return [f"no operation for {request.method} {request.path} in the spec"]
     operation, params = found
     problems = []
     for param in operation.get("parameters", []):
@@ -98,6 +103,10 @@ def check_twilio_request(request: Request) -> list[str]:
     expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
     if request.headers.get("Authorization") != expected:
         problems.append("Authorization is not Basic <AccountSid>:<AuthToken>")
+    if "requestBody" not in operation:  # DeleteRecording: its path is all it takes
+        if request.get_data():
+            problems.append(f"{operation['operationId']} takes no body")
+        return problems
     # the body
     [(media_type, body)] = operation["requestBody"]["content"].items()
     if request.mimetype != media_type:
@@ -164,21 +173,37 @@ class FakeTwilio:
         self.problems: list[str] = []
         self.errors: list[int] = []
         self.created: list[dict] = []
+        # Recordings Twilio keeps (sids), the call each one is of, and those deleted.
+        self.recordings: dict[str, str] = {}
+        self.deleted: list[str] = []
 
     def handle(self, request: Request) -> Response:
         problems = check_twilio_request(request)
         self.problems += problems
         form = request.form.to_dict(flat=False)
-        self.requests.append({"path": request.path, "form": form})
+        self.requests.append({"path": request.path, "form": form, "method": request.method})
         if problems:  # what Twilio does with a bad request
             return self._error(400, {"code": 21201, "message": "; ".join(problems)})
         if self.errors:
             status = self.errors.pop(0)
             return self._error(status, TWILIO_ERRORS[status])
-        operation, _ = _operation_for(request.path)
+        operation, params = _operation_for(request.path, request.method.lower())
+        if operation["operationId"] == "DeleteRecording":
+            if self.recordings.pop(params["Sid"], None) is None:
+                return self._error(404, TWILIO_ERRORS[404])
+            self.deleted.append(params["Sid"])
+            [status] = operation["responses"]
+            return Response(b"", status=int(status))
         status, resource = _created_resource(operation, form)
         self.created.append(resource)
+        if operation["operationId"] == "CreateCall" and form.get("Record") == ["true"]:
+            self.recordings["RE" + secrets.token_hex(16)] = resource["sid"]
         return Response(json.dumps(resource), status=status, content_type="application/json")
+
+    def recording_of(self, call_sid: str) -> str:
+        """The sid of the recording a recorded call made."""
+        [sid] = [sid for sid, call in self.recordings.items() if call == call_sid]
+        return sid
 
     @staticmethod
     def _error(status: int, error: dict) -> Response:
