@@ -71,4 +71,5 @@ SEARCH_ATTRIBUTES: Final = {
     # The due date's start in the borrower's zone: never stale, unlike
     # DaysPastDue (as of the workflow's last wake), so filter on this one.
     "DueDate": "Datetime",
+    "BorrowerId": "Keyword",
 }

@@ -22,7 +22,7 @@ from dunning import metro2
 from db.models import BureauRecord, Contact, FieldVisitRecord, LegalCase, PlanInstallment, PlanRecord, PromiseRecord, StageEntry
 from tests.support.polling import poll_until
 from tests.support.temporal import loan_input, overdue_since, running_worker, time_env  # noqa: F401 (fixture)
-from workflows.search_attributes import DAYS_PAST_DUE, DUE_DATE, DUNNING_SEGMENT
+from workflows.search_attributes import BORROWER_ID, DAYS_PAST_DUE, DUE_DATE, DUNNING_SEGMENT
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -396,6 +396,7 @@ async def test_the_legal_stage_opens_a_case_file_and_its_outcomes_stop_write_off
     assert as_of <= asked_at
     assert in_court["days_past_due"] == (as_of.astimezone(SHANGHAI).date() - due).days == in_court_listed.get(DAYS_PAST_DUE)
     assert in_court_listed.get(DUE_DATE) == datetime.combine(due, time(0), tzinfo=SHANGHAI)
+    assert in_court_listed.get(BORROWER_ID) == "B-77"  # issue 17: a borrower's loans listed together
     assert asked_at - in_court_listed.get(DUE_DATE) > timedelta(days=180)
     assert in_court["stage"] == "legal"
     assert len(in_court["contacts"]) == contacts_when_filed, "no direct contact while the case is in court"

@@ -63,6 +63,12 @@ def test_the_temporal_cli_starts_queries_lists_and_repays_a_loan_with_plain_json
     assert "dunning-L-CLI-1" in due_before(due_start + timedelta(seconds=1))
     assert "dunning-L-CLI-1" not in due_before(due_start)
 
+    # BorrowerId (issue 17): an operator lists a borrower's loans.
+    by_borrower = eventually(lambda: "dunning-L-CLI-1" in (out := dev.temporal(
+        "workflow", "list", "--query", f'BorrowerId="{loan["borrower_id"]}"').stdout) and out)
+    assert "dunning-L-CLI-1" in by_borrower
+    assert "dunning-L-CLI-1" not in dev.temporal("workflow", "list", "--query", 'BorrowerId="B-NOBODY"').stdout
+
     payment = {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"}
     dev.temporal("workflow", "signal", "--workflow-id", "dunning-L-CLI-1", "--name", "repayment", "--input", json.dumps(payment))
     result = json.loads(dev.temporal("workflow", "result", "--workflow-id", "dunning-L-CLI-1", "-o", "json").stdout)

@@ -55,6 +55,9 @@ DEEP_STAGES = "deep-stages-2026-11"
 # The DueDate search attribute. Histories recorded before it replay with it
 # unset: their upserts carry no DueDate.
 DUE_DATE_ATTRIBUTE = "due-date-search-attribute-2026-12"
+# The BorrowerId search attribute (issue 17). Histories recorded before it
+# replay with it unset: their upserts carry no BorrowerId.
+BORROWER_ID_ATTRIBUTE = "borrower-id-search-attribute-2026-12"
 
 
 def _signal(name: str, model: type, transition):
@@ -94,6 +97,7 @@ class DunningWorkflow:
         # Asked here, in this order, in every run: the patch markers' place in history.
         self._version = versions.CURRENT if workflow.patched(DEEP_STAGES) else versions.BEFORE_DEEP_STAGES
         self._publisher.due_date = workflow.patched(DUE_DATE_ATTRIBUTE)
+        self._publisher.borrower_id = workflow.patched(BORROWER_ID_ATTRIBUTE)
         self._writer.locally = self._version.records_locally
         await self._prepare()
 

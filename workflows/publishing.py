@@ -19,6 +19,9 @@ class Publisher:
         self._published: dict[str, Any] = {}
         # The DueDate attribute; histories recorded before it replay without it.
         self.due_date = True
+        # The BorrowerId attribute (issue 17): an operator lists a borrower's
+        # loans in the Temporal UI. Histories recorded before it replay without it.
+        self.borrower_id = True
 
     def publish(self, state: LoanState, clock: LoanClock, loan_now: datetime) -> None:
         values = {
@@ -35,6 +38,8 @@ class Publisher:
             # so `DueDate < X` stays right while the workflow sleeps, where
             # DaysPastDue is only as fresh as the last wake.
             values[sa.DUE_DATE] = clock.at(0)
+        if self.borrower_id:
+            values[sa.BORROWER_ID] = state.borrower_id
         changed = [key.value_set(value) for key, value in values.items() if self._published.get(key.name) != value]
         if changed:
             workflow.upsert_search_attributes(changed)
