@@ -43,10 +43,12 @@ def test_there_are_golden_histories_of_each_outcome():
         outcomes.add(path.stem)
     today = {"dunning-L-GOLD-REPAID", "dunning-L-GOLD-WRITEOFF", "dunning-L-GOLD-DISPUTE",
              "dunning-L-GOLD-PLAN", "dunning-L-GOLD-PROMISE", "dunning-L-GOLD-LEGAL"}
-    # Recorded before the deep-stages patch, and before the DueDate patch:
-    # loans started then must replay too.
+    # Recorded before the deep-stages patch, before the DueDate patch, and
+    # before the BorrowerId patch and issues 15-16: loans started then must
+    # replay too.
     legacy = {f"legacy-2026-11-{name}" for name in ("dunning-L-GOLD-REPAID", "dunning-L-GOLD-WRITEOFF", "dunning-L-GOLD-DISPUTE")}
     legacy |= {f"legacy-2026-12-{name}" for name in today}
+    legacy |= {f"legacy-2026-12b-{name}" for name in today}
     assert today | legacy <= outcomes
 
 
@@ -59,7 +61,7 @@ async def test_a_golden_history_replays_on_todays_code(path: Path):
 async def replay(path: Path, workflow_class: type) -> None:
     """Replay a golden history as a deploy would: `workflow_class` under the
     worker's sandbox, the only workflow registered."""
-    workflow_id = re.sub(r"^legacy-\d{4}-\d{2}-", "", path.stem)  # the id the history was recorded under
+    workflow_id = re.sub(r"^legacy-\d{4}-\d{2}[a-z]?-", "", path.stem)  # the id the history was recorded under
     history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
     await Replayer(workflows=[workflow_class], workflow_runner=sandbox_runner()).replay_workflow(history)
 
