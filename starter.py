@@ -8,7 +8,9 @@
     python starter.py update L-1001 promise_to_pay '{"amount": "300.00", "by_date": "2026-11-20"}'
     python starter.py visit L-1001-V1 met --staff S-1 --staff S-2 --notes "..."
     python starter.py borrower-contact B-77 --phone +8613900139000 --by alice
+    python starter.py borrower B-77                      a borrower's loans, balances, contacts, tasks (masked)
     python starter.py keys create --name backend --scope loans:place   an API key, printed once
+    python starter.py tasks list [--status open] | claim 7 --assignee A-1 | complete 7 verified --assignee A-1
     python starter.py retention run [--dry-run]          delete call recordings past retention
     python starter.py retention schedule                 create or update the daily retention Schedule
 
@@ -430,6 +432,28 @@ def borrower_contact(
     _finish(0)
 
 
+@app.command(name="borrower")
+def borrower(borrower_id: str = typer.Argument(..., help="the borrower to show")) -> None:
+    """Print a borrower's view as JSON, as GET /borrowers/{borrower_id} answers it: the loans and their
+    stages, the outstanding per currency, the contacts across loans, open tasks; contact details masked."""
+    from services.borrower_view import UnknownBorrower, borrower_view
+
+    settings = get_settings()
+    sessions = _migrated_sessions(settings)
+
+    async def view() -> dict | None:
+        try:
+            return await borrower_view(sessions, borrower_id, lambda: _client(settings))
+        except UnknownBorrower:
+            return None
+
+    answer = _run(view(), f"borrower {borrower_id}")
+    if answer is None:
+        _fail(f"no borrower {borrower_id} in the directory", code=1)
+    typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+    _finish(0)
+
+
 # `keys create|list|rotate|revoke`: the internal API's keys (gateway/keys_cli.py).
 from gateway.keys_cli import keys_app  # noqa: E402
 
@@ -488,6 +512,106 @@ def retention_schedule() -> None:
 
     outcome = _run(ensure(), f"schedule {SCHEDULE_ID}")
     typer.echo(f"schedule {SCHEDULE_ID}: {outcome} (daily at 03:00 UTC, task queue {settings.task_queue})")
+    _finish(0)
+
+
+# `tasks list|claim|complete`: agent tasks (issue 17; services/tasks.py, as GET /tasks and POST /tasks/{id}/...).
+tasks_app = typer.Typer(no_args_is_help=True, help="Agent tasks: work that needs a person (callbacks, disputes, ...).")
+app.add_typer(tasks_app, name="tasks")
+
+
+def _task_problem(error: Exception) -> NoReturn:
+    """A task error as one line and its exit code: 2 a bad value (named as
+    its option), 1 no such task, a conflict or a loan that did not take it."""
+    from services.tasks import LoanUnreachable, NoSuchTask, TaskConflict, TaskError
+
+    if isinstance(error, TaskError):
+        name = error.field if error.field == "outcome" else f"--{error.field.replace('_', '-')}"
+        _fail(f"{name}: {error.message}", code=2)
+    if isinstance(error, NoSuchTask):
+        _fail(str(error), code=1)
+    if isinstance(error, (TaskConflict, LoanUnreachable)):
+        _fail(error.message, code=1)
+    raise error
+
+
+@tasks_app.command("list")
+def tasks_list(
+    status: Optional[str] = typer.Option(None, help="open, claimed or done"),
+    kind: Optional[str] = typer.Option(None, help="callback, dispute_verification, complaint_review, ..."),
+    loan: Optional[str] = typer.Option(None, "--loan", help="only this loan's tasks"),
+    borrower_id: Optional[str] = typer.Option(None, "--borrower", help="only this borrower's tasks"),
+    assignee: Optional[str] = typer.Option(None, help="only tasks claimed or done by this agent id"),
+    limit: int = typer.Option(200, help="at most this many (1-1000)"),
+    as_json: bool = typer.Option(False, "--json", help="print the tasks as JSON"),
+) -> None:
+    """Tasks, most urgent first (priority, higher first; then due time)."""
+    from services.tasks import TaskError, list_tasks
+
+    filters = {"status": status, "kind": kind, "loan_id": loan, "borrower_id": borrower_id, "assignee": assignee}
+    try:
+        found = list_tasks(_migrated_sessions(get_settings()), limit=limit, **filters)
+    except TaskError as error:
+        names = {"loan_id": "--loan", "borrower_id": "--borrower"}
+        _fail(f"{names.get(error.field, '--' + error.field)}: {error.message}", code=2)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        rows = [(t["id"], t["kind"], t["status"], t["priority"], t["due_at"], t["loan_id"], t["borrower_id"],
+                 t["assignee"] or "", t["outcome"] or "") for t in found]
+        typer.echo(text_table(("ID", "KIND", "STATUS", "PRIORITY", "DUE AT", "LOAN", "BORROWER", "ASSIGNEE", "OUTCOME"),
+                              rows))
+        typer.echo(f"({len(found)} tasks)")
+    _finish(0)
+
+
+@tasks_app.command("claim")
+def tasks_claim(
+    task_id: int = typer.Argument(..., help="the task's id (tasks list)"),
+    assignee: str = typer.Option(..., "--assignee", help="the agent's id (never a name)"),
+) -> None:
+    """Claim an open task; print it as JSON. Claimed by another agent or done: exit 1."""
+    from services.tasks import LoanUnreachable, NoSuchTask, TaskConflict, TaskError, claim_task
+
+    try:
+        task = claim_task(_migrated_sessions(get_settings()), task_id, assignee)
+    except (TaskError, NoSuchTask, TaskConflict, LoanUnreachable) as error:
+        _task_problem(error)
+    typer.echo(json.dumps(task, indent=2, ensure_ascii=False))
+    _finish(0)
+
+
+@tasks_app.command("complete")
+def tasks_complete(
+    task_id: int = typer.Argument(..., help="the task's id (tasks list)"),
+    outcome: str = typer.Argument(..., help="one of the task kind's outcomes (config/tasks.toml)"),
+    assignee: str = typer.Option(..., "--assignee", help="the agent's id (never a name)"),
+    note: Optional[str] = typer.Option(None, "--note", help="ids and codes only, never personal data"),
+) -> None:
+    """Complete a task: what its outcome sends goes to the loan first, then the task is done; print
+    `{"task", "sent", "duplicate"}` as JSON. Unknown outcome: exit 2 listing the kind's; a conflict,
+    or the loan did not take it (the task is then not done): exit 1."""
+    from services.tasks import (
+        LoanUnreachable, NoSuchTask, TaskConfigError, TaskConflict, TaskError, complete_task, load_task_rules, rules_path,
+    )
+
+    settings = get_settings()
+    try:
+        rules = load_task_rules(rules_path(settings.config_dir))
+    except TaskConfigError as error:
+        _fail(str(error), code=1)
+    sessions = _migrated_sessions(settings)
+
+    async def complete() -> Any:
+        try:
+            return await complete_task(lambda: _client(settings), sessions, rules, task_id, assignee, outcome, note)
+        except (TaskError, NoSuchTask, TaskConflict, LoanUnreachable) as error:
+            return error
+
+    done = _run(complete(), f"task {task_id}")
+    if isinstance(done, Exception):
+        _task_problem(done)
+    typer.echo(json.dumps(done.as_dict(), indent=2, ensure_ascii=False))
     _finish(0)
 
 

@@ -299,3 +299,44 @@ class ComplaintResolved:
     upheld: bool
     reviewer_id: str  # the reviewer's id, never a name
     at: str
+
+
+# ------------------------------------------------------------ agent tasks (issue 17)
+
+OPEN_TASK = "open_task"
+ESCALATE_TASK = "escalate_task"
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """Work for a person (db/tasks.py): made once by `key`; the same key again
+    is the same task. Ids and codes only: `subject` is an id (a complaint id,
+    a visit id, an outbox key), `note` a short code, never personal data."""
+
+    key: str  # one task per key, ever: e.g. dunning-L-1/task/dispute_verification/1
+    workflow_id: str
+    loan_id: str
+    borrower_id: str
+    kind: str  # callback | dispute_verification | complaint_review | field_visit | legal_filing | unconfirmed_send | settlement_approval | other
+    due_in_hours: int  # due_at = at + due_in_hours
+    sla_hours: int = 0  # when it is overdue enough to escalate; 0: the same as due_in_hours
+    priority: int = 0  # higher is listed first
+    subject: str = ""  # complaint_review needs the complaint id here
+    note: str = ""
+    at: str = ""  # ISO instant the workflow decided it (default: the activity's clock)
+
+
+@dataclass(frozen=True)
+class TaskOpened:
+    """The task the key names (made now or before): its row id, status and when it is due."""
+
+    key: str
+    task_id: int
+    status: str  # open | claimed | done
+    due_at: str  # ISO instant, UTC
+
+
+@dataclass(frozen=True)
+class TaskEscalation:
+    key: str
+    at: str = ""  # ISO instant the SLA ran out (default: the activity's clock)

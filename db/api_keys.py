@@ -22,7 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ApiKey
 
-SCOPES = frozenset({"loans:place", "loans:read", "loans:operate", "borrowers:write", "visits:report"})
+SCOPES = frozenset({
+    "loans:place", "loans:read", "loans:operate", "borrowers:write", "visits:report",
+    "tasks:read", "tasks:write",  # agent tasks (issue 17): GET /tasks; claiming and completing one
+})
 PREFIX = "dk"
 _KEY = re.compile(r"dk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 # last_used_at is a hint for operators, not a log: written at most this often.

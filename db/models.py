@@ -398,3 +398,37 @@ class PayToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AgentTask(Base):
+    """Work that needs a person (issue 17): a callback, a dispute to verify, a
+    complaint to review, a field visit, a legal filing, an unconfirmed send
+    to check, a settlement awaiting approval. Written once by its key (the
+    workflow's `open_task` activity); its status moves only forward, through
+    db/tasks.py: open -> claimed -> done. Ids and codes only: `note` and
+    `outcome` never hold personal data."""
+
+    __tablename__ = "agent_tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # idempotency: one task per key, ever
+    # callback | dispute_verification | complaint_review | field_visit | legal_filing
+    # | unconfirmed_send | settlement_approval | other
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    borrower_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    # What the task is about, when it is one thing: a complaint id, a visit
+    # id, an outbox key (an id, never a name).
+    subject: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    sla_hours: Mapped[int] = mapped_column(Integer, default=24)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first; escalation raises it
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | claimed | done
+    assignee: Mapped[str | None] = mapped_column(String(64), index=True)  # an agent's id, never a name
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(32))  # one of the kind's outcomes (config/tasks.toml)
+    note: Mapped[str | None] = mapped_column(String(500))  # ids and codes only
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

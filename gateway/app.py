@@ -37,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from gateway.bodies import unprocessable
 from gateway.deps import ClientFactory, Gateway
 from gateway.limits import install_limits
-from gateway.routes import borrowers, email_unsubscribe, health, loans, lob, pay_page, payments, sendgrid, twilio, visits
+from gateway.routes import borrowers, email_unsubscribe, health, loans, lob, pay_page, payments, sendgrid, tasks, twilio, visits
 from gateway.settings import GatewaySettings, get_gateway_settings
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
@@ -45,7 +45,7 @@ from runtime.settings import Settings, get_settings
 Face = Literal["both", "internal", "public"]
 
 # The lender's own systems, each route behind a scoped API key.
-INTERNAL_ROUTERS = (loans.router, visits.router, borrowers.router)
+INTERNAL_ROUTERS = (loans.router, visits.router, borrowers.router, tasks.router)
 # What the internet reaches: each route trusts only its own signature or token.
 PUBLIC_ROUTERS = (payments.router, twilio.router, sendgrid.router, lob.router, email_unsubscribe.router, pay_page.router)
 # Served by both faces.

@@ -11,10 +11,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.context import ActivitySettings
+from activities.context import ActivityContext, ActivitySettings
 from activities.dunning_activities import DunningActivities
 from activities.rendering import TemplateRenderer
 from activities.retention import RecordsRetention, RecordingStore
+from activities.tasks import AgentTasks
 from db.session import make_engine, make_session_factory
 from runtime.bytecode import share_code
 from runtime.channels import build_channels
@@ -80,22 +81,39 @@ def build_retention(settings: Settings, store: RecordingStore | None = None) -> 
                             settings.policies_dir, settings.profiles_dir)
 
 
+def build_agent_tasks(settings: Settings) -> AgentTasks:
+    """The agent tasks' activities (activities/tasks.py, issue 17): the kinds
+    that need a subject come from config/tasks.toml when it is there (a bad
+    file stops the worker, naming the key)."""
+    from services.tasks import load_task_rules, rules_path
+
+    context = ActivityContext(make_session_factory(make_engine(settings.database_url)), activity_settings(settings))
+    path = rules_path(settings.config_dir)
+    if not path.is_file():
+        return AgentTasks(context)
+    rules = load_task_rules(path)
+    return AgentTasks(context, frozenset(kind for kind in rules.outcomes if rules.needs_subject(kind)))
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     executor: concurrent.futures.Executor,
     activities: DunningActivities | None = None,
     retention: RecordsRetention | None = None,
+    tasks: AgentTasks | None = None,
 ) -> Worker:
     acts = activities or build_activities(settings)
     # The retention job's workflow and activity (issue 16, item 7), started by
     # the Schedule runtime/retention_schedule.py keeps.
     retention = retention or build_retention(settings)
+    # open_task and escalate_task (issue 17, item 4).
+    tasks = tasks or build_agent_tasks(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[DunningWorkflow, RecordsRetentionWorkflow],
-        activities=[*acts.registered(), *retention.registered()],
+        activities=[*acts.registered(), *retention.registered(), *tasks.registered()],
         activity_executor=executor,
         workflow_runner=sandbox_runner(),
     )

@@ -2,7 +2,12 @@
 behind a `borrowers:write` key (gateway/auth.py). Placing never changes them
 (a disagreeing placement is a 409); this does, validated like a placement and
 audited with the caller's key and masked before/after values
-(services/contacts.py, shared with `starter.py borrower-contact`)."""
+(services/contacts.py, shared with `starter.py borrower-contact`).
+
+`GET /borrowers/{borrower_id}` (a `loans:read` key) shows one borrower: the
+loans and their stages, the outstanding per currency, the contacts across
+loans and the open tasks, contact details masked (services/borrower_view.py,
+shared with `starter.py borrower`)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dunning.inputs import ID_PATTERN
 from gateway.auth import AUTH_RESPONSES, Caller, require_scope
-from gateway.deps import Gateway, gateway
+from gateway.deps import Gateway, gateway, temporal_errors
+from services.borrower_view import borrower_view
 from services.contacts import ContactError, UnknownBorrower, change_contact
 
 log = structlog.get_logger(__name__)
@@ -67,3 +73,25 @@ def change_borrower_contact(
         raise HTTPException(404, "no such borrower") from None
     log.info("borrower_contact_changed", borrower_id=borrower_id, fields=list(change.changed), key_id=caller.key_id)
     return change.as_dict()
+
+
+@router.get(
+    "/borrowers/{borrower_id}",
+    responses={**AUTH_RESPONSES, 404: {"description": "no such borrower"}, 503: {"description": "Temporal is not reachable"}},
+)
+async def get_borrower(
+    borrower_id: str = PathParam(..., pattern=ID_PATTERN),
+    caller: Caller = Depends(require_scope("loans:read")),
+    gw: Gateway = Depends(gateway),
+) -> dict:
+    """The borrower view (services/borrower_view.py, shared with `starter.py
+    borrower`): the loans and their stages, the outstanding per currency, the
+    contacts across loans and the open tasks; contact details masked. Without
+    a `loans:read` key it is 401 whether or not the borrower exists."""
+    try:
+        with temporal_errors():
+            view = await borrower_view(gw.sessions(), borrower_id, gw.temporal)
+    except UnknownBorrower:
+        raise HTTPException(404, "no such borrower") from None
+    log.info("borrower_viewed", borrower_id=borrower_id, loans=len(view["loans"]), key_id=caller.key_id)
+    return view
