@@ -85,6 +85,11 @@ def carried_across_stages(step: str) -> bool:
 # --- record keys -------------------------------------------------------------
 
 
+def task_key(workflow_id: str, kind: str, subject: str) -> str:
+    """One agent task per loan, kind and subject (a dispute's number, a complaint id)."""
+    return f"{workflow_id}/task/{kind}/{subject}"
+
+
 def contact_key(workflow_id: str, first_run_id: str, step: str) -> str:
     """An outbox row: one message of one step. The first run's id keeps the key
     the same across continue-as-new, and different for a loan placed again."""

@@ -23,7 +23,7 @@ from dunning.state import LoanState
 
 ActionKind = Literal[
     "hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait",
-    "break_plan", "break_promise", "assign_visit",
+    "break_plan", "break_promise", "assign_visit", "escalate_task",
 ]
 VALIDATION_NOTICE = notices.VALIDATION_NOTICE
 PAY_LINK = "pay_link"
@@ -56,6 +56,8 @@ class Action:
     rule: str | None = None
     # For `report_to_bureau`: first | regular | correction.
     bureau_kind: str | None = None
+    # For `escalate_task`: the task's key.
+    task_key: str | None = None
 
 
 def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None) -> list[Occurrence]:
@@ -299,12 +301,20 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     if (promise := state.open_promise) is not None and promise_deadline(policy, promise) <= local_today:
         return Action("break_promise", f"promise {promise.promise_no} was not kept by {promise.by_date}", at=now)
 
+    # An agent task past its SLA is escalated, on hold too (a dispute's task
+    # is the one that matters then).
+    task = min(state.open_tasks, key=lambda t: t.due, default=None)
+    if task is not None and task.due <= now:
+        return Action("escalate_task", f"{task.kind} task past its SLA", at=now, task_key=task.key)
+
     if state.on_hold:
         # Wake at the next local midnight anyway, only to keep days past due
         # current for operators (the status query and DaysPastDue).
         at = clock.at(today + 1)
         if bureau is not None:
             at = min(at, bureau[0])
+        if task is not None:
+            at = min(at, task.due)
         return Action("hold", f"no contact or escalation: {_hold_reason(state)}", at=at)
     if today >= policy.write_off_day and not state.in_court:
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
@@ -408,6 +418,8 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         candidates.append((at, f"{o.channel} {o.template} on day {o.day}{postponed}"))
     if bureau is not None:
         candidates.append((bureau[0], f"the {bureau[1]} credit-bureau record"))
+    if task is not None:
+        candidates.append((task.due, f"the SLA of a {task.kind} task"))
     if not state.in_court:
         candidates.append((clock.at(policy.write_off_day), f"write-off on day {policy.write_off_day}"))
     if not candidates:

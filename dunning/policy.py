@@ -174,6 +174,15 @@ class FieldVisits(_Strict):
     every_days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
+class Tasks(_Strict):
+    """Agent tasks the loan opens (issue 17): the hours each kind may wait
+    before it is escalated (its priority raised and recorded)."""
+
+    sla_hours: dict[str, Annotated[int, Field(ge=1, le=24 * 365)]] = Field(
+        default_factory=lambda: {"dispute_verification": 72, "complaint_review": 120}
+    )
+
+
 class Stages(_Strict):
     reminder: Stage
     call: Stage
@@ -201,6 +210,7 @@ class Policy(_Strict):
     promises: Promises = Promises()
     bureau: Bureau = Bureau()
     field_visits: FieldVisits = FieldVisits()
+    tasks: Tasks = Tasks()
 
     @field_validator("default_time_zone")
     @classmethod

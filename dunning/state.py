@@ -123,6 +123,14 @@ class ValidationNotice(BaseModel):
         return self.verification_required and self.verification_sent_on is None
 
 
+class OpenTask(BaseModel):
+    """An agent task the loan opened and watches until its SLA runs out."""
+
+    key: str
+    kind: str
+    due: datetime  # loan time the SLA runs out
+
+
 class LegalCase(BaseModel):
     status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
     opened_on: date
@@ -217,6 +225,12 @@ class LoanState(BaseModel):
     legal: LegalCase | None = None
     # Set once the profile requires the notice's delivery (None otherwise).
     validation: ValidationNotice | None = None
+    # Agent tasks (issue 17): the SLA hours per kind the loan opens tasks
+    # with (None in a run from before them: it opens none), and the tasks
+    # still watched for their SLA.
+    task_sla_hours: dict[str, int] | None = None
+    open_tasks: list[OpenTask] = Field(default_factory=list)
+    disputes_opened: int = 0  # numbers each dispute's task
 
     # Charges under a profile's newer rules (dunning/charges.py; all stay at
     # their defaults under the rules of profiles recorded before them):

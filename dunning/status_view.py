@@ -66,6 +66,10 @@ def status_view(
         # hour inside the window in all of them (12 CFR 1006.6(b)(1)(i)).
         "time_zones": list(state.zones),
         "validation_notice": state.validation.model_dump(mode="json") if state.validation else None,
+        # Agent tasks the loan opened and still watches for their SLA (issue 17).
+        "open_tasks": [
+            {"key": t.key, "kind": t.kind, "due": clock.real_time(t.due).isoformat()} for t in state.open_tasks
+        ] if clock else [],
         "segment": segment or None,
         "principal": money(state, state.principal_due),
         "fees": money(state, state.fees_due),

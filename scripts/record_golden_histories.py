@@ -14,8 +14,8 @@ The files named `legacy-*.json` are never re-recorded: they prove that loans
 started on older code still replay (a patch keeps their old behaviour).
 `legacy-2026-11-*` were recorded before the `deep-stages-2026-11` patch,
 `legacy-2026-12-*` before `due-date-search-attribute-2026-12`,
-`legacy-2026-12b-*` before `borrower-id-search-attribute-2026-12` and the
-contact and records rules of issues 15 and 16 (their profiles recorded
+`legacy-2026-12b-*` before `borrower-id-search-attribute-2026-12`,
+`agent-tasks-2026-12` and the contact and records rules of issues 15 and 16 (their profiles recorded
 without the new settings keep the old decisions).
 """
 

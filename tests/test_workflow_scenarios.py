@@ -33,7 +33,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "config"
 RECORD_WRITERS = (
     acts.ENTER_STAGE, acts.RECORD_PAYMENT, acts.CLOSE_LOAN, acts.REPORT_TO_BUREAU, acts.RECORD_DECISION,
     acts.OPEN_COMPLAINT, acts.RESOLVE_COMPLAINT, acts.RECORD_ARRANGEMENT, acts.ASSIGN_FIELD_VISIT,
-    acts.RECORD_VISIT, acts.RECORD_LEGAL_OUTCOME,
+    acts.RECORD_VISIT, acts.RECORD_LEGAL_OUTCOME, acts.OPEN_TASK,
 )
 
 
@@ -46,6 +46,7 @@ class FakeActivities:
         self.refuses = refuses
         self.sent: list[acts.ContactRequest] = []
         self.written: dict[str, list[dict]] = {name: [] for name in RECORD_WRITERS}
+        self.escalated: list[acts.TaskEscalation] = []
 
     @activity.defn(name=acts.PREPARE_LOAN)
     async def prepare_loan(self, request: acts.PrepareLoanInput) -> acts.PreparedLoan:
@@ -70,8 +71,13 @@ class FakeActivities:
 
         return write
 
+    @activity.defn(name=acts.ESCALATE_TASK)
+    async def escalate_task(self, escalation: acts.TaskEscalation) -> str:
+        self.escalated.append(escalation)
+        return "open"
+
     def registered(self) -> list:
-        return [self.prepare_loan, self.send_contact, *(self._writer(name) for name in RECORD_WRITERS)]
+        return [self.prepare_loan, self.send_contact, self.escalate_task, *(self._writer(name) for name in RECORD_WRITERS)]
 
 
 @asynccontextmanager
@@ -219,6 +225,14 @@ async def test_a_dispute_pauses_contact_and_escalation_until_it_is_resolved(time
     assert [d["rule"] for d in fake.written[acts.RECORD_DECISION] if d["kind"] == "operator"] == [
         "dispute", "dispute_resolved", "dispute", "dispute_resolved",
     ]
+    # Issue 17: each dispute opens a task to verify it, for a person, once.
+    opened = fake.written[acts.OPEN_TASK]
+    assert [(t["kind"], t["key"]) for t in opened] == [
+        ("dispute_verification", "dunning-L-SC-DISP/task/dispute_verification/1"),
+        ("dispute_verification", "dunning-L-SC-DISP/task/dispute_verification/2"),
+    ]
+    # The first one's SLA (72 hours) ran out during the 5 days: escalated once.
+    assert [e.key for e in fake.escalated] == ["dunning-L-SC-DISP/task/dispute_verification/1"]
 
 
 async def test_a_provider_that_refuses_leaves_its_contact_failed_and_the_loan_goes_on(time_env):

@@ -40,6 +40,7 @@ WRITERS = {
     records.STAGE_ENTRY: (acts.ENTER_STAGE, acts.StageEntry),
     records.BUREAU: (acts.REPORT_TO_BUREAU, acts.BureauReport),
     records.CLOSING: (acts.CLOSE_LOAN, acts.LoanClosing),
+    records.TASK: (acts.OPEN_TASK, acts.TaskRequest),
 }
 
 
@@ -75,10 +76,16 @@ class RecordWriter:
 
     async def write(self, record: Record) -> None:
         activity, payload = WRITERS[record.kind]
-        await _execute(self.locally)(
-            activity, payload(**record.fields), start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY,
-            summary=record.summary,
-        )
+        try:
+            await _execute(self.locally)(
+                activity, payload(**record.fields), start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY,
+                summary=record.summary,
+            )
+        except ActivityError as error:
+            if record.kind != records.TASK:
+                raise
+            # A task that cannot be opened (InvalidTask) never stops the loan.
+            workflow.logger.warning("task_not_opened", extra={"key": record.fields["key"], "error": str(error.cause or error)})
 
 
 async def prepare_loan(state: LoanState, locally: bool) -> acts.PreparedLoan:
@@ -102,6 +109,18 @@ async def prepare_loan(state: LoanState, locally: bool) -> acts.PreparedLoan:
         cause = error.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(error)
         raise ApplicationError(f"cannot start loan {state.loan_id}: {message}", type="PolicyError", non_retryable=True) from None
+
+
+async def escalate_task(key: str, locally: bool) -> str:
+    """An agent task past its SLA: its priority raised, once (db/tasks.py)."""
+    try:
+        return await _execute(locally)(
+            acts.ESCALATE_TASK, acts.TaskEscalation(key=key, at=workflow.now().isoformat()), result_type=str,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=DATABASE_RETRY, summary="Escalate a task past its SLA",
+        )
+    except ActivityError as error:
+        workflow.logger.warning("task_not_escalated", extra={"key": key, "error": str(error.cause or error)})
+        return "unknown"
 
 
 async def send_contact(request: Record) -> acts.ContactOutcome | None:

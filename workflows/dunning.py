@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from dunning.policy import Policy
     from dunning.state import FieldVisit, LoanState, Plan, Promise, RejectedSignal
     from dunning.status_view import plan_view, progress_note, status_view
-    from dunning.transitions import contacts, holds, legal, plans, stages, visits
+    from dunning.transitions import contacts, holds, legal, plans, stages, tasks, visits
     from dunning.transitions.records import Moment, Record, Rules
     from workflows import calls
     from workflows.publishing import Publisher
@@ -58,6 +58,9 @@ DUE_DATE_ATTRIBUTE = "due-date-search-attribute-2026-12"
 # The BorrowerId search attribute (issue 17). Histories recorded before it
 # replay with it unset: their upserts carry no BorrowerId.
 BORROWER_ID_ATTRIBUTE = "borrower-id-search-attribute-2026-12"
+# Agent tasks opened by the loan (a dispute, a complaint) and escalated past
+# their SLA (issue 17). Loans started before it open none.
+AGENT_TASKS = "agent-tasks-2026-12"
 
 
 def _signal(name: str, model: type, transition):
@@ -148,6 +151,9 @@ class DunningWorkflow:
             self._defer(action.occurrence, action.at, action.rule, action.reason)
         elif action.kind == "contact":
             await self._contact(action.occurrence, loan_now)
+        elif action.kind == "escalate_task":
+            await calls.escalate_task(action.task_key, self._version.records_locally)
+            tasks.task_escalated(state, action.task_key)
 
     # ----------------------------------------------------------------- signals
 
@@ -296,6 +302,8 @@ class DunningWorkflow:
         if state.clock_anchor is None:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
             state.contact_zones = list(prepared.time_zones)  # empty from a worker before multi-zone checks
+            if workflow.patched(AGENT_TASKS):
+                state.task_sla_hours = dict(policy.tasks.sla_hours)
             state.clock_anchor = workflow.now()
         self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, policy.day_seconds)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))

@@ -14,6 +14,7 @@ from dunning.inputs import (
     ComplaintResolvedSignal, ComplaintSignal, DisputeResolvedSignal, DisputeSignal, HoldSignal, VerificationSentSignal,
 )
 from dunning.state import LoanState
+from dunning.transitions import tasks
 from dunning.transitions.records import COMPLAINT_OPENED, COMPLAINT_RESOLVED, Moment, Record, operator_action
 
 
@@ -33,7 +34,9 @@ def open_dispute(state: LoanState, signal: DisputeSignal, moment: Moment) -> lis
         # One before the notice was provided is held the same way.
         validation.verification_required = True
         reason += "; in the validation period: collection waits for verification_sent"
-    return [operator_action(state, moment, contract.SIGNAL_DISPUTE, reason)]
+    state.disputes_opened += 1
+    return [operator_action(state, moment, contract.SIGNAL_DISPUTE, reason),
+            *tasks.open_task(state, moment, "dispute_verification", str(state.disputes_opened))]
 
 
 def verification_sent(state: LoanState, signal: VerificationSentSignal, moment: Moment) -> list[Record]:
@@ -82,7 +85,8 @@ def open_complaint(state: LoanState, signal: ComplaintSignal, moment: Moment) ->
                 loan_id=state.loan_id, complaint_id=signal.complaint_id, category=signal.category, at=moment.at,
             ),
             f"Open complaint {signal.complaint_id} ({signal.category}) for review",
-        )
+        ),
+        *tasks.open_task(state, moment, "complaint_review", signal.complaint_id),
     ]
 
 

@@ -37,6 +37,7 @@ LEGAL_OUTCOME = "legal_outcome"
 STAGE_ENTRY = "stage_entry"
 BUREAU = "bureau"
 CLOSING = "closing"
+TASK = "task"  # an agent task opened (db/tasks.py)
 
 
 @dataclass(frozen=True)
