@@ -238,6 +238,13 @@ def paid_day(terms: Terms, clock: LoanClock, paid_at: datetime | None, loan_now:
     is not taken."""
     if terms.payment_time_tolerance is None or paid_at is None:
         return None
+    # Bounded in real time first: a paid_at far in the past, mapped through a
+    # fast demo clock, would leave the calendar (OverflowError in a signal
+    # handler: a workflow task failing for ever, found by the crash tests).
+    real_now = clock.real_time(loan_now)
+    real_tolerance = real_now - clock.real_time(loan_now - terms.payment_time_tolerance)
+    if paid_at > real_now or real_now - paid_at > real_tolerance:
+        return None
     paid = clock.loan_time(paid_at)
     if paid > loan_now or loan_now - paid > terms.payment_time_tolerance:
         return None

@@ -443,3 +443,22 @@ async def test_the_workflow_closes_a_loan_paid_at_2350_on_the_due_date_and_repor
     # the payment made before day 1 undid it: nothing more is owed.
     assert day1["days_past_due"] == 1 and day1["fees"] == "0.78"
     assert result["outcome"] == "repaid" and result["amount_paid"] == "1200.00"
+
+
+def test_a_paid_at_years_back_on_a_fast_demo_clock_counts_from_when_it_came_and_never_crashes():
+    """Found by the crash tests: a payment signal with a paid_at long before
+    the loan started, on a 2-second loan day, overflowed the calendar in the
+    repayment handler (a workflow task that fails for ever)."""
+    from datetime import datetime, timezone
+
+    from dunning.charges import paid_day
+    from dunning.clock import LoanClock
+
+    state = loan("cn", "1200.00")
+    terms = terms_for(policy_for("cn"), profile("cn"), state)
+    anchor = datetime(2026, 12, 4, 21, 0, tzinfo=timezone.utc)
+    clock = LoanClock(anchor, "Asia/Shanghai", DUE, day_seconds=2.0)
+    loan_now = clock.loan_time(anchor + timedelta(seconds=30))
+    assert paid_day(terms, clock, datetime(2026, 11, 5, 2, 0, tzinfo=timezone.utc), loan_now) is None
+    assert paid_day(terms, clock, datetime(2001, 1, 1, tzinfo=timezone.utc), loan_now) is None
+    assert paid_day(terms, clock, datetime(2099, 1, 1, tzinfo=timezone.utc), loan_now) is None
