@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete
 
 from tests.support.pay_links import mint_pay_link
-from db.models import Contact, PayToken
+from db.models import AgentTask, Contact, PayToken
 from loaders.config_files import load_policy
 from gateway.app import ROUTERS, create_app
 from gateway.payment_signature import sign_payment
@@ -214,6 +214,24 @@ async def test_twilio_status_callbacks_update_the_outbox_row_and_the_keypad_answ
         response = await http.post("/webhooks/twilio/gather", data=params, headers=twilio_signed("/webhooks/twilio/gather", params))
         assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
         assert response.text.startswith("<?xml") and "<Say" in response.text and words in response.text
+
+
+async def test_keypad_3_on_a_call_opens_one_callback_task_and_says_when(gateway, session_factory):
+    """Issue 17: "an agent will call you back" is work for a person, not words
+    dropped: one callback task per call, however often Twilio retries."""
+    http, _ = gateway
+    with session_factory.begin() as db:
+        db.add(Contact(key="k-call-3", workflow_id="dunning-L-K3", loan_id="L-K3", borrower_id="B-77", stage="call",
+                       channel="voice", template="call_script", language="en", status="sent", provider="twilio"))
+    path = "/webhooks/twilio/gather?" + urlencode({"key": "k-call-3"})
+    params = {"CallSid": "CA-K3", "Digits": "3"}
+    for _ in range(2):  # Twilio retries the same request
+        response = await http.post(path, data=params, headers=twilio_signed(path, params))
+        assert response.status_code == 200 and "within one working day" in response.text
+    with session_factory() as db:
+        tasks = db.query(AgentTask).filter_by(loan_id="L-K3").all()
+    assert [(t.kind, t.status, t.borrower_id, t.workflow_id) for t in tasks] == [("callback", "open", "B-77", "dunning-L-K3")]
+    assert tasks[0].key == "dunning-L-K3/task/callback/CA-K3"
 
 
 async def test_a_sendgrid_unsubscribe_opts_the_loan_out_of_email_and_a_forged_event_is_403(gateway, time_env, session_factory):

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from db import outbox, recordings
+from db import tasks as agent_tasks
 from db.models import Borrower, Loan
 from db.private_files import open_private_append
 from db.write_once import in_transaction
@@ -264,12 +265,12 @@ async def twilio_gather(
     from twilio.twiml.voice_response import VoiceResponse
 
     key = request.query_params.get("key") or ""
-    row_language = workflow_id = loan_id = None
+    row_language = workflow_id = loan_id = borrower_id = None
     if key:
         with gw.sessions().begin() as db:
             row = outbox.find(db, key)
             if row is not None:
-                row_language, workflow_id, loan_id = row.language, row.workflow_id, row.loan_id
+                row_language, workflow_id, loan_id, borrower_id = row.language, row.workflow_id, row.loan_id, row.borrower_id
     # The call's own language (from its outbox row), else the query's.
     language = row_language or request.query_params.get("language", "en")
     digits = str(params.get("Digits") or "").strip()[:1]
@@ -296,8 +297,20 @@ async def twilio_gather(
         except BaseException:
             gw.messages_seen.discard(once)  # not delivered: Twilio's retry may try again
             raise
+    if digits == "3" and workflow_id:
+        # Issue 17: "an agent will call you back" is a task for a person,
+        # once per call (its key), due within a working day (the answer says so).
+        with gw.sessions().begin() as db:
+            agent_tasks.create(db, agent_tasks.NewTask(
+                key=f"{workflow_id}/task/callback/{call_sid[:64] or key}", kind="callback", loan_id=loan_id,
+                borrower_id=borrower_id, workflow_id=workflow_id, due_in_hours=CALLBACK_DUE_HOURS, note="keypad_3",
+            ))
     log.info("twilio_gather", call_sid=call_sid[:64], digits=digits, replay=bool(acts) and not first)
     return Response(str(response), media_type="application/xml")
+
+
+# Keypad 3's callback task is due within a working day (keypad_agent.ivr.j2 says so).
+CALLBACK_DUE_HOURS = 24
 
 
 def gather_key(call_sid: str, key: str, digits: str) -> str:
