@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from activities.context import ActivityContext, bound_log
 from activities.message_privacy import blocked_reason
 from activities.pay_link import issue_pay_link
+from activities.prepare import borrower_zones
 from activities.payloads import SEND_CONTACT, ContactOutcome, ContactRequest
 from activities.rendering import RenderedMessage, TemplateMissing, TemplateRenderer
 from channels.base import LETTER_HTML_MAX_CHARS, Channel, OutboundMessage, PermanentSendError, TransientSendError
@@ -36,7 +37,6 @@ from db.models import Borrower, Contact, Loan, LoanItemization
 from dunning.compliance import Window, next_opening_in_all
 from dunning.money import quantize
 from dunning.validation_period import period_end
-from loaders.zones import candidate_zones
 
 
 class ContactSending:
@@ -231,7 +231,7 @@ def _zones_now(db: Session, request: ContactRequest) -> tuple[str, ...]:
     borrower = db.get(Borrower, request.borrower_id)
     if borrower is None:
         return ()
-    return candidate_zones(borrower.time_zone or request.time_zone, borrower.phone, borrower.country, borrower.region)
+    return borrower_zones(borrower, borrower.time_zone or request.time_zone)
 
 
 def _outside_window(request: ContactRequest, zones: tuple[str, ...]) -> ContactOutcome | None:

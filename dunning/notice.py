@@ -54,6 +54,11 @@ def provided_notice(state: LoanState) -> ContactEntry | None:
     return next((c for c in state.contacts if c.template == VALIDATION_NOTICE and _provided(c)), None)
 
 
+def next_channel(channels: tuple[str, ...], tried: set[str], state: LoanState) -> str | None:
+    """The first of a notice's channels not tried yet and not opted out of."""
+    return next((c for c in channels if c not in tried and not state.channel_opted_out(c)), None)
+
+
 def progress(profile: Profile, state: LoanState, now: datetime) -> NoticeProgress:
     """Where the notice stands under `profile`, at loan time `now`."""
     notices = profile.notices
@@ -61,22 +66,18 @@ def progress(profile: Profile, state: LoanState, now: datetime) -> NoticeProgres
     if not notices.validation_notice_delivery:
         if any(c.went_out for c in tried):
             return NoticeProgress()
-        used = {c.channel for c in tried}
-        for channel in notices.validation_notice_channels:
-            if channel not in used and not state.channel_opted_out(channel):
-                return NoticeProgress(channel=channel, blocks_collection=True)
-        return NoticeProgress()
+        channel = next_channel(notices.validation_notice_channels, {c.channel for c in tried}, state)
+        return NoticeProgress(channel=channel, blocks_collection=True) if channel else NoticeProgress()
     if provided_notice(state) is not None:
         return NoticeProgress()
     wait = timedelta(hours=notices.notice_delivery_wait_hours)
     awaiting = [c for c in tried if c.went_out and c.loan_at + wait > now]
     if awaiting:
         return NoticeProgress(blocks_collection=True, wake=awaiting[-1].loan_at + wait)
-    used = {c.channel for c in tried}
-    for channel in notices.validation_notice_channels:
-        if channel not in used and not state.channel_opted_out(channel):
-            return NoticeProgress(channel=channel, blocks_collection=True)
-    return NoticeProgress(blocks_collection=True, exhausted=True)
+    channel = next_channel(notices.validation_notice_channels, {c.channel for c in tried}, state)
+    if channel is None:
+        return NoticeProgress(blocks_collection=True, exhausted=True)
+    return NoticeProgress(channel=channel, blocks_collection=True)
 
 
 def held_for_validation_period(profile: Profile, state: LoanState, template: str, today: date) -> date | None:

@@ -132,12 +132,12 @@ def _bureau_notice(
     a loan due for its first bureau record whose borrower was never told (its
     stage's own notice never fell due while the loan was ours, or it bounced)
     is told first, by the first channel not yet tried."""
-    notices = profile.notices
-    if not notices.bureau_report_after_notice or state.bureau_reported:
+    rules = profile.notices
+    if not rules.bureau_report_after_notice or state.bureau_reported:
         return None
     if state.stage_rank() < STAGES.index("credit_reporting") or state.stage not in STAGES:
         return None
-    template = notices.bureau_notice_template
+    template = rules.bureau_notice_template
     if any(c.template == template and c.went_out for c in state.contacts):
         return None
     today = clock.days_past_due(now)
@@ -147,11 +147,11 @@ def _bureau_notice(
     if own:
         return None  # the stage's own notice is still to come today or later
     tried = {c.channel for c in state.contacts if c.step.startswith(keys.bureau_notice_step(""))}
-    for channel in notices.bureau_notice_channels:
-        if channel not in tried and not state.channel_opted_out(channel):
-            return Occurrence(key=keys.bureau_notice_step(channel), stage=state.stage, day=today, channel=channel,
-                              template=template, at=now)
-    return None
+    channel = notices.next_channel(rules.bureau_notice_channels, tried, state)
+    if channel is None:
+        return None
+    return Occurrence(key=keys.bureau_notice_step(channel), stage=state.stage, day=today, channel=channel,
+                      template=template, at=now)
 
 
 def first_report_due(profile: Profile, state: LoanState) -> datetime | None:
