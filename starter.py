@@ -53,7 +53,7 @@ OPERATOR_SIGNALS = (
     contract.SIGNAL_COMPLAINT,
     contract.SIGNAL_COMPLAINT_RESOLVED,
 )
-LISTABLE_STAGES = (contract.STAGE_PENDING, *contract.STAGES, contract.STAGE_CLOSED)
+LISTABLE_STAGES = (contract.STAGE_PENDING, *contract.STAGE_NAMES, contract.STAGE_CLOSED)
 
 
 def _finish(code: int = 0) -> NoReturn:

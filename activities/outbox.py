@@ -3,8 +3,11 @@
 The outbox row (db/outbox.py, which owns its statuses) is written and claimed
 before any provider is called, so a retried attempt, or one run again after a
 worker crash, never sends a second message for the same key. The voice cap
-across the borrower's loans is checked in the same claim, since only the
-outbox sees the borrower's other loans. This module renders the message,
+and the per-borrower daily caps across the borrower's loans are checked in
+the same claim, since only the outbox sees the borrower's other loans; a step
+the policy merges with the borrower's other loans' steps due with it goes
+through activities/merging.py first (one message, one outbox row, for all of
+them: issue 17, item 1). This module renders the message,
 calls the provider and reports the outcome; every status it reaches is written
 by db/outbox.py.
 
@@ -20,15 +23,17 @@ from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext, bound_log
+from activities.merging import SUMMARY_TEMPLATE, Merging, summary_context
 from activities.message_privacy import blocked_reason
 from activities.pay_link import issue_pay_link
 from activities.prepare import borrower_zones
-from activities.payloads import SEND_CONTACT, ContactOutcome, ContactRequest
+from activities.payloads import DATABASE_UNAVAILABLE, SEND_CONTACT, ContactOutcome, ContactRequest
 from activities.rendering import RenderedMessage, TemplateMissing, TemplateRenderer
 from channels.base import LETTER_HTML_MAX_CHARS, Channel, OutboundMessage, PermanentSendError, TransientSendError
 from channels.unsubscribe import unsubscribe_url
@@ -44,6 +49,8 @@ class ContactSending:
         self._context = context
         self._channels = channels
         self._renderer = renderer
+        # Steps of the borrower's loans merged into one message (issue 17, item 1).
+        self._merging = Merging(context, send=self._send, outcome_of=_outcome)
 
     def registered(self) -> list:
         return [self.send_contact]
@@ -52,12 +59,29 @@ class ContactSending:
     def send_contact(self, request: ContactRequest) -> ContactOutcome:
         """The message for one step, sent once by its key; held when the
         borrower's details read now put the moment outside the window."""
+        try:
+            return self._coordinated(request)
+        except (OperationalError, InterfaceError) as error:
+            # The database is the borrower's coordinator (the outbox, the
+            # caps, the merged messages: db/borrower_messages.py). Without it
+            # nothing may go out; the workflow makes the contact wait
+            # (DATABASE_UNAVAILABLE), never lost and, by its key, never sent
+            # twice. The driver's message may quote the statement's
+            # parameters (a phone number): only its type is kept.
+            raise ApplicationError(
+                f"database unavailable ({type(getattr(error, 'orig', None) or error).__name__})", type=DATABASE_UNAVAILABLE,
+            ) from None
+
+    def _coordinated(self, request: ContactRequest) -> ContactOutcome:
         zones = self._context.in_transaction(lambda db: _zones_now(db, request))
         held = _outside_window(request, zones)
         if held is not None:
             bound_log(loan_id=request.loan_id, key=request.key, channel=request.channel).info(
                 "contact_held_by_window", zones=list(zones))
             return held
+        merged = self._merging.send(request, request.time_zone)
+        if merged is not None:
+            return replace(merged, time_zones=zones)
         return replace(self._send(request), time_zones=zones)
 
     def _send(self, request: ContactRequest) -> ContactOutcome:
@@ -123,17 +147,23 @@ class ContactSending:
             row.error = "borrower not in the directory" if borrower is None else f"no address for {request.channel}"
             return row
         settings = self._context.settings
+        # One message for several of the borrower's loans (activities/merging.py):
+        # its own amount, currency and link are its first loan's.
+        summary = summary_context(
+            db, request, base_url=settings.pay_link_base_url, secret=settings.pay_link_secret, at=at,
+            max_age_days=settings.pay_link_max_age_days,
+        ) if request.template == SUMMARY_TEMPLATE else None
         context = {
             "lender_name": settings.lender_name,
             "borrower_name": borrower.name,
             # The templates format it: |money(currency). A plan's message
             # states its installment and that installment's date instead.
-            "amount": Decimal(request.message_amount or request.outstanding),
-            "currency": request.currency,
+            "amount": summary["totals"][0]["amount"] if summary else Decimal(request.message_amount or request.outstanding),
+            "currency": summary["totals"][0]["currency"] if summary else request.currency,
             "due_date": date.fromisoformat(request.message_due_date or request.due_date),
             "days_past_due": request.days_past_due,
             # An opaque token for this message (its hash is written with the row).
-            "pay_link": issue_pay_link(
+            "pay_link": summary["loans"][0]["pay_link"] if summary else issue_pay_link(
                 db, base_url=settings.pay_link_base_url, secret=settings.pay_link_secret, contact_key=request.key,
                 loan_id=request.loan_id, workflow_id=request.workflow_id, now=at, max_age_days=settings.pay_link_max_age_days,
             ),
@@ -149,6 +179,7 @@ class ContactSending:
             # A recorded call's script says so, before anything about the debt
             # (the profile's rules.record_calls; issue 16, item 7).
             "call_recorded": _records_call(request),
+            "summary": summary,
         }
         try:
             rendered = self._renderer.render(request.template, request.channel, borrower.language, context)
@@ -269,7 +300,7 @@ def _outcome(row: Contact, not_before: datetime | None = None) -> ContactOutcome
     return ContactOutcome(
         key=row.key, channel=row.channel, result=row.status, provider=row.provider or "",
         provider_message_id=row.provider_message_id or "", detail=outbox.scrub(row.error or "", row.recipient)[:200],
-        not_before=not_before.isoformat() if not_before else "",
+        not_before=not_before.isoformat() if not_before else "", message_key=row.key,
     )
 
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 # Activity names, shared by the workflow (which calls them by name) and the
 # worker (which registers them); see activities/dunning_activities.py.
 PREPARE_LOAN = "prepare_loan"
+# The send activity's error type when the database (the outbox, the
+# borrower's coordinator) cannot be reached: the contact waits and is tried
+# again (workflows/calls.py), it does not end `failed`.
+DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 SEND_CONTACT = "send_contact"
 ENTER_STAGE = "enter_stage"
 RECORD_PAYMENT = "record_payment"
@@ -117,6 +121,17 @@ class ContactRequest:
     # (`call_recorded`), the recording's reference is kept with the contact
     # and deleted after the profile's records_retention_years.
     record_call: bool = False
+    # One voice per borrower (issue 17, item 1; the policy's [borrower] and
+    # the profile's caps.borrower_daily_caps): at most this many messages on
+    # this channel per borrower per local day, across their loans (None: no
+    # such cap; voice has voice_daily_cap); and whether this step may join a
+    # message merged with the borrower's other loans' steps due at the same
+    # moment, the first waiting up to `gather_seconds` (real seconds, already
+    # bounded by the window's end) for the others. The defaults are what a
+    # request from an older workflow meant: no cap, nothing merged.
+    borrower_daily_cap: int | None = None
+    merge: bool = False
+    gather_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -131,12 +146,18 @@ class ContactOutcome:
     detail: str = ""
     # For `deferred`: the earliest instant (ISO 8601 with the borrower's offset)
     # at which the contact may be tried again, and the rule that held it
-    # (window, voice_daily_cap, call_spacing; "" from older workers: the cap).
+    # (window, voice_daily_cap, call_spacing, borrower_daily_cap; "" from
+    # older workers: the voice cap).
     not_before: str = ""
     rule: str = ""
     # Every zone the directory left open when the contact was tried (the
     # workflow's permit check uses them from then on); empty when not read.
     time_zones: tuple[str, ...] = ()
+    # The outbox key of the message that carried this contact: the contact's
+    # own key, or the key of the one message merged for several of the
+    # borrower's loans (the same for each of them). "" when no message was
+    # written (a window hold) and from older workers.
+    message_key: str = ""
 
 
 @dataclass(frozen=True)

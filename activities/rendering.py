@@ -88,6 +88,12 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
 #                               template `validation_notice`; None for every other template
 #   debt_collector              bool: the sender collects as a "debt collector", so the message carries
 #                               12 CFR 1006.18(e)'s disclosure
+#   summary                     for template `borrower_summary` (one message for several of the borrower's
+#                               loans, issue 17 item 1), a mapping: `loans`, a list of {loan_id, amount
+#                               (Decimal), currency, due_date (date), days_past_due, pay_link (that loan's
+#                               own link)}, and `totals`, a list of {amount, currency}, one per currency;
+#                               None for every other template. The message's own amount, currency,
+#                               pay_link and loan_id are its first loan's.
 CONTEXT_KEYS: Final = frozenset(
     {
         "lender_name",
@@ -103,6 +109,7 @@ CONTEXT_KEYS: Final = frozenset(
         "notice",
         "debt_collector",
         "call_recorded",  # bool: the call is recorded; its voice script says so first (issue 16, item 7)
+        "summary",  # the loans one merged message covers (borrower_summary), else None (issue 17, item 1)
     }
 )
 # The keys of `notice` (activities/outbox.py, `validation_notice`), each always

@@ -432,3 +432,88 @@ class AgentTask(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))  # one of the kind's outcomes (config/tasks.toml)
     note: Mapped[str | None] = mapped_column(String(500))  # ids and codes only
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InboundMessage(Base):
+    """A borrower's own request, as it came in (issue 17): an inbound SMS, or
+    the pay page's "this is wrong" form. Written once by `message_key` (the
+    provider's message id: a Twilio retry of the same MessageSid finds the
+    row and acts no more), then finished once with what was done
+    (db/inbound.py owns it). Personal data like `borrowers`: the sender's
+    number and the text are here only, masked in logs, never in Temporal."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    # Twilio's MessageSid (one longer than 64 characters: its SHA-256); the
+    # pay page's form: pay_page:<random>.
+    message_key: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))  # sms | pay_page
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    sender: Mapped[str | None] = mapped_column(String(64))  # E.164 as the provider gave it; NULL from the pay page
+    # The one borrower the number (or the pay token) belongs to; NULL when it
+    # matched none, or several.
+    borrower_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    loan_ids: Mapped[str] = mapped_column(Text(), default="[]")  # JSON list: the open loans it concerned
+    body: Mapped[str | None] = mapped_column(Text())  # the text (at most 1600 characters), or the form's note
+    language: Mapped[str | None] = mapped_column(String(16))  # of the keyword matched
+    # stop | help | pay | dispute | agent | unrecognised (config/inbound_keywords.toml), or dispute (pay page)
+    action: Mapped[str | None] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(32))  # the pay page form's reason category
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)  # received | done | failed
+    result: Mapped[str | None] = mapped_column(String(500))  # what was done: ids and codes
+    task_id: Mapped[int | None] = mapped_column(Integer)  # the agent task it opened, if any
+
+
+class BorrowerMessageGroup(Base):
+    """Steps of one borrower's loans gathered into one message (issue 17,
+    item 1; db/borrower_messages.py owns it): for a borrower, a channel and
+    the local day it opened on, until `deadline`. Closed once, under the
+    borrower's lock, by the part that then sends its message (`sender_key`):
+    the only part's own contact, or one merged message (`message_key`, its
+    outbox row). Ids and codes only."""
+
+    __tablename__ = "borrower_message_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    borrower_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    local_day: Mapped[date] = mapped_column(Date())  # in the borrower's zone
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())  # parts join until then
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when it closes: the outbox key of its one message (the only part's
+    # own key, or dunning/keys.py borrower_message_key), and the part sending it.
+    message_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    sender_key: Mapped[str | None] = mapped_column(String(255))
+    # A merged message a daily cap deferred: from when it may go (the parts
+    # gather again then) and the rule.
+    deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deferred_rule: Mapped[str | None] = mapped_column(String(32))
+
+
+class BorrowerMessagePart(Base):
+    """One loan's step in a BorrowerMessageGroup, by its own contact key (a
+    retry of the step finds it, and its group's message): what the merged
+    message says of the loan. Ids and money only."""
+
+    __tablename__ = "borrower_message_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # the step's contact key
+    group_id: Mapped[int] = mapped_column(ForeignKey("borrower_message_groups.id"), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    loan_id: Mapped[str] = mapped_column(String(64))
+    borrower_id: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str] = mapped_column(String(64))
+    outstanding: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    due_date: Mapped[date] = mapped_column(Date())
+    days_past_due: Mapped[int] = mapped_column(Integer)
+    # The step's rules, for the one message: its daily cap, what its first
+    # line may say, and the 1006.18(e) disclosure.
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    privacy_first_line: Mapped[str] = mapped_column(String(32), default="full")
+    debt_collector: Mapped[bool] = mapped_column(default=False)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())

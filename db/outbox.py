@@ -126,6 +126,9 @@ class ContactToSend(Protocol):
     template: str
     voice_daily_cap: int | None
     min_minutes_between_calls: int | None
+    # Also read, when the contact has it (getattr; ContactRequest does):
+    # borrower_daily_cap: int | None, the per-borrower daily cap of a message
+    # channel (issue 17, item 1).
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Claim:
     row: Contact
     send: bool
     not_before: datetime | None = None
-    rule: str = ""  # for `deferred`: voice_daily_cap | call_spacing
+    rule: str = ""  # for `deferred`: voice_daily_cap | call_spacing | borrower_daily_cap
 
 
 def new_row(contact: ContactToSend, language: str) -> Contact:
@@ -197,9 +200,12 @@ def _write(
     db: Session, contact: ContactToSend, row: Contact | None, at: datetime, draft: Callable[[Session], Contact]
 ) -> Claim | None:
     """A new outbox row, or a deferred one brought up to date: first the
-    voice cap across the borrower's loans, then the message."""
-    cap = contact.voice_daily_cap if contact.channel == "voice" else None
-    spacing = getattr(contact, "min_minutes_between_calls", None) if contact.channel == "voice" else None
+    daily cap across the borrower's loans (the profile's voice cap for a
+    call, the per-borrower cap of a message channel, issue 17 item 1) and
+    the spacing of calls, then the message."""
+    voice = contact.channel == "voice"
+    cap = contact.voice_daily_cap if voice else getattr(contact, "borrower_daily_cap", None)
+    spacing = getattr(contact, "min_minutes_between_calls", None) if voice else None
     if cap or spacing:
         # The count and the `sending` write are one transaction (claim
         # commits both), and one borrower's capped calls take turns from
@@ -224,11 +230,14 @@ def _write(
                     _move(row, DEFERRED)
                     row.error = f"call spacing: another call to the borrower within {spacing} minutes"
                     return Claim(row, send=False, not_before=spaced_from, rule="call_spacing")
-            calls, next_midnight = voice_calls_today(db, borrower, contact.key, at) if cap else (0, at)
-            if cap and calls >= cap:
+            sent, next_midnight = messages_today(db, borrower, contact.channel, contact.key, at) if cap else (0, at)
+            if cap and sent >= cap:
                 _move(row, DEFERRED)
-                row.error = f"voice cap: {calls} calls today across the borrower's loans"
-                return Claim(row, send=False, not_before=next_midnight, rule="voice_daily_cap")
+                if voice:
+                    row.error = f"voice cap: {sent} calls today across the borrower's loans"
+                    return Claim(row, send=False, not_before=next_midnight, rule="voice_daily_cap")
+                row.error = f"borrower cap: {sent} {contact.channel} messages today across the borrower's loans"
+                return Claim(row, send=False, not_before=next_midnight, rule="borrower_daily_cap")
     fresh = draft(db)
     _move(fresh, PENDING if fresh.recipient else SKIPPED)
     if row is None:
@@ -302,35 +311,45 @@ def _aware(moment: datetime) -> datetime:
 
 def voice_calls_today(db: Session, borrower: Borrower, key: str, at: datetime) -> tuple[int, datetime]:
     """The borrower's voice calls (other than `key`) on the local day of `at`
-    in their zone, across all their loans; and the next local midnight.
+    in their zone, across all their loans; and the next local midnight
+    (`messages_today` on the voice channel)."""
+    return messages_today(db, borrower, "voice", key, at)
 
-    Counted: the calls sent that day (`sent_at` in it); every call in flight
-    now (`pending` or `sending`: claimed for sending, it may ring at any
-    moment), whatever day its row was created, since a call postponed on an
-    earlier day and released today keeps that day's `created_at` (issue 15,
-    item 8: two loans' released calls did not see each other); and calls in
-    doubt (`unconfirmed`, they may have rung) written that day. The caller
-    holds the borrower's turn (`_write`), so no other claim counts meanwhile."""
+
+def messages_today(db: Session, borrower: Borrower, channel: str, key: str, at: datetime) -> tuple[int, datetime]:
+    """The borrower's messages on `channel` (other than `key`) on the local
+    day of `at` in their zone, across all their loans; and the next local
+    midnight. A message merged for several loans is one outbox row, so it
+    counts once.
+
+    Counted: the messages sent that day (`sent_at` in it); every message in
+    flight now (`pending` or `sending`: claimed for sending, it may go at any
+    moment), whatever day its row was created, since a message postponed on
+    an earlier day and released today keeps that day's `created_at` (issue
+    15, item 8: two loans' released calls did not see each other); and
+    messages in doubt (`unconfirmed`, they may have gone) written that day.
+    The caller holds the borrower's turn (`_write`), so no other claim counts
+    meanwhile."""
     zone = _zone(borrower.time_zone)
     today = at.astimezone(zone).date()
     start = datetime.combine(today, time(0), tzinfo=zone)
     end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone)
     start_utc, end_utc = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-    calls = db.scalar(
+    count = db.scalar(
         select(func.count()).select_from(Contact).where(
             Contact.borrower_id == borrower.borrower_id,
-            Contact.channel == "voice",
+            Contact.channel == channel,
             Contact.key != key,
             or_(
                 and_(Contact.status == SENT, Contact.sent_at >= start_utc, Contact.sent_at < end_utc),
-                # In flight: a call that may ring now, whenever its row was written.
+                # In flight: a message that may go now, whenever its row was written.
                 Contact.status.in_((PENDING, SENDING)),
-                # In doubt: a call that may have rung, on the day its row was written.
+                # In doubt: a message that may have gone, on the day its row was written.
                 and_(Contact.status == UNCONFIRMED, Contact.created_at >= start_utc, Contact.created_at < end_utc),
             ),
         )
     )
-    return calls or 0, end
+    return count or 0, end
 
 
 # ------------------------------------------------------ how an attempt ended

@@ -53,6 +53,10 @@ STATUSES = (OPEN, CLAIMED, DONE)
 KINDS = (
     "callback", "dispute_verification", "complaint_review", "field_visit", "legal_filing",
     "unconfirmed_send", "settlement_approval", "other",
+    # A borrower's own request a person must read (services/inbound.py): an
+    # SMS the keywords do not cover, from an unknown number, a dispute naming
+    # no one loan, an action that failed; its subject is `inbound:<id>`.
+    "inbound_request",
 )
 
 # Which status may follow which (None: a row not written yet); see above.

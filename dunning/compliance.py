@@ -61,6 +61,19 @@ class Caps(_Strict):
     # one when it can go out, the others recorded as `skipped_superseded`,
     # instead of being replayed one after the other.
     collapse_missed_steps: bool = False
+    # Messages per channel per borrower per local day, across all their loans
+    # (issue 17, item 1; a merged message counts once): the policy's
+    # [borrower] daily_caps may set its own, the smaller applies. Voice keeps
+    # the caps above. Empty: no such cap (profiles recorded before it existed).
+    borrower_daily_caps: dict[Literal["sms", "email", "push"], Annotated[int, Field(ge=1, le=10000)]] = Field(
+        default_factory=dict
+    )
+
+    def borrower_daily_cap(self, channel: str, policy_cap: int | None) -> int | None:
+        """The per-borrower daily cap on `channel`: the smaller of this
+        profile's and the policy's (`policy_cap`); None when neither sets one."""
+        caps = [cap for cap in (self.borrower_daily_caps.get(channel), policy_cap) if cap is not None]
+        return min(caps) if caps else None
 
 
 class Notices(_Strict):

@@ -25,6 +25,13 @@ def wrong_workflow_id(loan_id: str, workflow_id: str) -> str | None:
 
 # Stages, in the order a loan walks through them.
 STAGES: Final = ("reminder", "call", "negotiation", "credit_reporting", "legal")
+# Reminders before the due date (issue 17, item 5): a loan placed before it is
+# due, where its policy has a pre_due stage and the loan's segment is one it
+# names. Not one of STAGES: it comes before the first and has no start day of
+# its own (its steps fall on days counted back from the due date).
+STAGE_PRE_DUE: Final = "pre_due"
+# Every stage a loan can be in while contacts go out, in order.
+STAGE_NAMES: Final = (STAGE_PRE_DUE, *STAGES)
 # Before the first stage's day (a loan placed on its due date) and after the end.
 STAGE_PENDING: Final = "pending"
 STAGE_CLOSED: Final = "closed"

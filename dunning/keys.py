@@ -96,6 +96,14 @@ def contact_key(workflow_id: str, first_run_id: str, step: str) -> str:
     return f"{workflow_id}/{first_run_id}/{step}"
 
 
+def borrower_message_key(borrower_id: str, channel: str, local_day: str, group: int) -> str:
+    """The outbox row of one message merged for several of a borrower's loans
+    (issue 17, item 1): the borrower, the channel, their local day and the
+    group's number. One slash only, so it is never read as a contact key
+    (`step_of_contact_key` is None): a provider's report on it names no step."""
+    return f"borrower-{borrower_id}/{channel}-{local_day}-{group}"
+
+
 def step_of_contact_key(key: str) -> str | None:
     """The step a contact key names (what the workflow's contact_outcome
     signal carries), or None for a key that is not a contact key."""

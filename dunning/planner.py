@@ -15,7 +15,7 @@ from typing import Literal
 from dunning import keys, notice as notices
 from dunning.clock import LoanClock
 from dunning.compliance import CONVERSATION_RESULTS, PastContact, Profile, check_contact
-from dunning.contract import STAGES
+from dunning.contract import STAGE_NAMES, STAGE_PENDING, STAGE_PRE_DUE, STAGES
 from dunning.arrangements import plan_deadline, promise_deadline
 from dunning.bureau import next_cycle_start
 from dunning.policy import Policy, Segment, SegmentFacts
@@ -62,10 +62,10 @@ class Action:
 
 def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None) -> list[Occurrence]:
     """The stage's contacts on `from_day` or later, in the order they are due."""
-    start, end = policy.start_day(stage, segment), policy.stage_end_day(stage, segment)
+    base, end = policy.step_base_day(stage, segment), policy.stage_end_day(stage, segment)
     found = []
     for index, step in enumerate(policy.stage(stage).steps):
-        day = start + step.day
+        day = base + step.day
         while day < end:
             if day >= from_day:
                 found.append(
@@ -114,7 +114,7 @@ def _validation_notice(profile: Profile, state: LoanState, clock: LoanClock, now
 
 def _requested_pay_link(state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
     """A repayment link the borrower asked for and has not been sent yet."""
-    if state.stage not in STAGES:
+    if state.stage not in STAGE_NAMES:
         return None
     handled = sum(1 for c in state.contacts if c.template == PAY_LINK)
     if handled >= state.pay_link_requests:
@@ -324,6 +324,8 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     candidates: list[tuple[datetime, str]] = []
     upcoming: list[tuple[datetime, Occurrence]] = []
     if plan is None:
+        if state.stage == STAGE_PENDING and today <= 0 and state.pre_due and policy.pre_due_for(segment):
+            return Action("enter_stage", f"day {today}: placed before its due date, reminders first", at=now, stage=STAGE_PRE_DUE)
         due_stage = policy.stage_for_day(today, segment)
         if due_stage is not None and STAGES.index(due_stage) > state.stage_rank():
             start_day = policy.start_day(due_stage, segment)
@@ -345,7 +347,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             upcoming.append((state.deferred.get(notice.key, now), notice))
         elif progress.blocks_collection:
             pass  # the notice goes first and alone, and must be provided before collection
-        elif state.stage in STAGES and promise is None and not state.in_court:
+        elif state.stage in STAGE_NAMES and promise is None and not state.in_court:
             done = set(state.done_steps)
             for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment):
                 if o.key not in done and (o.day >= today or o.key in state.deferred):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dunning.contract import STAGES
+from dunning.contract import STAGE_PRE_DUE, STAGES
 
 Channel = Literal["sms", "email", "voice", "push"]
 TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -52,6 +52,24 @@ class ContactStep(_Strict):
 class Stage(_Strict):
     start_day: Annotated[int, Field(ge=0, le=3650)]
     steps: tuple[ContactStep, ...] = ()
+
+
+class PreDueStep(ContactStep):
+    """A reminder before the due date: `day` counts from the due date (-3 is
+    three days before it, 0 the due date itself), not from a stage start."""
+
+    day: Annotated[int, Field(ge=-366, le=0)] = Field(description="days relative to the due date, at most 0")
+
+
+class PreDueStage(_Strict):
+    """Reminders before the due date (issue 17, item 5), for a loan placed
+    before it is due. `segments` limits them to loans in those segments (a
+    lender need not pay for reminders to borrowers who always pay); empty:
+    every loan placed early. A loan outside them waits, unreminded, for the
+    first overdue stage."""
+
+    steps: tuple[PreDueStep, ...] = ()
+    segments: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ...] = ()
 
 
 class SegmentFacts(BaseModel):
@@ -183,7 +201,55 @@ class Tasks(_Strict):
     )
 
 
+# The channels a borrower-level cap or a merged message may be on: calls keep
+# the profile's own voice caps (cn: 6 a day per borrower; Reg F: 7 in 7 per debt).
+BorrowerChannel = Literal["sms", "email", "push"]
+# Messages about one debt, never merged with another loan's: the notices,
+# the link the borrower asked for, a plan's confirmation and its reminders.
+PER_DEBT_TEMPLATES = frozenset({
+    "validation_notice", "bureau_notice", "legal_notice", "pay_link", "plan_confirmation", "installment_reminder",
+})
+
+
+class BorrowerContacts(_Strict):
+    """One voice per borrower (issue 17, item 1), across all their open loans.
+
+    - `daily_caps`: at most this many messages per channel per local day in
+      the borrower's zone, across their loans (a merged message counts once);
+      over it a contact is postponed to the next local midnight (rule
+      `borrower_daily_cap`). The profile's `caps.borrower_daily_caps` may cap
+      lower: the smaller applies.
+    - `merge`: steps of several loans due at the same moment on one of
+      `merge_channels` with one of `merge_templates` become one message
+      (template `borrower_summary`) naming each loan and the total; the first
+      waits up to `gather_seconds` (real seconds, never past the contact
+      window's end) for the others.
+
+    The defaults are the behaviour before it: no caps, nothing merged."""
+
+    daily_caps: dict[BorrowerChannel, Annotated[int, Field(ge=1, le=10000)]] = Field(default_factory=dict)
+    merge: bool = False
+    merge_templates: tuple[str, ...] = ()
+    merge_channels: tuple[BorrowerChannel, ...] = ("sms", "email", "push")
+    gather_seconds: Annotated[float, Field(ge=0, le=20)] = 3.0
+
+    @field_validator("merge_templates")
+    @classmethod
+    def _mergeable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not TEMPLATE_NAME.match(name):
+                raise ValueError(f"{name!r} must be a lowercase template name like 'reminder_friendly'")
+            if name in PER_DEBT_TEMPLATES:
+                raise ValueError(f"{name!r} is about one debt and is never merged")
+        return value
+
+    def merges(self, channel: str, template: str) -> bool:
+        """Whether a step on `channel` with `template` may join a merged message."""
+        return self.merge and channel in self.merge_channels and template in self.merge_templates
+
+
 class Stages(_Strict):
+    pre_due: PreDueStage | None = None
     reminder: Stage
     call: Stage
     negotiation: Stage
@@ -211,6 +277,8 @@ class Policy(_Strict):
     bureau: Bureau = Bureau()
     field_visits: FieldVisits = FieldVisits()
     tasks: Tasks = Tasks()
+    # Caps and merged messages across the borrower's loans (issue 17, item 1).
+    borrower: BorrowerContacts = BorrowerContacts()
 
     @field_validator("default_time_zone")
     @classmethod
@@ -239,6 +307,10 @@ class Policy(_Strict):
         names = [s.name for s in self.segments]
         if len(set(names)) != len(names):
             raise ValueError(f"segments: names must be unique, got {names}")
+        if self.stages.pre_due is not None:
+            unknown = [name for name in self.stages.pre_due.segments if name not in names]
+            if unknown:
+                raise ValueError(f"stages.pre_due.segments: {unknown[0]!r} is not one of the policy's segments {names}")
         if self.plans.min_interval_days > self.plans.max_interval_days:
             raise ValueError("plans.min_interval_days must not exceed plans.max_interval_days")
         return self
@@ -250,13 +322,31 @@ class Policy(_Strict):
         return next((s for s in self.segments if s.name == name), None) if name else None
 
     def start_day(self, stage: str, segment: Segment | None = None) -> int:
-        """The day past due a stage starts on, for a loan in `segment`."""
+        """The day past due a stage starts on, for a loan in `segment`; for
+        pre_due, its earliest step's day (negative: before the due date)."""
+        if stage == STAGE_PRE_DUE:
+            steps = self.stages.pre_due.steps if self.stages.pre_due is not None else ()
+            return min((step.day for step in steps), default=0)
         if segment is not None and stage in segment.stage_start_days:
             return segment.stage_start_days[stage]
         return self.stage(stage).start_day
 
+    def step_base_day(self, stage: str, segment: Segment | None = None) -> int:
+        """The day a stage's step days count from: its start day, or for
+        pre_due the due date (day 0)."""
+        return 0 if stage == STAGE_PRE_DUE else self.start_day(stage, segment)
+
+    def pre_due_for(self, segment: Segment | None) -> bool:
+        """Whether a loan in `segment` gets the pre_due reminders."""
+        rules = self.stages.pre_due
+        if rules is None or not rules.steps:
+            return False
+        return not rules.segments or (segment is not None and segment.name in rules.segments)
+
     def stage_end_day(self, name: str, segment: Segment | None = None) -> int:
         """The first day that no longer belongs to the stage."""
+        if name == STAGE_PRE_DUE:
+            return self.start_day(STAGES[0], segment)
         index = STAGES.index(name)
         if index + 1 < len(STAGES):
             return self.start_day(STAGES[index + 1], segment)

@@ -27,6 +27,10 @@ class ContactEntry(BaseModel):
     result: str  # sent | failed | skipped_no_address | skipped_opt_out | skipped_segment | skipped_superseded | skipped_stage_ended
     # For a step a rule held and that was never sent: the rule (voice_7_in_7, ...).
     rule: str = ""
+    # The outbox key of the message that carried it: its own key, or the key
+    # of one message merged across the borrower's loans, the same in each of
+    # them (issue 17, item 1). "" when no message was written for it.
+    message_key: str = ""
 
     @property
     def went_out(self) -> bool:
@@ -231,6 +235,9 @@ class LoanState(BaseModel):
     task_sla_hours: dict[str, int] | None = None
     open_tasks: list[OpenTask] = Field(default_factory=list)
     disputes_opened: int = 0  # numbers each dispute's task
+    # Reminders before the due date (issue 17, item 5) for a loan started
+    # since they exist; a run from before them waits in `pending` as it did.
+    pre_due: bool = False
 
     # Charges under a profile's newer rules (dunning/charges.py; all stay at
     # their defaults under the rules of profiles recorded before them):

@@ -53,6 +53,9 @@ def status_view(
                 "day": c.day,
                 "step": c.step,
                 **({"rule": c.rule} if c.rule else {}),
+                # The message that carried it: its own outbox key, or one
+                # merged across the borrower's loans (issue 17, item 1).
+                "message_key": c.message_key,
             }
             for c in state.contacts
         ],

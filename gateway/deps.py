@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRej
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.rendering import TemplateRenderer
+from db import borrower_messages
 from db.migrate import upgrade_to_head
 from db.models import Loan, WebhookDelivery
 from db.session import make_engine, make_session_factory
@@ -88,8 +89,6 @@ class Gateway:
         self._sessions: sessionmaker[Session] | None = None
         self._templates: TemplateRenderer | None = None
         self._migrate_lock = threading.Lock()
-        # Inbound SMS replies are appended to one file: one writer at a time.
-        self.replies_lock = threading.Lock()
         self.payments_seen = Seen(self.sessions, "payment")
         self.messages_seen = Seen(self.sessions, "twilio")
         self.events_seen = Seen(self.sessions, "sendgrid")
@@ -146,6 +145,14 @@ class Gateway:
         step = step_of_contact_key(key)
         if outcome is not None and step is not None:
             await self.signal(workflow_id, contract.SIGNAL_CONTACT_OUTCOME, {"step": step, "result": outcome})
+        elif outcome is not None:
+            # One message merged for several of the borrower's loans (issue
+            # 17, item 1): each loan hears of it, for its own step.
+            with self.sessions()() as db:
+                parts = borrower_messages.parts_of_message(db, key)
+            for part in parts:
+                if (part_step := step_of_contact_key(part.key)) is not None:
+                    await self.signal(part.workflow_id, contract.SIGNAL_CONTACT_OUTCOME, {"step": part_step, "result": outcome})
 
     async def loan_status(self, loan_id: str) -> dict | None:
         """The loan workflow's `status` answer; None if there is no such workflow."""

@@ -1,13 +1,16 @@
-"""CSRF protection of the pay page's plan form (`POST /pay/<token>/plan`): a
-signed double-submit cookie bound to the pay token.
+"""CSRF protection of the pay page's forms (`POST /pay/<token>/plan`, and
+the "this is wrong" form, `POST /pay/<token>/dispute`): a signed
+double-submit cookie bound to the pay token (one proof serves both forms of
+the page it was shown on).
 
 Showing the page sets a random cookie (`pay_csrf`: HttpOnly, SameSite=Strict,
 Secure over HTTPS) and puts HMAC(pay-link secret, cookie + the pay token's
-hash) in each form's hidden `csrf` field. A plan is proposed only when the
-posted field matches the cookie the browser sent and this pay token. Another
-site's page cannot read the field, cannot set our cookie, and its POST does
-not carry the cookie (SameSite=Strict); a browser's `Sec-Fetch-Site:
-cross-site` or an `Origin` that is not ours is refused before anything else.
+hash) in each form's hidden `csrf` field. A plan is proposed, or a dispute
+raised, only when the posted field matches the cookie the browser sent and
+this pay token. Another site's page cannot read the field, cannot set our
+cookie, and its POST does not carry the cookie (SameSite=Strict); a
+browser's `Sec-Fetch-Site: cross-site` or an `Origin` that is not ours is
+refused before anything else.
 
 Why not starlette-csrf: its middleware takes the token from a request header
 only, which a plain HTML form (this page has no script; its CSP allows none)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from runtime.settings import STATE_DIR, SecretSettings
+from runtime.settings import SecretSettings
 
 
 def _env(name: str, **kwargs):
@@ -49,8 +49,10 @@ class GatewaySettings(SecretSettings):
     lender_handoff_secret: SecretStr = _env("DUNNING_LENDER_HANDOFF_SECRET", default=SecretStr(""))
     # How long a hand-off stays valid after the pay page was shown, in seconds.
     lender_handoff_max_age_seconds: int = _env("DUNNING_LENDER_HANDOFF_MAX_AGE_SECONDS", default=900, ge=30)
-    # Inbound SMS replies for an agent (JSON lines; holds phone numbers and text, like the database).
-    inbound_replies_path: str = _env("DUNNING_INBOUND_REPLIES_PATH", default=str(STATE_DIR / "inbound_replies.jsonl"))
+    # How a borrower reaches the lender, as the inbound SMS HELP reply gives it
+    # (a phone number, an address, a web page: config/inbound_keywords.toml).
+    # Unset, the reply offers the AGENT callback instead.
+    lender_contact: str = _env("DUNNING_LENDER_CONTACT", default="", max_length=160)
     # Limits (gateway/limits.py). A larger body is refused (413) before it is read.
     max_body_bytes: int = _env("DUNNING_GATEWAY_MAX_BODY_BYTES", default=1_048_576, ge=1)
     # Rate limits ("<n>/<second|minute|hour|day>"; "" turns one off): per API key

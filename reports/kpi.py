@@ -103,7 +103,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from sqlalchemy.orm import Session
 
-from dunning.contract import STAGES
+from dunning.contract import STAGE_NAMES, STAGE_PRE_DUE, STAGES
 from dunning.money import quantize
 from reports.loan_facts import Filters, LoanFacts, load_loans
 
@@ -237,9 +237,11 @@ class Report:
 
 
 def stage_names(loans: Iterable[LoanFacts]) -> tuple[str, ...]:
-    """The contract's stages in order, then any other stage name seen."""
+    """The contract's stages in order (pre_due first, when a loan had it),
+    then any other stage name seen."""
     seen = {stage for loan in loans for stage in loan.stages}
-    return (*STAGES, *sorted(seen - set(STAGES)))
+    known = STAGE_NAMES if STAGE_PRE_DUE in seen else STAGES
+    return (*known, *sorted(seen - set(known)))
 
 
 def compute(loans: Sequence[LoanFacts], stages: Sequence[str] = STAGES) -> Kpis:

@@ -9,6 +9,10 @@ first voice call", "a plan offer", "the bureau notice". While it waits for a
 trigger it looks again when the workflow next wakes (`next_action_at`), so a
 loan that is quiet for two weeks is not queried every day; a borrower with
 nothing left to do (`next_look` None) is never queried again.
+
+Days are the loan's days past due in the borrower's zone: calendar days on a
+real clock, or, given the loan's `clock` (dunning/clock.py), days of a fast
+demo clock, on which the demo's borrowers (scripts/demo.py) act.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
+from dunning.clock import LoanClock
 from dunning.money import minor_units
 from dunning.policy import Policy, PlanOffer
 from simulation.portfolio import (
     BREAKS_PROMISE,
     DISPUTES,
+    KEEPS_PROMISE,
     PARTIAL_PAYER,
     PAYS_AFTER_CALL,
     PAYS_ON_REMINDER,
@@ -42,13 +48,17 @@ _NOT_OUT = ("failed", "undelivered", "bounced")
 _FALLBACK_OFFER = PlanOffer(installments=3, interval_days=30, first_due_in_days=7)
 
 
+# Reminders: before the due date (a loan placed early) and in the first stage.
+_REMINDER_STAGES = ("pre_due", "reminder")
+
+
 def _matches(trigger: str, contact: dict) -> bool:
     if trigger == REMINDER:
-        return contact["stage"] == "reminder"
+        return contact["stage"] in _REMINDER_STAGES
     if trigger == VOICE:
         return contact["channel"] == "voice"
     if trigger == COLLECTIONS:
-        return contact["stage"] != "reminder"
+        return contact["stage"] not in _REMINDER_STAGES
     if trigger == PLAN_OFFER:
         return contact["template"] == "plan_offer"
     if trigger == BUREAU_NOTICE:
@@ -84,6 +94,8 @@ class Borrower:
     closed: bool = False
     log: list[str] = field(default_factory=list)  # "d9: promise 1200.00 by d14", ...
     rejections: list[str] = field(default_factory=list)
+    # The loan's clock, for a loan on a fast one (the demo's); None: calendar days.
+    clock: LoanClock | None = None
 
     def __post_init__(self) -> None:
         b = self.loan.behaviour
@@ -95,7 +107,7 @@ class Borrower:
             self.waiting, self.deadline = VOICE, b.patience_days
         elif b.kind == TAKES_PLAN:
             self.waiting = PLAN_OFFER
-        elif b.kind in (BREAKS_PROMISE, DISPUTES):
+        elif b.kind in (BREAKS_PROMISE, KEEPS_PROMISE, DISPUTES):
             self.waiting = COLLECTIONS
         elif b.kind == PARTIAL_PAYER:
             self.waiting, self.deadline = COLLECTIONS, b.patience_days
@@ -105,7 +117,9 @@ class Borrower:
     # ----------------------------------------------------------- the calendar
 
     def day_of(self, instant: datetime) -> int:
-        """Days past due of an instant, in the borrower's zone."""
+        """Days past due of a real instant, in the borrower's zone (on the loan's clock, if it has one)."""
+        if self.clock is not None:
+            return self.clock.days_past_due(self.clock.loan_time(instant))
         return (instant.astimezone(self.zone).date() - self.loan.due_date).days
 
     def date_of(self, day: int) -> date:
@@ -177,6 +191,8 @@ class Borrower:
                 self._schedule("pay_full", sent + b.later_delay_days)
             else:
                 self._schedule("promise", sent)
+        elif b.kind == KEEPS_PROMISE:
+            self._schedule("promise", sent)
         elif b.kind == PARTIAL_PAYER:
             self._schedule("pay_fraction", sent + (b.later_delay_days if trigger == BUREAU_NOTICE else b.delay_days), trigger)
         elif b.kind == DISPUTES:
@@ -291,6 +307,8 @@ class Borrower:
         if act.kind == "propose_plan" and isinstance(answer, dict):
             self.installments = [i for i in answer.get("installments", []) if not i.get("paid_on")]
             self._next_installment(day)
+        elif act.kind == "promise_to_pay" and self.loan.behaviour.kind == KEEPS_PROMISE:
+            self._schedule("pay_full", max(day, self.promise_by - self.loan.behaviour.lead_days))
         elif act.kind == "promise_to_pay":
             # Look the day after the promise counts as broken (by_date + grace + 1).
             self._schedule("check_promise", self.promise_by + self.policy.promises.grace_days + 1)

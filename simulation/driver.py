@@ -2,7 +2,10 @@
 day at a time (to 19:00 past the start time each day, after the day's
 contacts), the borrowers whose behaviour needs a decision that day looking at
 their loan's `status` and acting (simulation/behaviour.py), and everything
-counted. The others are not queried."""
+counted. The others are not queried.
+
+BorrowerActs is the looking and acting alone, on any client: the demo's
+borrowers (scripts/demo.py) act through it on a dev server in real time."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.testservice.v1 import SleepRequest
-from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -42,15 +45,56 @@ CONCURRENCY = 24
 Progress = Callable[[str], None]
 
 
-class PortfolioDriver:
+class BorrowerActs:
+    """Borrowers looking at their loan's `status` and sending what they
+    decide (repayment signals, promise and plan updates...), counted."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.limit = asyncio.Semaphore(CONCURRENCY)
+        self.statuses = self.signals = self.updates = 0
+
+    async def look(self, borrower: Borrower, now: datetime) -> None:
+        handle = self.client.get_workflow_handle(workflow_id_for(borrower.loan.loan_id))
+        async with self.limit:
+            try:
+                status = await handle.query("status")
+            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+                borrower.next_look, borrower.done = None, True
+                borrower.rejections.append(f"d{borrower.day_of(now)}: status query failed: {error}")
+                return
+            finally:
+                self.statuses += 1
+        day = borrower.day_of(now)
+        for act in borrower.look(now, status):
+            answer, error = None, None
+            async with self.limit:
+                try:
+                    answer = await self.send(handle, act)
+                except WorkflowUpdateFailedError as failed:
+                    error = str(failed.cause or failed)
+                except RPCError as failed:
+                    error = f"{type(failed).__name__}: {failed}"
+            borrower.answered(act, day, answer, error)
+
+    async def send(self, handle, act: Act) -> Any:
+        if act.kind in ("propose_plan", "promise_to_pay"):
+            self.updates += 1
+            return await handle.execute_update(act.kind, act.payload)
+        self.signals += 1
+        await handle.signal(act.kind, act.payload)
+        return None
+
+
+class PortfolioDriver(BorrowerActs):
     """Moves the server's clock, lets borrowers look and act, counts it all."""
 
     def __init__(self, env: WorkflowEnvironment, settings: Settings, sessions, borrowers: dict[str, Borrower],
                  say: Progress, label: str) -> None:
-        self.env, self.client = env, env.client
+        super().__init__(env.client)
+        self.env = env
         self.settings, self.sessions, self.borrowers, self.say, self.label = settings, sessions, borrowers, say, label
-        self.limit = asyncio.Semaphore(CONCURRENCY)
-        self.steps = self.statuses = self.signals = self.updates = 0
+        self.steps = 0
         self.began = time.perf_counter()
 
     async def now(self) -> datetime:
@@ -109,37 +153,6 @@ class PortfolioDriver:
             # write-off day (when the rest close).
             ends = [d for d in (write_off_day, write_off_day + 1) if d > day]
             day = max(day + 1, min([*waiting, *ends, day + MAX_STEP_DAYS, days]))
-
-    async def look(self, borrower: Borrower, now: datetime) -> None:
-        handle = self.client.get_workflow_handle(workflow_id_for(borrower.loan.loan_id))
-        async with self.limit:
-            try:
-                status = await handle.query("status")
-            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
-                borrower.next_look, borrower.done = None, True
-                borrower.rejections.append(f"d{borrower.day_of(now)}: status query failed: {error}")
-                return
-            finally:
-                self.statuses += 1
-        day = borrower.day_of(now)
-        for act in borrower.look(now, status):
-            answer, error = None, None
-            async with self.limit:
-                try:
-                    answer = await self.send(handle, act)
-                except WorkflowUpdateFailedError as failed:
-                    error = str(failed.cause or failed)
-                except RPCError as failed:
-                    error = f"{type(failed).__name__}: {failed}"
-            borrower.answered(act, day, answer, error)
-
-    async def send(self, handle, act: Act) -> Any:
-        if act.kind in ("propose_plan", "promise_to_pay"):
-            self.updates += 1
-            return await handle.execute_update(act.kind, act.payload)
-        self.signals += 1
-        await handle.signal(act.kind, act.payload)
-        return None
 
     async def terminate_open(self) -> int:
         """Terminate the loans still open, each once its activities are done."""

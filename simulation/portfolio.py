@@ -58,6 +58,14 @@ that contacts sooner recovers sooner (simulation/behaviour.py runs them):
                       (the loan ends dispute_upheld); half of all disputers
                       pay in full after the next contact once a dispute is
                       rejected, the rest never pay.
+
+One more behaviour is acted out but not drawn by the generator (it is in no
+mix, so the default portfolio and its results are as they were); the demo's
+borrowers (scripts/demo.py) use it:
+
+    keeps_promise     when collections reach them promises the balance within
+                      `promise_days` and pays it in full `lead_days` before
+                      that date: the promise is kept.
 """
 
 from __future__ import annotations
@@ -78,6 +86,8 @@ PARTIAL_PAYER = "partial_payer"
 NEVER_PAYS = "never_pays"
 DISPUTES = "disputes"
 BEHAVIOURS = (PAYS_ON_REMINDER, PAYS_AFTER_CALL, TAKES_PLAN, BREAKS_PROMISE, PARTIAL_PAYER, NEVER_PAYS, DISPUTES)
+# Acted out (simulation/behaviour.py) but never generated: see the module doc.
+KEEPS_PROMISE = "keeps_promise"
 
 # Shares of a consumer-loan portfolio entering collections: most cure on a
 # reminder or a call, a tenth to a fifth never pay.
@@ -139,9 +149,9 @@ class Behaviour:
     fraction: str | None = None  # partial_payer: share of the balance paid each time
     plan_offer: int = 0  # takes_plan: which of the policy's plans.offers (0-based)
     breaks_at: int | None = None  # takes_plan: the installment never paid
-    lead_days: int = 0  # takes_plan: days before an installment's due date it is paid
+    lead_days: int = 0  # takes_plan: days before an installment's due date it is paid; keeps_promise: before by_date
     promises: int = 0  # breaks_promise: promises made and broken
-    promise_days: int = 0  # breaks_promise: by_date = today + this
+    promise_days: int = 0  # breaks_promise, keeps_promise: by_date = today + this
     pays_later: bool = False  # after the bureau notice (or, for disputes, after the next contact)
     later_delay_days: int = 0
     upheld: bool = False  # disputes

@@ -1,10 +1,11 @@
 """Issue 14, finding 9 (files and logs) and finding 5's access log, replayed
 and refused:
 
-- the pay-link secret, inbound.jsonl (phone numbers and reply texts) and the
-  SQLite database are 0600 from their creation, never for a moment at the
-  umask's mode (checked under a umask of 0, where a file created any other
-  way would be 0666, and by watching every file creation);
+- the pay-link secret and the SQLite database are 0600 from their creation,
+  never for a moment at the umask's mode (checked under a umask of 0, where a
+  file created any other way would be 0666, and by watching every file
+  creation); inbound SMS are kept in the database, no file of their own, and
+  logged with the number masked (issue 17);
 - a provider error quoting the recipient in another formatting is scrubbed;
 - a CSV cell starting with =, +, -, @, a tab or CR is not a formula;
 - repr(settings) shows no secret;
@@ -31,7 +32,6 @@ from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -43,7 +43,6 @@ from db.private_files import open_private_append, write_private
 from db.session import make_engine
 from dunning import metro2
 from dunning.csv_cells import csv_cell
-from gateway.routes.twilio import keep_reply
 from gateway.settings import GatewaySettings
 from runtime.dev_server import free_port
 from runtime.logging import RedactSecrets, redact
@@ -133,19 +132,49 @@ def test_the_old_way_of_writing_it_would_be_caught(tmp_path, monkeypatch):
         assert_private_from_creation(path, found)
 
 
-def test_inbound_replies_are_kept_in_a_0600_file(tmp_path, monkeypatch):
-    path = tmp_path / "replies" / "inbound.jsonl"
-    gw = SimpleNamespace(edge=SimpleNamespace(inbound_replies_path=str(path)), replies_lock=threading.Lock())
-    with created_files(tmp_path, monkeypatch) as found:
-        keep_reply(gw, {"from": "+8613800138000", "body": "call me"})
-    assert_private_from_creation(path, found)
-    keep_reply(gw, {"from": "+8613800138000", "body": "again"})
-    assert [json.loads(line)["body"] for line in path.read_text().splitlines()] == ["call me", "again"]
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+def test_an_inbound_sms_is_kept_in_the_database_and_the_logs_hold_no_full_number(
+    settings, session_factory, seeded_borrower, tmp_path, monkeypatch, capfd,
+):
+    """Issue 17: replies went to inbound.jsonl, a second copy of phone numbers
+    and texts beside the database. Now the database holds them (like the
+    borrower directory), no other file is written, and the logs mask the number."""
+    from fastapi.testclient import TestClient
+
+    import gateway.routes.twilio
+    import services.inbound
+    from db.models import InboundMessage
+    from gateway.app import create_app
+    from tests.support.gateway import gateway_settings, twilio_signed
+
+    logged: list[str] = []
+
+    class Recorder:
+        def __getattr__(self, level):
+            return lambda event, **fields: logged.append(json.dumps({"event": event, **fields}, ensure_ascii=False))
+
+    for module in (services.inbound, gateway.routes.twilio):
+        monkeypatch.setattr(module, "log", Recorder())
+    params = {"MessageSid": "SM-FILES-1", "From": BORROWER["phone"], "Body": "call me on Friday please"}
+    database = Path(settings.database_url.removeprefix("sqlite:///")).name
+    app = create_app(settings, lambda: None, gateway_settings(tmp_path))
+    with TestClient(app) as client:
+        client.get("/health")  # the database is opened (and migrated) before the watch
+        with created_files(tmp_path, monkeypatch) as found:
+            answer = client.post("/webhooks/twilio/inbound", data=params,
+                                 headers=twilio_signed("/webhooks/twilio/inbound", params))
+    assert answer.status_code == 200
+    assert [Path(path).name for path, _, _ in found if not Path(path).name.startswith(database)] == []
+    with session_factory() as db:
+        [row] = db.query(InboundMessage).all()
+    assert (row.body, row.sender, row.borrower_id) == ("call me on Friday please", BORROWER["phone"], "B-77")
+    captured = capfd.readouterr()
+    logs = "\n".join(logged) + captured.out + captured.err
+    assert '"inbound_sms"' in logs and "+86***00" in logs  # masked: enough to tell two numbers apart
+    assert BORROWER["phone"] not in logs and BORROWER["phone"][1:] not in logs and "call me" not in logs
 
 
-def test_an_existing_world_readable_replies_file_is_made_private(tmp_path):
-    path = tmp_path / "inbound.jsonl"
+def test_an_existing_world_readable_append_file_is_made_private(tmp_path):
+    path = tmp_path / "checkpoints.jsonl"
     path.write_text('{"old": 1}\n')
     path.chmod(0o644)
     with open_private_append(path) as handle:
@@ -183,10 +212,10 @@ def test_write_private_replaces_a_file_whatever_its_mode_and_leaves_no_temporary
     assert [p.name for p in tmp_path.iterdir()] == ["key"]
 
 
-def test_a_symlink_planted_at_the_replies_path_is_not_followed(tmp_path):
+def test_a_symlink_planted_at_an_append_files_path_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     target.write_text("")
-    link = tmp_path / "inbound.jsonl"
+    link = tmp_path / "checkpoints.jsonl"
     link.symlink_to(target)
     with pytest.raises(OSError):
         open_private_append(link)
@@ -344,7 +373,7 @@ def test_the_gateway_access_log_is_json_without_the_pay_token(tmp_path):
     access line has the path with the token redacted, as a JSON object."""
     port = free_port()
     env = {**os.environ, "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path / 'dunning.db'}",
-           "DUNNING_PAY_LINK_SECRET": "access-log-test", "DUNNING_INBOUND_REPLIES_PATH": str(tmp_path / "in.jsonl"),
+           "DUNNING_PAY_LINK_SECRET": "access-log-test",
            "PYTHONPATH": str(ROOT)}
     log = tmp_path / "gateway.log"
     with open(log, "wb") as output:

@@ -227,7 +227,8 @@ def test_the_hand_off_to_the_lender_is_a_signed_short_lived_token_not_the_loan_i
     token = token_of(mint_pay_link(session_factory, LOAN))
     page = gateway.get(f"/pay/{token}")
     hrefs = [h for h in re.findall(r'href="([^"]+)"', page.text) if h.startswith("https://lender.example/pay")]
-    assert len(hrefs) == 3 and all('rel="noreferrer"' in page.text for _ in hrefs)
+    # Pay and plan (a dispute is the page's own form since issue 17, not a hand-off).
+    assert len(hrefs) == 2 and all('rel="noreferrer"' in page.text for _ in hrefs)
     secret = handoff_secret("", settings.signing_secret())
     assert secret != settings.signing_secret()
     actions = []
@@ -240,7 +241,7 @@ def test_the_hand_off_to_the_lender_is_a_signed_short_lived_token_not_the_loan_i
         actions.append(data["action"])
         with pytest.raises(BadSignature):
             verify_handoff("the-lender-has-another-secret", query["handoff"][0])
-    assert sorted(actions) == ["dispute", "pay", "plan"]
+    assert sorted(actions) == ["pay", "plan"]
 
     # Tampered: another loan's id under this signature.
     signed = make_handoff(secret, LOAN, "1200.00", "CNY", "pay")

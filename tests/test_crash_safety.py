@@ -477,7 +477,6 @@ async def test_a_send_reconciled_by_twilio_s_callback_after_a_kill_is_in_the_aud
     acts, twilio, request = _killed_after_acceptance(settings, session_factory)
     gateway = create_app(settings, lambda: None, GatewaySettings(
         TWILIO_AUTH_TOKEN=TWILIO_CALLBACK_TOKEN, DUNNING_PUBLIC_BASE_URL=PUBLIC,
-        DUNNING_INBOUND_REPLIES_PATH=str(tmp_path / "inbound.jsonl"),
     ))
     path = "/webhooks/twilio/status?" + urlencode({"key": request.key})
     params = {"MessageSid": "SM" + "0" * 31 + "1", "MessageStatus": "sent", "AccountSid": ACCOUNT_SID}

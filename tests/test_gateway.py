@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete
 
 from tests.support.pay_links import mint_pay_link
-from db.models import AgentTask, Contact, PayToken
+from db.models import AgentTask, Contact, InboundMessage, PayToken
 from loaders.config_files import load_policy
 from gateway.app import ROUTERS, create_app
 from gateway.payment_signature import sign_payment
@@ -163,7 +163,7 @@ async def test_a_malformed_payment_is_a_422_naming_the_field(gateway):
         assert ["body", field] in [e["loc"] for e in response.json()["detail"]], response.text
 
 
-async def test_an_inbound_stop_opts_the_borrowers_loans_out_of_sms_and_other_replies_are_kept(gateway, time_env, tmp_path):
+async def test_an_inbound_stop_opts_the_borrowers_loans_out_of_sms_and_other_replies_are_kept(gateway, time_env, session_factory):
     http, loans = gateway
     await place(http, loans, time_env, "L-GW-STOP")  # a borrower in a zone picked by the clock: PLACELESS_PHONE
     params = {"MessageSid": "SM-1", "From": PLACELESS_PHONE, "Body": " stop "}
@@ -176,8 +176,12 @@ async def test_an_inbound_stop_opts_the_borrowers_loans_out_of_sms_and_other_rep
     reply = {"MessageSid": "SM-2", "From": PLACELESS_PHONE, "Body": "I will pay on Friday"}
     response = await http.post("/webhooks/twilio/inbound", data=reply, headers=twilio_signed("/webhooks/twilio/inbound", reply))
     assert response.status_code == 200
-    [kept] = [json.loads(line) for line in (tmp_path / "inbound.jsonl").read_text().splitlines()]
-    assert kept["body"] == "I will pay on Friday" and kept["loan_ids"] == ["L-GW-STOP"]
+    # Kept in the database for an agent, with a task pointing at it (issue 17).
+    with session_factory() as db:
+        kept = db.query(InboundMessage).filter_by(message_key="SM-2").one()
+        task = db.query(AgentTask).filter_by(kind="inbound_request").one()
+    assert kept.body == "I will pay on Friday" and json.loads(kept.loan_ids) == ["L-GW-STOP"]
+    assert (task.subject, task.loan_id) == (f"inbound:{kept.id}", "L-GW-STOP")
 
 
 async def test_forged_or_missing_twilio_signatures_are_403(gateway):
@@ -268,7 +272,8 @@ async def test_the_pay_page_shows_the_amount_and_refuses_forged_or_expired_links
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "1200.00" in page.text and "CNY" in page.text and "5 days past due" in page.text
     assert 'href="https://lender.example/pay?handoff=' in page.text and "loan=L-GW-LINK" not in page.text
-    assert "instalment plan" in page.text and "Dispute" in page.text
+    # The "this is wrong" form is the page's own (issue 17), not a link out.
+    assert "instalment plan" in page.text and "This is wrong" in page.text and "/dispute" in page.text
     assert BORROWER["name"] not in page.text and BORROWER["phone"] not in page.text
 
     token = link.rsplit("/", 1)[1]

@@ -53,6 +53,10 @@ def context(language: str, **overrides) -> dict:
         lender_name=lender, borrower_name=borrower, amount=AMOUNT, currency=currency, due_date=date(2026, 11, 1),
         days_past_due=12, pay_link="https://pay.example.com/p/abcDEF123", loan_id="L-2001", stage="reminder",
         unsubscribe_url="https://gw.example.com/u?key=k&sig=s", debt_collector=False,
+        # A merged message's loans (borrower_summary); the other templates ignore it.
+        summary={"loans": [{"loan_id": "L-2001", "amount": AMOUNT, "currency": currency, "due_date": date(2026, 11, 1),
+                            "days_past_due": 12, "pay_link": "https://pay.example.com/p/abcDEF123"}],
+                 "totals": [{"amount": AMOUNT, "currency": currency}]},
     )
     values.update(overrides)
     return values

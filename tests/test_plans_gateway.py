@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 import services.visits
-from db.models import Contact, FieldVisitRecord
+from db.models import AgentTask, Contact, FieldVisitRecord, InboundMessage
 from dunning.pay_options import loan_today, nothing_to_pay, offer_proposal, plan_offers, running_plan
 from gateway.app import create_app
 from loaders.config_files import load_policy
@@ -187,6 +187,39 @@ async def test_the_pay_page_offers_the_policys_plans_and_one_click_sets_one_up(g
     assert "An instalment plan is in place" in page.text and "Choose this plan" not in page.text
     status = await status_when(http, time_env, "L-PP-1", lambda s: any(c["template"] == "plan_confirmation" for c in s["contacts"]))
     assert [c["channel"] for c in status["contacts"] if c["template"] == "plan_confirmation"] == ["sms"]
+
+
+async def test_the_pay_pages_this_is_wrong_form_holds_the_loan_and_its_verification_task_opens(gateway, time_env, session_factory):
+    """Issue 17: the form raises `dispute` with its reason category; the
+    workflow holds the loan and opens one dispute_verification task; the
+    note stays in the database, never in Temporal."""
+    http, loans = gateway
+    await place(http, loans, time_env, "L-PP-DISP", days=3)
+    token = mint_pay_link(session_factory, "L-PP-DISP").rsplit("/", 1)[1]
+    assert f'action="{token}/dispute"' in (await http.get(f"/pay/{token}")).text
+    data, cookies = plan_form(token, "0")
+    del data["offer"]
+    http.cookies.clear()
+    for name, value in cookies.items():
+        http.cookies.set(name, value, path="/pay/")
+    note = "NOTE-DSP-4411: 我已经在11月3日还了300元"
+    for _ in range(2):  # a second click raises no second dispute (nor a second task)
+        done = await http.post(f"/pay/{token}/dispute", data={**data, "reason": "already_paid", "note": note})
+        assert done.status_code == 200, done.text
+
+    status = await status_when(http, time_env, "L-PP-DISP", lambda s: s["disputed"] and s["open_tasks"])
+    assert [t["kind"] for t in status["open_tasks"]] == ["dispute_verification"]
+    with session_factory() as db:
+        found = db.scalars(select(AgentTask).where(AgentTask.loan_id == "L-PP-DISP")).all()
+        kept = db.scalars(select(InboundMessage).where(InboundMessage.channel == "pay_page")).all()
+    assert [(t.kind, t.status) for t in found] == [("dispute_verification", "open")]
+    assert [(m.category, m.body) for m in kept] == [("already_paid", note)] * 2
+    history = history_text(await loans.client.get_workflow_handle("dunning-L-PP-DISP").fetch_history())
+    assert "pay_page:already_paid" in history and "NOTE-DSP-4411" not in history and "11月3日" not in history
+    signalled = [e.workflow_execution_signaled_event_attributes.signal_name
+                 for e in (await loans.client.get_workflow_handle("dunning-L-PP-DISP").fetch_history()).events
+                 if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert signalled == ["dispute"]
 
 
 def test_the_pay_pages_offers_are_the_workflows_arithmetic_on_the_status():

@@ -158,3 +158,39 @@ def test_an_unknown_policy_names_the_known_ones():
     assert "default, demo" in known
     with pytest.raises(PolicyError, match=rf"no policy named 'gentle'.*\(known: {known}\)$"):
         load_policy("gentle", POLICIES)
+
+
+def test_a_loan_placed_early_in_a_pre_due_segment_enters_pre_due_and_one_outside_waits_for_day_one():
+    policy, profile = default_policy(), load_profile("cn", PROFILES)
+    clock = LoanClock(local(-4, 15), "Asia/Shanghai", DUE)
+    risky = new_state().model_copy(update={"pre_due": True, "segment": "high_risk"})
+    safe = new_state().model_copy(update={"pre_due": True, "segment": "standard"})
+    from_before_it = new_state().model_copy(update={"segment": "high_risk"})  # a run from before pre_due
+
+    entering = next_action(policy, profile, risky, clock, local(-4, 15))
+    assert (entering.kind, entering.stage) == ("enter_stage", "pre_due")
+    for waiting in (safe, from_before_it):
+        action = next_action(policy, profile, waiting, clock, local(-4, 15))
+        assert action.kind == "wait" and action.at == local(1, 0)
+
+
+def test_in_pre_due_the_next_reminder_is_the_one_three_days_before_the_due_date():
+    policy, profile = default_policy(), load_profile("cn", PROFILES)
+    clock = LoanClock(local(-4, 15), "Asia/Shanghai", DUE)
+    state = new_state().model_copy(update={"pre_due": True, "segment": "high_risk", "stage": "pre_due"})
+    waiting = next_action(policy, profile, state, clock, local(-4, 15))
+    assert waiting.kind == "wait" and waiting.at == local(-3, 9)
+    due = next_action(policy, profile, state, clock, local(-3, 9))
+    assert (due.kind, due.occurrence.channel, due.occurrence.template, due.occurrence.day) == ("contact", "sms", "due_soon", -3)
+
+
+def test_a_pre_due_step_after_the_due_date_is_rejected_naming_it(tmp_path):
+    text = (POLICIES / "default.toml").read_text().replace("{ day = -1, channel = \"push\"", "{ day = 2, channel = \"push\"")
+    with pytest.raises(PolicyError, match=r"stages\.pre_due\.steps\.1\.day: Input should be less than or equal to 0"):
+        load_policy("default", write(tmp_path, "default", text))
+
+
+def test_a_pre_due_stage_naming_an_unknown_segment_is_rejected(tmp_path):
+    text = (POLICIES / "default.toml").read_text().replace('segments = ["high_risk", "high_balance"]', 'segments = ["gold"]')
+    with pytest.raises(PolicyError, match=r"stages\.pre_due\.segments: 'gold' is not one of the policy's segments"):
+        load_policy("default", write(tmp_path, "default", text))

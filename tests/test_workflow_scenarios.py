@@ -42,8 +42,10 @@ class FakeActivities:
     repository's policy in Shanghai; a contact is sent unless its channel's
     provider `refuses`; a record is kept in `written`, by activity name."""
 
-    def __init__(self, refuses: tuple[str, ...] = ()) -> None:
+    def __init__(self, refuses: tuple[str, ...] = (), database_down_for: int = 0) -> None:
         self.refuses = refuses
+        self.database_down_for = database_down_for  # send attempts that find the database down
+        self.attempts = 0
         self.sent: list[acts.ContactRequest] = []
         self.written: dict[str, list[dict]] = {name: [] for name in RECORD_WRITERS}
         self.escalated: list[acts.TaskEscalation] = []
@@ -59,6 +61,9 @@ class FakeActivities:
 
     @activity.defn(name=acts.SEND_CONTACT)
     async def send_contact(self, request: acts.ContactRequest) -> acts.ContactOutcome:
+        self.attempts += 1
+        if self.attempts <= self.database_down_for:
+            raise ApplicationError("database unavailable (OperationalError)", type=acts.DATABASE_UNAVAILABLE)
         if request.channel in self.refuses:
             raise ApplicationError(f"{request.channel} provider refused", type="PermanentSendError", non_retryable=True)
         self.sent.append(request)
@@ -243,6 +248,20 @@ async def test_a_provider_that_refuses_leaves_its_contact_failed_and_the_loan_go
 
     assert [(c["channel"], c["result"]) for c in shown["contacts"][:3]] == [("sms", "sent"), ("push", "sent"), ("email", "failed")]
     assert shown["next_action"].startswith("waiting for"), "the loan goes on to its next step"
+
+
+async def test_a_contact_that_finds_the_database_down_waits_and_goes_out_once_when_it_is_back(time_env):
+    # The SMS's five tries find the database down.
+    fake = FakeActivities(database_down_for=5)
+    async with fake_worker(time_env, fake) as loans:
+        handle = await loans.start(loan_input("L-SC-DBDOWN", await overdue_since(time_env, 1)))
+        shown = await after_the_days_first_contacts(time_env, handle, 3)
+
+    # The SMS waited while the push and the e-mail went; then it went too.
+    assert [(c["channel"], c["result"]) for c in shown["contacts"][:3]] == [("push", "sent"), ("email", "sent"), ("sms", "sent")]
+    assert sorted(r.channel for r in fake.sent[:3]) == ["email", "push", "sms"], "each went out once, none was lost"
+    decisions = [d for d in fake.written[acts.RECORD_DECISION] if d.get("rule") == "database_unavailable"]
+    assert [d["channel"] for d in decisions] == ["sms"], decisions
 
 
 async def test_a_complaint_holds_the_loan_until_a_reviewer_resolves_it(time_env):

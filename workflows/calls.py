@@ -27,6 +27,9 @@ SEND_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["TemplateMissing", "PermanentSendError"],
 )
+# A contact that found the database down waits this long before it is
+# decided again (SEND_RETRY's attempts took about half a minute already).
+DATABASE_WAIT = timedelta(minutes=10)
 # The activity that writes each kind of record, and its payload type.
 WRITERS = {
     records.PAYMENT: (acts.RECORD_PAYMENT, acts.PaymentRecord),
@@ -135,6 +138,16 @@ async def send_contact(request: Record) -> acts.ContactOutcome | None:
             summary=request.summary,
         )
     except ActivityError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == acts.DATABASE_UNAVAILABLE:
+            # The borrower's coordinator (the database) is down: the contact
+            # waits and is decided again, never lost (issue 17, item 1).
+            workflow.logger.warning("contact_waits_for_database", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"]})
+            return acts.ContactOutcome(
+                key=request.fields["key"], channel=request.fields["channel"], result="deferred",
+                detail="the database that coordinates the borrower's contacts was unavailable",
+                not_before=(workflow.now() + DATABASE_WAIT).isoformat(), rule="database_unavailable",
+            )
         workflow.logger.warning(
             "contact_failed", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"], "error": str(error.cause or error)}
         )

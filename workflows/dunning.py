@@ -61,6 +61,10 @@ BORROWER_ID_ATTRIBUTE = "borrower-id-search-attribute-2026-12"
 # Agent tasks opened by the loan (a dispute, a complaint) and escalated past
 # their SLA (issue 17). Loans started before it open none.
 AGENT_TASKS = "agent-tasks-2026-12"
+# Reminders before the due date: a loan placed early enters the policy's
+# pre_due stage (issue 17, item 5). Loans started before it wait in
+# `pending` until the first overdue stage, as they did.
+PRE_DUE = "pre-due-stage-2026-12"
 
 
 def _signal(name: str, model: type, transition):
@@ -298,6 +302,7 @@ class DunningWorkflow:
         # Since the deep-stages patch, a local activity too: one marker, and no
         # round trip through the server before the loan's first decision.
         prepared = await calls.prepare_loan(state, self._version.records_locally)
+        fresh = False
         policy, profile = Policy.model_validate(prepared.policy), Profile.model_validate(prepared.profile)
         if state.clock_anchor is None:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
@@ -305,14 +310,19 @@ class DunningWorkflow:
             if workflow.patched(AGENT_TASKS):
                 state.task_sla_hours = dict(policy.tasks.sla_hours)
             state.clock_anchor = workflow.now()
+            fresh = True
         self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, policy.day_seconds)
+        if fresh and self._clock.days_past_due(self._clock.loan_time(workflow.now())) <= 0:
+            # Asked only of a loan placed before it is due: no marker in the
+            # history of every other loan.
+            state.pre_due = workflow.patched(PRE_DUE)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))
         self._rules = Rules(policy, profile, terms)
 
     async def _contact(self, occurrence: Occurrence, loan_now: datetime) -> None:
         state = self._require_state()
         decided = self._moment()  # the contact's time is when it went to the provider
-        request = contacts.contact_request(state, self._rules.profile, occurrence, decided, loan_now)
+        request = contacts.contact_request(state, self._rules.profile, occurrence, decided, loan_now, self._rules.policy)
         outcome = await calls.send_contact(request)
         result = outcome.result if outcome is not None else "failed"
         moved = outcome is not None and bool(outcome.time_zones) and list(outcome.time_zones) != state.contact_zones
@@ -331,7 +341,10 @@ class DunningWorkflow:
             until = self._clock.loan_time(datetime.fromisoformat(outcome.not_before))
             self._defer(occurrence, until, outcome.rule or "voice_daily_cap", outcome.detail or "call cap across the borrower's loans")
             return
-        contacts.contact_recorded(state, occurrence, result, decided, loan_now)
+        # The message that carried it: its own key, or one merged across the
+        # borrower's loans (an older worker's outcome names only its own key).
+        message_key = (outcome.message_key or outcome.key) if outcome is not None else ""
+        contacts.contact_recorded(state, occurrence, result, decided, loan_now, message_key)
         self._count("dunning_contacts", "contacts by channel and result", channel=occurrence.channel, result=result)
 
     def _defer(self, occurrence: Occurrence, until: datetime, rule: str, reason: str) -> None:

@@ -5,9 +5,11 @@ compliance rule; and what the borrower and the providers say about them
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from dunning import contract, keys
 from dunning.compliance import Profile
+from dunning.policy import BorrowerContacts, Policy
 from dunning.inputs import ContactOutcomeSignal, OptOutSignal, PayLinkRequest
 from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, VALIDATION_NOTICE, Occurrence
 from dunning.state import ContactEntry, LoanState
@@ -15,7 +17,10 @@ from dunning.transitions.holds import SignalRejected
 from dunning.transitions.records import CONTACT, Moment, Record, decision, money, operator_action
 
 
-def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, moment: Moment, loan_now: datetime) -> Record:
+def contact_request(
+    state: LoanState, profile: Profile, occurrence: Occurrence, moment: Moment, loan_now: datetime,
+    policy: Policy | None = None,
+) -> Record:
     """The message to send for a planned step (the send_contact activity's request)."""
     return Record(
         CONTACT,
@@ -39,6 +44,7 @@ def contact_request(state: LoanState, profile: Profile, occurrence: Occurrence, 
             loan_at=loan_now.isoformat(), time_zone=state.time_zone,
             **notice_terms(state, profile, occurrence),
             **message_terms(state, occurrence),
+            **borrower_terms(state, profile, policy, occurrence, loan_now),
         ),
         f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
     )
@@ -59,6 +65,44 @@ def notice_terms(state: LoanState, profile: Profile, occurrence: Occurrence) -> 
     )
 
 
+def borrower_terms(
+    state: LoanState, profile: Profile, policy: Policy | None, occurrence: Occurrence, loan_now: datetime
+) -> dict:
+    """One voice per borrower (issue 17, item 1): the per-borrower daily cap
+    on the step's channel (the smaller of the profile's and the policy's
+    [borrower] daily_caps) and whether the step may be merged with the
+    borrower's other loans' steps, with how long (real seconds) the first may
+    wait for the others: the policy's gather_seconds, never past the contact
+    window's end in any of the borrower's zones. Enforced by the activity,
+    which alone sees the other loans. Nothing when neither applies (what a
+    request meant before)."""
+    if occurrence.channel == "voice":
+        return {}  # calls keep the profile's voice caps
+    rules = policy.borrower if policy is not None else BorrowerContacts()
+    day_seconds = policy.day_seconds if policy is not None else 86400
+    terms: dict = {}
+    cap = profile.caps.borrower_daily_cap(occurrence.channel, rules.daily_caps.get(occurrence.channel))
+    if cap is not None:
+        terms["borrower_daily_cap"] = cap
+    if rules.merges(occurrence.channel, occurrence.template):
+        left = _window_left_seconds(profile, state.zones, loan_now) * day_seconds / 86400
+        terms["merge"] = True
+        terms["gather_seconds"] = round(max(0.0, min(rules.gather_seconds, left)), 3)
+    return terms
+
+
+def _window_left_seconds(profile: Profile, zones: tuple[str, ...], loan_now: datetime) -> float:
+    """Loan-time seconds from `loan_now` to the contact window's end, in the
+    zone where it ends first."""
+    left = []
+    for name in zones:
+        zone = ZoneInfo(name)
+        local = loan_now.astimezone(zone)
+        end = datetime.combine(local.date(), profile.window.end, tzinfo=zone)
+        left.append((end - local).total_seconds())
+    return min(left, default=0.0)
+
+
 def message_terms(state: LoanState, occurrence: Occurrence) -> dict:
     """An installment reminder states the installment, not the balance."""
     plan = state.active_plan
@@ -69,8 +113,12 @@ def message_terms(state: LoanState, occurrence: Occurrence) -> dict:
     return {"message_amount": money(state, installment.amount), "message_due_date": installment.due_date.isoformat()}
 
 
-def contact_recorded(state: LoanState, occurrence: Occurrence, result: str, moment: Moment, loan_now: datetime) -> None:
-    """A step done (sent, failed or skipped) at `moment`: it is not planned again."""
+def contact_recorded(
+    state: LoanState, occurrence: Occurrence, result: str, moment: Moment, loan_now: datetime, message_key: str = "",
+) -> None:
+    """A step done (sent, failed or skipped) at `moment`: it is not planned
+    again. `message_key` is the outbox key of the message that carried it (its
+    own, or a message merged across the borrower's loans)."""
     state.done_steps.append(occurrence.key)
     state.deferred.pop(occurrence.key, None)
     state.deferred_rules.pop(occurrence.key, None)
@@ -84,6 +132,7 @@ def contact_recorded(state: LoanState, occurrence: Occurrence, result: str, mome
             template=occurrence.template,
             day=occurrence.day,
             result=result,
+            message_key=message_key,
         )
     )
 

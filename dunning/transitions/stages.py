@@ -11,7 +11,7 @@ from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.planner import segment_name
 from dunning.policy import Policy
-from dunning.contract import STAGES
+
 from dunning.state import ContactEntry, LegalCase, LoanState
 from dunning.transitions.records import BUREAU, CLOSING, STAGE_ENTRY, Moment, Record, Write, money
 
@@ -54,7 +54,8 @@ def _record_postponed_left_behind(state: LoanState, policy: Policy, loan_now: da
         if parsed is None or keys.carried_across_stages(key):
             continue
         stage, day, index, channel = parsed
-        steps = policy.stage(stage).steps if stage in STAGES else ()
+        rules = policy.stage(stage) if stage in contract.STAGE_NAMES else None
+        steps = rules.steps if rules is not None else ()
         state.contacts.append(ContactEntry(
             at=moment.now.astimezone(moment.clock.zone), loan_at=loan_now, step=key, channel=channel, stage=stage,
             template=steps[index].template if index < len(steps) else "", day=day, result="skipped_stage_ended",

@@ -6,7 +6,8 @@ in its footer (`{{ unsubscribe_url }}`).
   "unsubscribe" button sends (body `List-Unsubscribe=One-Click`, not needed
   here). The signature must be the one made for that outbox key with the
   gateway's signing secret (403 otherwise: a forged one, or another key's);
-  the key's outbox row names the loan's workflow, which gets `opt_out`
+  the key's outbox row names the loan's workflow (a message merged for
+  several of the borrower's loans, each of theirs), which gets `opt_out`
   `{"channel": "email"}` once: a key already acted on is answered as a
   duplicate and signals nothing (`Seen`, prefix `unsubscribe`).
 - `GET` on the same URL (the footer's link, or a scanner following it) changes
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from channels.unsubscribe import UNSUBSCRIBE_PATH, unsubscribe_signature_ok
-from db import outbox
+from db import borrower_messages, outbox
 from dunning import contract
 from gateway.bodies import storable
 from gateway.deps import Gateway, Seen, gateway
@@ -87,22 +88,29 @@ async def email_unsubscribe_page(request: Request, gw: Gateway = Depends(gateway
 @router.post(UNSUBSCRIBE_PATH, responses={403: {"description": "a forged signature, or one made for another key"},
                                           404: {"description": "no e-mail has this key"}})
 async def email_unsubscribe(request: Request, gw: Gateway = Depends(gateway)):
-    """One-click unsubscribe (RFC 8058): `opt_out` email for the loan whose e-mail carried the link, once."""
+    """One-click unsubscribe (RFC 8058): `opt_out` email for the loan whose
+    e-mail carried the link (for each loan, when one e-mail covered several of
+    the borrower's loans), once."""
     key = _signed_key(gw, request)
     with gw.sessions().begin() as db:
         row = outbox.find(db, key)
-        workflow_id = row.workflow_id if row is not None and row.channel == "email" else None
-    if workflow_id is None:
+        workflow_ids = []
+        if row is not None and row.channel == "email":
+            merged = borrower_messages.parts_of_message(db, key)
+            workflow_ids = [part.workflow_id for part in merged] or [row.workflow_id]
+    if not workflow_ids:
         raise HTTPException(404, "no such message")
     seen = Seen(gw.sessions, "unsubscribe")
     opted_out = False
     if seen.add(key):
         try:
-            opted_out = await gw.signal(workflow_id, contract.SIGNAL_OPT_OUT, dict(OPT_OUT_EMAIL))
+            for workflow_id in workflow_ids:
+                delivered = await gw.signal(workflow_id, contract.SIGNAL_OPT_OUT, dict(OPT_OUT_EMAIL))
+                opted_out = opted_out or delivered
+                log.info("email_unsubscribe", key=key[:255], workflow_id=workflow_id, delivered=delivered)
         except BaseException:
             seen.discard(key)  # not acted on: the mail client's retry may try again
             raise
-        log.info("email_unsubscribe", key=key[:255], workflow_id=workflow_id, delivered=opted_out)
         duplicate = False
     else:
         duplicate = True

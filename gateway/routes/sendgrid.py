@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from db import outbox
+from db import borrower_messages, outbox
 from dunning import contract
 from gateway.bodies import parse_json, storable
 from gateway.deps import Gateway, gateway
@@ -134,7 +134,11 @@ async def sendgrid_events(request: Request, gw: Gateway = Depends(gateway)) -> d
         processed += 1
         await gw.tell_contact_outcome(workflow_id, key, SENDGRID_OUTCOMES.get(kind))
         if kind in SENDGRID_OPT_OUT:
-            await gw.signal(workflow_id, contract.SIGNAL_OPT_OUT, {"channel": "email"})
+            # An e-mail merged for several of the borrower's loans: each of them (issue 17, item 1).
+            with gw.sessions()() as db:
+                targets = [part.workflow_id for part in borrower_messages.parts_of_message(db, key)] or [workflow_id]
+            for target in targets:
+                await gw.signal(target, contract.SIGNAL_OPT_OUT, {"channel": "email"})
             opted_out += 1
         log.info("sendgrid_event", key=key[:255], kind=kind)
     return {"processed": processed, "opted_out": opted_out}

@@ -1,41 +1,35 @@
 """Twilio's webhooks: message and call status callbacks (the outbox), the
 answering-machine report, a recorded call's recording (kept with its
-contact), inbound SMS (stop words, replies for an agent) and the call's
-keypad menu. Each is refused with a 403 unless Twilio signed it."""
+contact), inbound SMS (stored; keywords become actions, anything else a task
+for an agent: services/inbound.py) and the call's keypad menu. Each is
+refused with a 403 unless Twilio signed it."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from db import outbox, recordings
 from db import tasks as agent_tasks
-from db.models import Borrower, Loan
-from db.private_files import open_private_append
 from db.write_once import in_transaction
 from dunning import contract
-from dunning.masking import mask
 from gateway import ivr
 from gateway.deps import Gateway, gateway
 from gateway.openapi import OUTBOX_KEY, TWILIO_SIGNATURE, form_body
 from gateway.plans import propose_offer
 from gateway.twilio_form import twilio_form
+from services.inbound import Lender, LoanPort, callback_task, handle_sms
+from services.inbound_keywords import NO_KEYWORDS, InboundConfigError, keywords_path, load_keywords
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["webhooks"], responses={403: {"description": "missing or forged X-Twilio-Signature"}})
 
-# Inbound SMS words that opt the sender out of SMS (carrier keywords, and the
-# Chinese 退订 / TD that Chinese senders use).
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "退订", "TD"})
 SMS_DELIVERED = {"delivered"}
 # Any of these proves Twilio took the message: a `pending` outbox row (a worker
 # that crashed between sending and recording) becomes `sent`, so the retried
@@ -204,47 +198,26 @@ async def twilio_recording(
     },
 )
 async def twilio_inbound(params: dict[str, Any] = Depends(twilio_form), gw: Gateway = Depends(gateway)) -> Response:
-    """Inbound SMS: a stop word opts the sender's open loans out of SMS; other replies are kept for an agent."""
-    sender = str(params.get("From") or "")
-    text = str(params.get("Body") or "").strip()
-    sid = str(params.get("MessageSid") or "")
-    with gw.sessions()() as db:
-        borrower_ids = list(db.scalars(select(Borrower.borrower_id).where(Borrower.phone == sender))) if sender else []
-        loans = (
-            list(db.scalars(select(Loan.loan_id).where(Loan.borrower_id.in_(borrower_ids), Loan.outcome.is_(None))))
-            if borrower_ids
-            else []
-        )
+    """Inbound SMS: stored, then what its keyword asks (config/inbound_keywords.toml:
+    STOP, HELP, PAY, DISPUTE, AGENT in en, zh_CN, zh_TW), or a task for an
+    agent; once per MessageSid (services/inbound.py). TwiML, with the reply if any."""
     from twilio.twiml.messaging_response import MessagingResponse
 
-    first_word = text.split()[0].upper() if text.split() else ""
-    if first_word in STOP_WORDS or text in STOP_WORDS:
-        if not sid or gw.messages_seen.add(f"stop/{sid}"):
-            for loan_id in loans:
-                await gw.signal(contract.workflow_id_for(loan_id), contract.SIGNAL_OPT_OUT, {"channel": "sms"})
-        log.info("sms_opt_out", sender=mask(sender), loans=loans)
-    elif text:
-        if not sid or gw.messages_seen.add(f"reply/{sid}"):
-            keep_reply(
-                gw,
-                {
-                    "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "message_sid": sid,
-                    "from": sender,
-                    "borrower_ids": borrower_ids,
-                    "loan_ids": loans,
-                    "body": text[:1600],
-                },
-            )
-        log.info("sms_reply_received", sender=mask(sender), loans=loans, message_sid=sid)
-    return Response(str(MessagingResponse()), media_type="application/xml")
-
-
-def keep_reply(gw: Gateway, record: dict) -> None:
-    """An SMS reply, appended for an agent (DUNNING_INBOUND_REPLIES_PATH)."""
-    # Phone numbers and reply texts: the file is 0600 from its creation.
-    with gw.replies_lock, open_private_append(Path(gw.edge.inbound_replies_path)) as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        keywords = load_keywords(keywords_path(gw.core.config_dir))
+    except InboundConfigError as error:
+        # The message is still stored, and goes to an agent as unrecognised:
+        # a broken file must not lose what a borrower asked.
+        log.error("inbound_keywords_unreadable", error=str(error)[:300])
+        keywords = NO_KEYWORDS
+    handled = await handle_sms(
+        gw.sessions(), keywords, LoanPort(gw.signal, gw.loan_status), Lender(gw.core.lender_name, gw.edge.lender_contact),
+        str(params.get("MessageSid") or ""), str(params.get("From") or ""), str(params.get("Body") or ""),
+    )
+    response = MessagingResponse()
+    if handled.reply:
+        response.message(handled.reply)
+    return Response(str(response), media_type="application/xml")
 
 
 @router.post(
@@ -301,16 +274,11 @@ async def twilio_gather(
         # Issue 17: "an agent will call you back" is a task for a person,
         # once per call (its key), due within a working day (the answer says so).
         with gw.sessions().begin() as db:
-            agent_tasks.create(db, agent_tasks.NewTask(
-                key=f"{workflow_id}/task/callback/{call_sid[:64] or key}", kind="callback", loan_id=loan_id,
-                borrower_id=borrower_id, workflow_id=workflow_id, due_in_hours=CALLBACK_DUE_HOURS, note="keypad_3",
+            agent_tasks.create(db, callback_task(
+                f"{workflow_id}/task/callback/{call_sid[:64] or key}", loan_id, borrower_id, workflow_id, "keypad_3",
             ))
     log.info("twilio_gather", call_sid=call_sid[:64], digits=digits, replay=bool(acts) and not first)
     return Response(str(response), media_type="application/xml")
-
-
-# Keypad 3's callback task is due within a working day (keypad_agent.ivr.j2 says so).
-CALLBACK_DUE_HOURS = 24
 
 
 def gather_key(call_sid: str, key: str, digits: str) -> str:

@@ -37,7 +37,6 @@ def gateway_settings(tmp_path, docs: bool = False) -> GatewaySettings:
         DUNNING_PUBLIC_BASE_URL=PUBLIC,
         SENDGRID_WEBHOOK_PUBLIC_KEY=SENDGRID_PUBLIC_KEY,
         DUNNING_LENDER_PAY_URL="https://lender.example/pay",
-        DUNNING_INBOUND_REPLIES_PATH=str(tmp_path / "inbound.jsonl"),
     )
 
 
