@@ -4,6 +4,7 @@
     python starter.py status L-1001                      the status query, as JSON
     python starter.py list [--stage call]                dunning workflows, by stage
     python starter.py repay L-1001 300.00                signal a repayment
+    python starter.py reverse L-1001 P-9 --reason NSF    a payment came back (a loan closed repaid reopens)
     python starter.py signal L-1001 pause '{"reason": "hardship"}'
     python starter.py update L-1001 promise_to_pay '{"amount": "300.00", "by_date": "2026-11-20"}'
     python starter.py visit L-1001-V1 met --staff S-1 --staff S-2 --notes "..."
@@ -52,6 +53,8 @@ OPERATOR_SIGNALS = (
     contract.SIGNAL_RESUME,
     contract.SIGNAL_COMPLAINT,
     contract.SIGNAL_COMPLAINT_RESOLVED,
+    contract.SIGNAL_SETTLEMENT_DECISION,  # issue 18, item 4: an approver's decision
+    contract.SIGNAL_LEGAL_STATUS,  # issue 18, item 1: a bankruptcy, a death, a cease request, a hardship
 )
 LISTABLE_STAGES = (contract.STAGE_PENDING, *contract.STAGE_NAMES, contract.STAGE_CLOSED)
 
@@ -249,6 +252,34 @@ def repay(
 
 
 @app.command()
+def reverse(
+    loan_id: str,
+    payment_id: str,
+    reason: str = typer.Option("reversed", help="a short code (NSF, chargeback, R01...), never personal data"),
+    reversed_at: Optional[str] = typer.Option(None, help="ISO 8601 instant with an offset (default: when it arrives)"),
+) -> None:
+    """A payment reversed: its allocation undone, as POST /payments/reversals (a loan closed repaid reopens)."""
+    from services.reversals import BadReversal, Reversal, reverse_payment
+
+    reversal = Reversal(loan_id=loan_id, payment_id=payment_id, reason=reason, reversed_at=reversed_at)
+    try:
+        reversal.signal_payload()
+    except BadReversal as error:
+        _fail(str(error).replace("reversed_at", "--reversed-at").replace("reason", "--reason"), code=2)
+    settings = get_settings()
+
+    async def send():
+        return await reverse_payment(lambda: _client(settings), _migrated_sessions(settings), settings.task_queue, reversal)
+
+    answer = _run(send(), f"loan {loan_id}")
+    typer.echo(json.dumps(answer.as_dict(), indent=2, ensure_ascii=False))
+    # Reversed already: nothing changed, and that is an answer, not a failure.
+    if not (answer.changed or answer.result == "duplicate"):
+        _fail(answer.detail)
+    _finish(0)
+
+
+@app.command()
 def signal(
     loan_id: str,
     name: str = typer.Argument(..., help=f"one of {', '.join(OPERATOR_SIGNALS)}"),
@@ -265,6 +296,8 @@ def signal(
         contract.SIGNAL_RESUME: inputs.HoldSignal,
         contract.SIGNAL_COMPLAINT: inputs.ComplaintSignal,
         contract.SIGNAL_COMPLAINT_RESOLVED: inputs.ComplaintResolvedSignal,
+        contract.SIGNAL_SETTLEMENT_DECISION: inputs.SettlementDecisionSignal,
+        contract.SIGNAL_LEGAL_STATUS: inputs.LegalStatusSignal,
     }
     if name == contract.SIGNAL_REPAYMENT:
         _fail("name: use `starter.py repay` for repayments", code=2)
@@ -284,7 +317,7 @@ def update(
     name: str = typer.Argument(..., help=f"one of {', '.join(contract.UPDATES)}"),
     payload: str = typer.Argument("{}", help="the update's JSON object"),
 ) -> None:
-    """Run an update (propose_plan, promise_to_pay, record_visit, legal_outcome); print its answer as JSON."""
+    """Run an update (propose_plan, promise_to_pay, record_visit, legal_outcome, propose_settlement, ...); print its answer as JSON."""
     from services.visits import NoSuchLoan, UpdateRejected, UpdateTimedOut, execute_update, refuse_personal_keys
 
     if name not in contract.UPDATES:

@@ -170,7 +170,9 @@ def _history(db: Session, loan_ids: list[str], cycle: str) -> dict[str, list[Bur
 
 def _payments(db: Session, loan_id: str) -> list[tuple[date, Decimal]]:
     paid = []
-    for payment in db.scalars(select(Payment).where(Payment.loan_id == loan_id, Payment.applied.is_(True))):
+    # A payment reversed since (issue 18, item 3) was never a payment.
+    for payment in db.scalars(select(Payment).where(
+            Payment.loan_id == loan_id, Payment.applied.is_(True), Payment.reversed_at.is_(None))):
         try:
             paid.append((_day(payment.recorded_at), Decimal(payment.amount)))
         except (InvalidOperation, ValueError):
@@ -256,7 +258,11 @@ def _base_segment(
         "socialSecurityNumber": int(borrower.ssn) if borrower.ssn else 0,
         "dateBirth": borrower.date_of_birth,
         "telephoneNumber": _telephone(borrower.phone),
-        "ecoaCode": "1",  # individual: the borrower alone is liable
+        # Individual (the borrower alone is liable), or X once the borrower is
+        # deceased (issue 18, item 1; CRRG FAQ 19).
+        "ecoaCode": record.ecoa_code or "1",
+        # A bankruptcy's indicator, or Q to remove one (dunning/bureau.py).
+        "consumerInformationIndicator": record.consumer_information_indicator or "",
         "countryCode": (borrower.country or "").upper(),
         "firstLineAddress": metro2.ascii_upper(borrower.address_line1)[:32].rstrip(),
         "secondLineAddress": metro2.ascii_upper(borrower.address_line2)[:32].rstrip(),
@@ -379,7 +385,8 @@ def write_legal_documents(db: Session, export_dir: Path, loan_id: str) -> str:
         writer.writerow(csv_row((loan.due_date.isoformat(), "amount_due", "", _money(loan.amount_due), loan.currency, "", "")))
     for payment in db.scalars(select(Payment).where(Payment.loan_id == loan_id).order_by(Payment.id)):
         writer.writerow(csv_row((payment.paid_at, "payment", payment.payment_id, payment.amount, payment.currency,
-                                 "yes" if payment.applied else "no", payment.reason or "")))
+                                 "reversed" if payment.reversed_at else "yes" if payment.applied else "no",
+                                 payment.reason or "")))
     _atomic_write(folder / "statement_of_account.csv", statement.getvalue())
     documents.append({"name": "statement_of_account", "path": str(folder / "statement_of_account.csv")})
 

@@ -28,6 +28,9 @@ RECORD_ARRANGEMENT = "record_arrangement"
 ASSIGN_FIELD_VISIT = "assign_field_visit"
 RECORD_VISIT = "record_visit"
 RECORD_LEGAL_OUTCOME = "record_legal_outcome"
+# Payment reversals (issue 18, item 3).
+RECORD_PAYMENT_REVERSAL = "record_payment_reversal"
+REOPEN_LOAN = "reopen_loan"
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,12 @@ class PaymentRecord:
     paid_at: str
     applied: bool
     reason: str = ""  # why it was not applied
+    # How an applied payment was allocated (issue 18, item 3; "" from older
+    # workflows): money strings, what a reversal undoes.
+    fees_paid: str = ""
+    interest_paid: str = ""
+    principal_paid: str = ""
+    overpaid: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,49 @@ class LoanClosing:
     waived: str = "0"
     fees_charged: str = "0"
     interest_charged: str = "0"
+    # What a reopening after a reversal starts from besides the rows (issue
+    # 18, item 3; `loans.reopen_basis`): the clock anchor, where the charges
+    # stood, the contract terms and the risk score. None from older workflows.
+    reopen_basis: dict | None = None
+
+
+@dataclass(frozen=True)
+class PaymentReversalRecord:
+    """A payment reversed (issue 18, item 3): once per payment, by key."""
+
+    key: str
+    workflow_id: str
+    loan_id: str
+    payment_id: str
+    amount: str
+    currency: str
+    fees: str
+    interest: str
+    principal: str
+    returned_payment_fee: str
+    reason: str  # a short code, never personal data
+    reversed_at: str  # ISO instant the bank reversed it
+    at: str  # ISO instant the signal came
+    overpaid: str = "0"
+    reopened: bool = False  # it reopened a loan closed `repaid`
+    outstanding: str = ""  # the balance after it
+    amount_paid: str = ""
+
+
+@dataclass(frozen=True)
+class ReopeningRecord:
+    """A loan closed `repaid` reopened by a new run: the loan's row open
+    again, audited; once per run."""
+
+    key: str
+    workflow_id: str
+    loan_id: str
+    payment_id: str  # the reversal that reopened it
+    reason: str
+    previous_outcome: str
+    stage: str  # the stage it reopens in (the one it closed in)
+    at: str
+    days_past_due: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +274,12 @@ class BureauReport:
     original_amount: str = ""
     reported_on: str = ""  # the borrower's local date
     payment_rating: str = ""  # Metro 2 field 17B: 0-6, G, L with status 13 (and 05, 65, 88, 89, 94, 95); else blank
+    # Issue 18, item 1 (a legal status): Metro 2 field 38, the Consumer
+    # Information Indicator (A-D petition, E-H discharged, I-L dismissed, Q
+    # removal; blank: none), and field 37, the ECOA code when not the
+    # individual's 1 (X deceased). A record without them (an older workflow's) has neither.
+    consumer_information_indicator: str = ""
+    ecoa_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,9 +290,11 @@ class ArrangementEvent:
     workflow_id: str
     loan_id: str
     # plan_accepted | installment_paid | plan_kept | plan_broken |
-    # promise_made | promise_kept | promise_broken
+    # promise_made | promise_kept | promise_broken | settlement_accepted |
+    # settlement_pending | settlement_approved | settlement_refused |
+    # settlement_paid | settlement_missed | settlement_lapsed (issue 18, item 4)
     kind: str
-    number: int  # plan_no or promise_no
+    number: int  # plan_no, promise_no or settlement_no
     currency: str
     at: str  # ISO instant
     amount: str = ""  # the plan's total, the installment's or the promise's amount
@@ -248,6 +308,13 @@ class ArrangementEvent:
     days_past_due: int = 0
     policy: str = ""
     segment: str = ""
+    # A settlement's (issue 18, item 4): who proposed and who decided it (ids),
+    # its discount (1 - amount / outstanding, 4 places) and, once paid, the
+    # balance written off.
+    agent_id: str = ""
+    approver_id: str = ""
+    discount: str = ""
+    waived: str = ""
 
 
 @dataclass(frozen=True)
@@ -338,7 +405,7 @@ class TaskRequest:
     workflow_id: str
     loan_id: str
     borrower_id: str
-    kind: str  # callback | dispute_verification | complaint_review | field_visit | legal_filing | unconfirmed_send | settlement_approval | other
+    kind: str  # one of db/tasks.py KINDS (callback, dispute_verification, inbound_request, ...)
     due_in_hours: int  # due_at = at + due_in_hours
     sla_hours: int = 0  # when it is overdue enough to escalate; 0: the same as due_in_hours
     priority: int = 0  # higher is listed first

@@ -36,6 +36,8 @@ from activities.payloads import (
     RECORD_VISIT,
     REPORT_TO_BUREAU,
     RESOLVE_COMPLAINT,
+    RECORD_PAYMENT_REVERSAL,
+    REOPEN_LOAN,
     ArrangementEvent,
     BureauReport,
     ComplaintOpened,
@@ -45,6 +47,8 @@ from activities.payloads import (
     LegalOutcomeRecord,
     LoanClosing,
     PaymentRecord,
+    PaymentReversalRecord,
+    ReopeningRecord,
     StageEntry,
     VisitOutcome,
 )
@@ -56,6 +60,7 @@ from db.models import (
     LegalCase,
     Loan,
     Payment,
+    PaymentReversal,
     PlanInstallment,
     PlanRecord,
     PromiseRecord,
@@ -63,7 +68,7 @@ from db.models import (
 from db.models import StageEntry as StageEntryRow
 from db.write_once import insert_once
 from dunning.contract import STAGE_CLOSED
-from dunning.keys import arrangement_record_key, audit_key, complaint_key
+from dunning.keys import arrangement_record_key, audit_key, complaint_key, payment_key
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class RecordWriters:
         return [
             self.enter_stage, self.record_payment, self.close_loan, self.record_decision, self.open_complaint,
             self.resolve_complaint, self.report_to_bureau, self.record_arrangement, self.assign_field_visit,
-            self.record_visit, self.record_legal_outcome,
+            self.record_visit, self.record_legal_outcome, self.record_payment_reversal, self.reopen_loan,
         ]
 
     def _write(
@@ -175,6 +180,8 @@ class RecordWriters:
                 original_amount=Decimal(report.original_amount) if report.original_amount else None,
                 reported_on=date.fromisoformat(report.reported_on) if report.reported_on else None,
                 payment_rating=report.payment_rating or None,
+                consumer_information_indicator=report.consumer_information_indicator or None,
+                ecoa_code=report.ecoa_code or None,
                 created_at=at,
             )):
                 return None
@@ -211,17 +218,13 @@ class RecordWriters:
                 key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id,
                 payment_id=record.payment_id, amount=record.amount, currency=record.currency,
                 paid_at=record.paid_at, applied=record.applied, reason=record.reason or None,
+                **_allocation_columns(record),
             )):
                 return None  # a retry: recorded (and audited) the first time
             loan = db.get(Loan, record.loan_id) if record.applied else None
             if loan is not None:
                 db.flush()
-                # The sum of applied payments, not an increment: a retry
-                # cannot count a payment twice.
-                amounts = db.scalars(
-                    select(Payment.amount).where(Payment.loan_id == record.loan_id, Payment.applied.is_(True))
-                ).all()
-                loan.amount_paid = sum((Decimal(amount) for amount in amounts), Decimal("0"))
+                loan.amount_paid = _amount_paid(db, record.loan_id)
             return Entry("payment", audit_key(record.key, "payment"), {
                 "key": record.key, "payment_id": record.payment_id, "amount": record.amount,
                 "currency": record.currency, "paid_at": record.paid_at, "applied": record.applied,
@@ -247,6 +250,8 @@ class RecordWriters:
                 loan.waived = Decimal(closing.waived)
                 loan.fees_charged = Decimal(closing.fees_charged)
                 loan.interest_charged = Decimal(closing.interest_charged)
+                if closing.reopen_basis is not None:
+                    loan.reopen_basis = json.dumps(closing.reopen_basis, sort_keys=True)
             if not changed:
                 return None
             # Without a loan row, the entry's key keeps a retry from a second one.
@@ -258,6 +263,65 @@ class RecordWriters:
 
         self._write(closing.loan_id, closing.workflow_id, at, work, "loan_closed",
                     outcome=closing.outcome, final_stage=closing.final_stage)
+
+    @activity.defn(name=RECORD_PAYMENT_REVERSAL)
+    def record_payment_reversal(self, record: PaymentReversalRecord) -> None:
+        """A payment reversed (issue 18, item 3): its row, once by key; the
+        payment marked reversed (the loan's amount_paid leaves it out); one
+        audit entry (kind `payment`, action `reversed`)."""
+        at = self._context.clock()
+        reversed_at = aware(record.reversed_at)
+
+        def work(db: Session) -> Entry | None:
+            if not insert_once(db, PaymentReversal, record.key, lambda: PaymentReversal(
+                key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id, payment_id=record.payment_id,
+                amount=Decimal(record.amount), currency=record.currency, fees=Decimal(record.fees),
+                interest=Decimal(record.interest), principal=Decimal(record.principal),
+                returned_payment_fee=Decimal(record.returned_payment_fee), reason=record.reason[:200],
+                reversed_at=reversed_at, reopened=record.reopened, recorded_at=at,
+            )):
+                return None  # a retry: recorded (and audited) the first time
+            payment = db.scalar(select(Payment).where(
+                Payment.key == payment_key(record.workflow_id, record.payment_id), Payment.applied.is_(True)))
+            if payment is not None and payment.reversed_at is None:
+                payment.reversed_at = reversed_at
+            loan = db.get(Loan, record.loan_id)
+            if loan is not None:
+                db.flush()
+                loan.amount_paid = _amount_paid(db, record.loan_id)
+            return Entry("payment", audit_key(record.key), {
+                "key": record.key, "action": "reversed", "payment_id": record.payment_id, "amount": record.amount,
+                "currency": record.currency, "fees": record.fees, "interest": record.interest,
+                "principal": record.principal, "overpaid": record.overpaid,
+                "returned_payment_fee": record.returned_payment_fee, "reason": record.reason[:200],
+                "reversed_at": record.reversed_at, "reopened": record.reopened, "outstanding": record.outstanding,
+            })
+
+        self._write(record.loan_id, record.workflow_id, at, work, "payment_reversal_recorded",
+                    payment_id=record.payment_id, reopened=record.reopened)
+
+    @activity.defn(name=REOPEN_LOAN)
+    def reopen_loan(self, record: ReopeningRecord) -> None:
+        """A loan closed `repaid` reopened by a new run (a payment reversed):
+        its row open again at the stage it closed in, audited (kind
+        `closing`, action `reopened`); once per run, by key."""
+        at = aware(record.at)
+
+        def work(db: Session) -> Entry | None:
+            if audit.has_key(db, audit_key(record.key)):
+                return None  # reopened by an earlier attempt
+            loan = db.get(Loan, record.loan_id)
+            if loan is not None:
+                loan.outcome, loan.closed_at, loan.reopened_at = None, None, at
+                loan.stage = record.stage
+            return Entry("closing", audit_key(record.key), {
+                "key": record.key, "action": "reopened", "previous_outcome": record.previous_outcome,
+                "payment_id": record.payment_id, "reason": record.reason[:200], "stage": record.stage,
+                "days_past_due": record.days_past_due,
+            })
+
+        self._write(record.loan_id, record.workflow_id, at, work, "loan_reopened",
+                    payment_id=record.payment_id, stage=record.stage)
 
     # -------------------------------------------- decisions and complaints
 
@@ -333,11 +397,17 @@ class RecordWriters:
             if audit.has_key(db, audit_key(event.key)):
                 return None  # recorded by an earlier attempt
             _apply_arrangement(db, event, at)
-            return Entry("arrangement", audit_key(event.key), {
+            payload = {
                 "key": event.key, "kind": event.kind, "number": event.number, "amount": event.amount,
                 "currency": event.currency, "due_date": event.due_date, "installment": event.installment,
                 "waived_fees": event.waived_fees, "waived_interest": event.waived_interest, "source": event.source,
-            })
+            }
+            if event.kind.startswith("settlement_"):
+                # A settlement's record is this entry (issue 18, item 4): who
+                # proposed and decided it, its discount, what was written off.
+                payload.update(agent_id=event.agent_id, approver_id=event.approver_id, discount=event.discount,
+                               waived=event.waived, days_past_due=event.days_past_due, segment=event.segment)
+            return Entry("arrangement", audit_key(event.key), payload)
 
         self._write(event.loan_id, event.workflow_id, at, work, "arrangement_recorded",
                     kind=event.kind, number=event.number)
@@ -425,6 +495,8 @@ def _apply_arrangement(db: Session, event: ArrangementEvent, at: datetime) -> No
                 row.paid_at = at
         elif plan is not None:
             plan.status, plan.ended_at = event.kind.removeprefix("plan_"), at
+    elif event.kind.startswith("settlement_"):
+        pass  # no table of its own: the audit entry is its record, the closing row the amount written off
     elif event.kind == "promise_made":
         db.add(PromiseRecord(
             key=record_key, loan_id=event.loan_id, workflow_id=event.workflow_id, promise_no=event.number,
@@ -436,6 +508,24 @@ def _apply_arrangement(db: Session, event: ArrangementEvent, at: datetime) -> No
         promise = db.scalar(select(PromiseRecord).where(PromiseRecord.key == record_key))
         if promise is not None:
             promise.status, promise.ended_at = event.kind.removeprefix("promise_"), at
+
+
+def _allocation_columns(record: PaymentRecord) -> dict:
+    """An applied payment's allocation (issue 18, item 3), when the workflow sent it."""
+    if not (record.applied and record.principal_paid):
+        return {}
+    return dict(
+        fees_paid=Decimal(record.fees_paid or "0"), interest_paid=Decimal(record.interest_paid or "0"),
+        principal_paid=Decimal(record.principal_paid), overpaid=Decimal(record.overpaid or "0"),
+    )
+
+
+def _amount_paid(db: Session, loan_id: str) -> Decimal:
+    """The sum of the loan's applied payments not reversed, not an
+    increment: a retry cannot count a payment twice."""
+    amounts = db.scalars(select(Payment.amount).where(
+        Payment.loan_id == loan_id, Payment.applied.is_(True), Payment.reversed_at.is_(None))).all()
+    return sum((Decimal(amount) for amount in amounts), Decimal("0"))
 
 
 def _storable(text: str) -> str:

@@ -243,6 +243,11 @@ def _check_rendered(
         channel = CHANNEL_OF.get(form)
         require = list(rules.require.get(form, ()))
         require += [p for c, p, forms in extra_require if c == channel and form in forms and p not in require]
+        forbid = list(rules.forbid.get(form, ()))
+        if template in rules.no_pay_link_templates:
+            # A notice that must not ask for payment (no_pay_link_templates).
+            require = [p for p in require if p != "pay_link"]
+            forbid += [] if "pay_link" in forbid else ["pay_link"]
         for context in sample_contexts(rules, language):
             try:
                 rendered = renderer.render_form(language, template, form, context)
@@ -271,7 +276,7 @@ def _check_rendered(
                             path, line_of(source, part_marker(item)), f"misplaced-{_slug(name)}",
                             f"{part.description} must come before {item.strip('{}')} is mentioned",
                         )
-            for name in rules.forbid.get(form, ()):
+            for name in forbid:
                 part = rules.parts[name]
                 unwanted = part_text(part, language, context)
                 if unwanted and unwanted.casefold() in text:

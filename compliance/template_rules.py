@@ -64,6 +64,10 @@ class Rules:
     # Templates sent on some channels only (the pay link asked for on a
     # call goes by SMS): template -> channels. Required in every language.
     channel_templates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Templates that must not ask for payment (issue 18, item 1: the one
+    # notice after a request to cease communication): the pay link is not
+    # required in them, and forbidden.
+    no_pay_link_templates: tuple[str, ...] = ()
 
 
 def load_rules(path: Path) -> Rules:
@@ -124,7 +128,7 @@ def _check_placeholders(text: str, key: str) -> None:
 def _parse_rules(data: Mapping[str, Any]) -> Rules:
     known = {
         "languages", "required_templates", "whole_word_languages", "ignore_patterns",
-        "banned", "parts", "forms", "opt_out_parts", "sample", "channel_templates",
+        "banned", "parts", "forms", "opt_out_parts", "sample", "channel_templates", "no_pay_link_templates",
     }
     extra = set(data) - known
     if extra:
@@ -145,10 +149,16 @@ def _parse_rules(data: Mapping[str, Any]) -> Rules:
     opt_out_parts = _parse_opt_out_parts(data.get("opt_out_parts") or {}, parts)
     sample, by_language = _parse_sample(data.get("sample") or {}, languages)
     channel_templates = _parse_channel_templates(data.get("channel_templates") or {})
+    no_pay_link = _optional_strings(data, "no_pay_link_templates")
+    for name in no_pay_link:
+        if not TEMPLATE_NAME.match(name):
+            raise RulesError(f"no_pay_link_templates: {name!r} is not a template name")
+    if no_pay_link and "pay_link" not in parts:
+        raise RulesError("no_pay_link_templates needs a `pay_link` part")
     return Rules(
         languages=languages, required_templates=required, banned=banned, ignore=ignore, parts=parts,
         require=require, forbid=forbid, opt_out_parts=opt_out_parts, sample=sample,
-        sample_by_language=by_language, channel_templates=channel_templates,
+        sample_by_language=by_language, channel_templates=channel_templates, no_pay_link_templates=no_pay_link,
     )
 
 

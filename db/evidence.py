@@ -91,6 +91,13 @@ def _entry_row(entry: AuditEntry, p: dict) -> dict:
         detail = str(p.get("reason", ""))
         if p.get("step_key"):
             detail += f" [step {p['step_key']}]"
+    elif kind == "payment" and p.get("action") == "reversed":
+        what, outcome = str(p.get("payment_id", "")), "reversed"
+        detail = (f"{p.get('amount', '')} {p.get('currency', '')} ({p.get('reason', '')}): fees {p.get('fees', '')}, "
+                  f"interest {p.get('interest', '')}, principal {p.get('principal', '')} owed again; "
+                  f"returned-payment fee {p.get('returned_payment_fee', '')}")
+        if p.get("reopened"):
+            detail += "; reopened the loan"
     elif kind == "payment":
         what = str(p.get("payment_id", "")) or "(no id)"
         outcome = "applied" if p.get("applied") else "not applied"
@@ -111,6 +118,9 @@ def _entry_row(entry: AuditEntry, p: dict) -> dict:
             detail = f"reviewer {p.get('reviewer_id', '')}"
         else:
             outcome, detail = "opened", f"category {p.get('category', '')}; collection stopped for review"
+    elif kind == "closing" and p.get("action") == "reopened":
+        what, outcome = str(p.get("stage", "")), "reopened"
+        detail = f"closed {p.get('previous_outcome', '')}; payment {p.get('payment_id', '')} reversed ({p.get('reason', '')})"
     elif kind == "closing":
         what, outcome = str(p.get("final_stage", "")), str(p.get("outcome", ""))
         detail = f"paid {p.get('amount_paid', '')}, outstanding {p.get('outstanding', '')}"

@@ -89,6 +89,13 @@ class Loan(Base):
     fees_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
     interest_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
     waived: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    # What a closed loan's reopening starts from besides its rows (issue 18,
+    # item 3; written by close_loan, NULL for loans closed before): JSON of
+    # the clock anchor, where the charges stood, the contract terms and the
+    # risk score (services/reversals.py reads it). `reopened_at`: the last
+    # reopening (a payment reversed after the loan closed `repaid`).
+    reopen_basis: Mapped[str | None] = mapped_column(Text())
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class LoanItemization(Base):
@@ -167,6 +174,37 @@ class Payment(KeyedRecord, Base):
     applied: Mapped[bool] = mapped_column(default=False)
     reason: Mapped[str | None] = mapped_column(Text())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # How an applied payment was allocated (issue 18, item 3): what it paid
+    # of fees, interest and principal, and what it paid over the balance.
+    # NULL for payments recorded before: such a payment cannot be reversed
+    # exactly. `reversed_at`: when it was reversed (`payment_reversals`);
+    # the loan's amount_paid leaves it out from then on.
+    fees_paid: Mapped[Decimal | None] = mapped_column(Money())
+    interest_paid: Mapped[Decimal | None] = mapped_column(Money())
+    principal_paid: Mapped[Decimal | None] = mapped_column(Money())
+    overpaid: Mapped[Decimal | None] = mapped_column(Money())
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PaymentReversal(KeyedRecord, Base):
+    """A payment reversed (returned, charged back: the `payment_reversed`
+    signal), once per payment: the allocation it undid and the
+    returned-payment fee charged; `reopened` when it reopened a loan closed
+    `repaid`. Ids, codes and money only."""
+
+    __tablename__ = "payment_reversals"
+
+    payment_id: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    fees: Mapped[Decimal] = mapped_column(Money())
+    interest: Mapped[Decimal] = mapped_column(Money())
+    principal: Mapped[Decimal] = mapped_column(Money())
+    returned_payment_fee: Mapped[Decimal] = mapped_column(Money())
+    reason: Mapped[str] = mapped_column(String(200))
+    reversed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reopened: Mapped[bool] = mapped_column(default=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class BureauRecord(KeyedRecord, Base):
@@ -189,6 +227,10 @@ class BureauRecord(KeyedRecord, Base):
     reported_on: Mapped[date | None] = mapped_column(Date())
     # Metro 2 Payment Rating (0-6, G, L), required with some statuses (issue 16).
     payment_rating: Mapped[str | None] = mapped_column(String(1))
+    # Metro 2 Consumer Information Indicator (A-L bankruptcy, Q removal) and
+    # the ECOA code when not 1 (X deceased): a legal status (issue 18, item 1).
+    consumer_information_indicator: Mapped[str | None] = mapped_column(String(2))
+    ecoa_code: Mapped[str | None] = mapped_column(String(1))
 
 
 class LegalCase(KeyedRecord, Base):
@@ -412,8 +454,7 @@ class AgentTask(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(255), unique=True)  # idempotency: one task per key, ever
-    # callback | dispute_verification | complaint_review | field_visit | legal_filing
-    # | unconfirmed_send | settlement_approval | other
+    # One of db/tasks.py KINDS (callback, dispute_verification, inbound_request, ...).
     kind: Mapped[str] = mapped_column(String(32), index=True)
     loan_id: Mapped[str] = mapped_column(String(64), index=True)
     borrower_id: Mapped[str] = mapped_column(String(64), index=True)

@@ -57,6 +57,9 @@ KINDS = (
     # SMS the keywords do not cover, from an unknown number, a dispute naming
     # no one loan, an action that failed; its subject is `inbound:<id>`.
     "inbound_request",
+    # A legal status (issue 18, item 1): a bankruptcy notice for the legal
+    # team; a deceased borrower's estate; the subject is the notice's reference.
+    "bankruptcy_review", "estate_handling",
 )
 
 # Which status may follow which (None: a row not written yet); see above.

@@ -31,6 +31,11 @@ def _open_for_arrangements(state: LoanState, what: str) -> None:
         raise ArrangementRejected(f"stage: collection is on hold (dispute, complaint or pause); no {what} now")
     if state.active_plan is not None:
         raise ArrangementRejected(f"plan: plan {state.active_plan.plan_no} is already running")
+    if (settlement := state.open_settlement) is not None:
+        raise ArrangementRejected(
+            f"settlement: settlement {settlement.settlement_no} is {settlement.status.replace('_', ' ')}; "
+            "nothing else is arranged until it ends"
+        )
     if state.outstanding <= 0:
         raise ArrangementRejected("outstanding: nothing is owed")
 

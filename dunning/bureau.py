@@ -50,6 +50,34 @@ never brought current short of being paid off, so the date is set with the
 first record and never moves (FCRA 623(a)(5)). It is reported with statuses
 61-65, 71-84, 88, 89 and 93-97, and with 05 or 13 when the payment rating is
 not 0; zero-filled (blank here) otherwise (11, 13 with rating 0, DA).
+
+Legal statuses (issue 18, item 1; the `legal_status` signal). The fields'
+definitions as moov-io/metro2 quotes the CRRG (pkg/lib/base_segment.go,
+fields 37 and 38), the codes from CRRG Exhibits 10 and 11, and its FAQs as
+M2 Reporter republishes them (FAQ 19, deceased borrowers):
+
+- Consumer Information Indicator (field 38, `consumerInformationIndicator`):
+  "a special condition of the account that applies to the primary consumer
+  ... that a bankruptcy was filed, discharged, dismissed or withdrawn ...
+  The indicator should be reported one time and will remain on file until
+  another Consumer Information Indicator or a Removal value is reported. As
+  an option, the indicator may be reported each month as long as the
+  condition applies." We report it on every record while it applies: A, B,
+  C, D a petition under chapter 7, 11, 12, 13; E, F, G, H discharged under
+  them; I, J, K, L dismissed; Q "removes" a bankruptcy indicator (A-P, Z,
+  1A), reported once after a status set by mistake is cleared.
+- While a bankruptcy runs and when it is discharged, the Account Status is
+  the one of the petition's day (the account is frozen by the stay; it does
+  not age into 78, 80 ...); discharged, Current Balance and Amount Past Due
+  are zero (the debt is no longer owed, 11 U.S.C. 524(a)). Field 25's rule
+  3: with CII A-H an account that is current (11, or 05/13 rated 0) carries
+  the petition's date as its Date of First Delinquency, "for purging purposes".
+- ECOA Code (field 37, `ecoaCode`): 1 individual (every account here), X
+  deceased. FAQ 19: "Deceased borrowers should be reported with ECOA Code
+  X"; for an individual account, "stop reporting the entire account" once it
+  was reported with X (dunning/legal_status.py `reports_to_bureau`), and
+  "do not report ECOA Code X until you have received a legally-sufficient
+  death notice" (the signal's `reference` names it).
 """
 
 from __future__ import annotations
@@ -58,6 +86,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from dunning.state import LoanState
+from dunning import contract
 
 KIND_REGULAR = "regular"
 KIND_CORRECTION = "correction"
@@ -74,6 +103,17 @@ STATUS_PAID_AFTER_CHARGE_OFF = "64"
 STATUS_COLLECTION = "93"
 STATUS_CHARGE_OFF = "97"
 STATUS_DELETE = "DA"
+OUTCOME_DISCHARGED = contract.OUTCOME_DISCHARGED
+
+# Field 38 by bankruptcy chapter (CRRG Exhibit 11), and the removal value.
+CII_PETITION = {7: "A", 11: "B", 12: "C", 13: "D"}
+CII_DISCHARGED = {7: "E", 11: "F", 12: "G", 13: "H"}
+CII_DISMISSED = {7: "I", 11: "J", 12: "K", 13: "L"}
+CII_REMOVE = "Q"
+BANKRUPTCY_CIIS = frozenset({*CII_PETITION.values(), *CII_DISCHARGED.values(), *CII_DISMISSED.values()})
+# Field 37 (CRRG Exhibit 10): "1" individual, reported blank here and filled
+# by the export (activities/exports.py); X deceased.
+ECOA_DECEASED = "X"
 
 # Field 17B: the statuses that must carry a payment rating; every other status
 # leaves it blank.
@@ -189,21 +229,70 @@ def reports_first_delinquency(status: str, rating: str) -> bool:
     return status in DELINQUENT_STATUSES or (status in ("05", "13") and rating not in ("", "0"))
 
 
+def consumer_information_indicator(state: LoanState, outcome: str | None = None) -> str:
+    """Field 38 on a record today: the bankruptcy's indicator while it
+    applies, Q once after one set by mistake was cleared, else blank."""
+    legal = state.legal_status
+    if legal is None:
+        return ""
+    if legal.discharged_chapter is not None:
+        return CII_DISCHARGED[legal.discharged_chapter]
+    filed = legal.find(contract.LEGAL_STATUS_BANKRUPTCY_FILED)
+    if filed is not None:
+        return CII_PETITION[filed.chapter]
+    if legal.dismissed_chapter is not None:
+        return CII_DISMISSED[legal.dismissed_chapter]
+    if state.bureau.cii_on_file in BANKRUPTCY_CIIS:
+        return CII_REMOVE  # the bureau has one on file that no longer applies
+    return ""
+
+
+def ecoa_code(state: LoanState) -> str:
+    """Field 37 when it is not the individual's 1 (the export's default): X
+    for a deceased borrower."""
+    legal = state.legal_status
+    if legal is not None and legal.find(contract.LEGAL_STATUS_DECEASED) is not None:
+        return ECOA_DECEASED
+    return ""
+
+
+def _petition_day(state: LoanState, outcome: str | None) -> int | None:
+    """The petition's day past due while a bankruptcy runs or once it is
+    discharged: the account is reported as it stood then."""
+    legal = state.legal_status
+    if legal is None or legal.petition_day is None:
+        return None
+    if legal.find(contract.LEGAL_STATUS_BANKRUPTCY_FILED) is None and legal.discharged_chapter is None:
+        return None
+    return legal.petition_day
+
+
 def record_fields(state: LoanState, days_past_due: int, today: date, outcome: str | None = None) -> dict:
     """The Metro 2-like fields of a record about the loan today (ids, codes and money)."""
     was_93, was_97 = state.bureau.reported_93, state.bureau.reported_97
-    status = status_code(state, days_past_due, outcome, was_93, was_97)
-    rating = payment_rating(state, days_past_due, outcome, was_93, was_97)
+    petition_day = _petition_day(state, outcome)
+    aged = days_past_due if petition_day is None else min(days_past_due, petition_day)
+    status = status_code(state, aged, outcome, was_93, was_97)
+    rating = payment_rating(state, aged, outcome, was_93, was_97)
     dofd = first_delinquency(state.due_date)
-    zero = outcome in CLOSED_OUTCOMES_PAID or status == STATUS_DELETE
+    cii = consumer_information_indicator(state, outcome)
+    zero = outcome in CLOSED_OUTCOMES_PAID or status == STATUS_DELETE or outcome == OUTCOME_DISCHARGED
+    reported_dofd = dofd.isoformat() if reports_first_delinquency(status, rating) else ""
+    current = status == STATUS_CURRENT or (status in ("05", STATUS_PAID) and rating == "0")
+    if current and cii in BANKRUPTCY_CIIS - set(CII_DISMISSED.values()) and state.legal_status.petition_date:
+        # Field 25, rule 3: a current account in bankruptcy carries the petition's date.
+        reported_dofd = state.legal_status.petition_date.isoformat()
     return {
         "account_status": status,
         "payment_rating": reported_rating(status, rating),
         "special_comment": special_comment(state, outcome),
         "compliance_code": compliance_code(state, outcome),
-        "first_delinquency": dofd.isoformat() if reports_first_delinquency(status, rating) else "",
+        "first_delinquency": reported_dofd,
         "balance": "0" if zero else str(state.outstanding),
         "amount_past_due": "0" if zero else amount_past_due(state, today),
         "original_amount": str(state.amount_due),
         "days_past_due": days_past_due,
+        # Issue 18, item 1: blank unless a legal status sets them.
+        "consumer_information_indicator": cii,
+        "ecoa_code": ecoa_code(state),
     }

@@ -12,10 +12,11 @@ from typing import Any
 
 from dunning.charges import terms_for
 from dunning.compliance import Profile
-from dunning.inputs import InputError, LoanInput
+from dunning.inputs import InputError, LoanInput, ReopenedLoan
 from dunning.money import format_amount
 from dunning.policy import Policy
 from dunning.state import LoanState
+from dunning.transitions import reversals
 from dunning.transitions.records import Rules
 
 # The carried state travels under this key of the input on continue-as-new,
@@ -23,6 +24,10 @@ from dunning.transitions.records import Rules
 # up an edited policy file).
 CARRIED_STATE = "carried_state"
 CARRIED_POLICY = "carried_policy"
+# A loan closed `repaid` started again because a payment was reversed (issue
+# 18, item 3): its records, read by services/reversals.py (dunning/inputs.py
+# ReopenedLoan). Ids, codes and money only.
+REOPENED = "reopened"
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,18 @@ def read_start(loan: Any) -> Start:
     carried = loan.get(CARRIED_STATE) if isinstance(loan, dict) else None
     if not carried:
         terms = parsed.contract_terms
-        return Start(
-            LoanState(
-                **parsed.model_dump(exclude={"contract_terms"}),
-                contract_late_fee=terms.late_fee if terms else None,
-                contract_penalty_rate=terms.penalty_rate_annual if terms else None,
-            )
+        state = LoanState(
+            **parsed.model_dump(exclude={"contract_terms"}),
+            contract_late_fee=terms.late_fee if terms else None,
+            contract_penalty_rate=terms.penalty_rate_annual if terms else None,
+            contract_returned_payment_fee=terms.returned_payment_fee if terms else None,
         )
+        if isinstance(loan, dict) and loan.get(REOPENED) is not None:
+            try:
+                reversals.reopen(state, ReopenedLoan.parse(loan[REOPENED]))
+            except InputError as error:
+                return Start(error=str(error))
+        return Start(state)
     try:
         state = LoanState.model_validate(carried)
     except ValueError as error:  # pydantic's ValidationError

@@ -28,6 +28,13 @@ reported counts from when it was made: the charges of the days after it are
 undone (`rewind`; the last days' states are kept in `charge_days`), the
 payment applied, and those days charged again on what it left. Under
 `charges_during_hold = false` no day begun while a hold stood is charged.
+Whatever the profile, no day of a bankruptcy's stay, after a death or in a
+hardship is charged (a legal status, issue 18, item 1: `_legal_freeze`).
+
+A payment reversed (issue 18, item 3) is undone by the allocation
+`apply_payment` returned for it (`unapply_payment`), and the contract's
+`returned_payment_fee`, if it sets one, is charged within the cap
+(`charge_returned_payment_fee`).
 
 Every one of those settings defaults to the rules of profiles recorded before
 it existed, under which this module computes exactly what it did then.
@@ -70,6 +77,8 @@ class Terms:
     exact_interest_accrual: bool = False
     payment_time_tolerance: timedelta | None = None
     charges_during_hold: bool = True
+    # The contract's fee for a payment returned unpaid (issue 18, item 3).
+    returned_payment_fee: Decimal = Decimal("0")
 
     @property
     def charges_anything(self) -> bool:
@@ -106,6 +115,8 @@ def terms_for(policy: Policy, profile: Profile, state: LoanState) -> Terms:
         exact_interest_accrual=rules.exact_interest_accrual,
         payment_time_tolerance=timedelta(hours=tolerance) if tolerance is not None else None,
         charges_during_hold=rules.charges_during_hold,
+        # Only ever what the contract sets: no policy adds one.
+        returned_payment_fee=state.contract_returned_payment_fee or Decimal("0"),
     )
 
 
@@ -163,7 +174,7 @@ def post_charges(terms: Terms, state: LoanState, today: int) -> bool:
             state.cost_cap_allowance = _carried(
                 state.cost_cap_allowance + state.principal_due * terms.cost_cap_annual / _DAYS_IN_YEAR
             )
-        if frozen or not terms.charges_anything:
+        if frozen or not terms.charges_anything or _legal_freeze(state, day):
             continue
         changed = _charge_day(terms, state, day) or changed
     state.charges_through_day = today
@@ -173,6 +184,14 @@ def post_charges(terms: Terms, state: LoanState, today: int) -> bool:
         keep = math.ceil(terms.payment_time_tolerance / timedelta(hours=24)) + 1
         state.charge_days = [d for d in state.charge_days if d.day >= today - keep]
     return changed
+
+
+def _legal_freeze(state: LoanState, day: int) -> bool:
+    """A bankruptcy's stay, a death or a hardship (issue 18, item 1) freezes
+    the day's fees and interest, whatever the profile says of holds: from
+    the status's effective date (a hardship: until its `until`), for every
+    day not posted before it was set. Never charged later."""
+    return state.legal_status is not None and state.legal_status.freezes_charges_on(day, state.due_date)
 
 
 def _charge_day(terms: Terms, state: LoanState, day: int) -> bool:
@@ -268,35 +287,78 @@ def rewind(state: LoanState, day: int) -> None:
     state.charges_through_day = first.day - 1
 
 
-def charge_and_apply(terms: Terms, state: LoanState, amount: Decimal, today: int, paid: int | None = None) -> None:
+def charge_and_apply(terms: Terms, state: LoanState, amount: Decimal, today: int, paid: int | None = None) -> Allocation:
     """A payment: the charges of the days begun before it, then the payment.
     `paid`: the day it was made (paid_day), when that was before `today`:
     charges after it are undone, the payment applied as of then, and the days
-    since charged on what it left."""
+    since charged on what it left. Returns what it paid of each part."""
     if paid is None or paid >= today:
         post_charges(terms, state, today)
-        apply_payment(state, amount)
-        return
+        return apply_payment(state, amount)
     rewind(state, paid)
     post_charges(terms, state, min(paid, today))
-    apply_payment(state, amount)
+    allocation = apply_payment(state, amount)
     post_charges(terms, state, today)
+    return allocation
 
 
 # ------------------------------------------------------------- other changes
 
 
-def apply_payment(state: LoanState, amount: Decimal) -> None:
+@dataclass(frozen=True)
+class Allocation:
+    """What one payment paid of each part, and over the balance."""
+
+    fees: Decimal
+    interest: Decimal
+    principal: Decimal
+    overpaid: Decimal
+
+
+def apply_payment(state: LoanState, amount: Decimal) -> Allocation:
     """Fees first, then interest, then principal; anything over is kept as
     paid (an overpayment a person refunds), the balance stays at zero."""
     state.amount_paid += amount
     left = amount
+    taken = []
     for part in ("fees_due", "interest_due", "principal_due"):
         owed = getattr(state, part)
         take = min(owed, left)
         setattr(state, part, owed - take)
         left -= take
+        taken.append(take)
     state.charge_days.clear()  # a later payment never undoes charges before this one
+    return Allocation(*taken, overpaid=left)
+
+
+def unapply_payment(state: LoanState, amount: Decimal, fees: Decimal, interest: Decimal, principal: Decimal) -> None:
+    """A payment reversed (issue 18, item 3): exactly what it paid of each
+    part is owed again, and it no longer counts as paid. Charges posted since
+    stay as they were (never recomputed on the days between), and no later
+    payment undoes charges before the reversal."""
+    state.amount_paid -= amount
+    state.fees_due += fees
+    state.interest_due += interest
+    state.principal_due += principal
+    state.charge_days.clear()
+
+
+def charge_returned_payment_fee(terms: Terms, state: LoanState, today: int) -> Decimal:
+    """The contract's fee for a returned payment, charged now (the days begun
+    are posted first by the caller), cut to what the profile's cost cap
+    leaves by `today` when the cap covers fees. None while a plan freezes the
+    loan's charges or a hold stops them (`charges_during_hold = false`)."""
+    fee = terms.returned_payment_fee
+    if fee <= 0 or state.active_plan is not None or (not terms.charges_during_hold and state.on_hold):
+        return Decimal("0")
+    cap = cap_through(terms, state, today)
+    if cap is not None and terms.cap_covers_fees:
+        fee = min(fee, max(cap - counted_charges(terms, state), Decimal("0")))
+    fee = _round(fee, state.currency, "ROUND_DOWN")
+    if fee > 0:
+        state.fees_due += fee
+        state.fees_charged += fee
+    return fee
 
 
 def waive(state: LoanState, fees: bool, interest: bool) -> tuple[Decimal, Decimal]:

@@ -158,6 +158,12 @@ class Rules(_Strict):
     # (or a verification awaited) holds collection. False: those days are
     # passed over, not charged later.
     charges_during_hold: bool = True
+    # Whether a loan whose borrower asked in writing to cease communication
+    # (the `legal_status` signal's cease_communication; issue 18, item 1) may
+    # still enter the legal stage (a case opened; its notice is not sent).
+    # False: it stops at the stage before legal. No running loan had the
+    # status before the setting existed, so its default changes none.
+    legal_escalation_after_cease: bool = False
 
 
 class Collector(_Strict):

@@ -103,6 +103,9 @@ class ContractTerms(_Payload):
 
     late_fee: Annotated[Decimal, BeforeValidator(_fee)] | None = None
     penalty_rate_annual: Annotated[Decimal, BeforeValidator(_rate)] | None = None
+    # A fee for a payment returned unpaid (issue 18, item 3): charged when a
+    # payment is reversed, within the profile's caps; none without it.
+    returned_payment_fee: Annotated[Decimal, BeforeValidator(_fee)] | None = None
 
 
 class LoanInput(_Payload):
@@ -128,6 +131,108 @@ class RepaymentSignal(_Payload):
     currency: Currency
     amount: str
     paid_at: Instant | None = None
+
+
+class PaymentReversedSignal(_Payload):
+    """`payment_reversed` (issue 18, item 3): a payment applied to the loan
+    came back (returned unpaid, charged back). `reason` is a short code
+    (NSF, chargeback, R01...), never personal data; `reversed_at` when the
+    bank reversed it (default: when the signal came)."""
+
+    payment_id: Identifier
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/()-]*$")]
+    reversed_at: Instant | None = None
+
+
+# ------------------------------------------- a closed loan reopened (issue 18, item 3)
+
+
+def _decimal(value: Any) -> Decimal:
+    # An exact figure carried from the database (the cost cap's allowance has
+    # ten decimals): a decimal string, never a float.
+    if isinstance(value, bool) or not isinstance(value, str) or not re.fullmatch(r"\d{1,15}(\.\d{1,10})?", value):
+        raise ValueError('must be a decimal string such as "12.5"')
+    return Decimal(value)
+
+
+Money = Annotated[Decimal, BeforeValidator(_fee)]
+
+
+class ReopenedPayment(_Payload):
+    """An applied payment and how it was allocated (payments.fees_paid, ...)."""
+
+    payment_id: Identifier
+    amount: Money
+    fees: Money
+    interest: Money
+    principal: Money
+    overpaid: Money = Decimal("0")
+
+
+class ReopenedReversal(_Payload):
+    """A payment of the loan reversed before it closed."""
+
+    payment_id: Identifier
+    amount: Money
+    fees: Money
+    interest: Money
+    principal: Money
+    returned_payment_fee: Money = Decimal("0")
+    reason: Annotated[str, Field(max_length=200)] = ""
+    reversed_at: Instant
+
+
+class ReopenedBureau(_Payload):
+    """What the bureau_records rows say was reported."""
+
+    records: Annotated[int, Field(ge=0, strict=True)] = 0
+    first_reported_on: IsoDate | None = None
+    last_cycle: Annotated[str, Field(pattern=r"^(\d{4}-\d{2})?$")] = ""
+    reported_93: StrictBool = False
+    reported_97: StrictBool = False
+    reported_disputed: StrictBool = False
+
+
+class ReopenedLegalCase(_Payload):
+    status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
+    opened_on: IsoDate
+    case_ref: Annotated[str, Field(max_length=64)] = ""
+
+
+class ReopenedLoan(_Payload):
+    """The `reopened` block of a start input (services/reversals.py): a loan
+    whose workflow closed `repaid`, started again from its records because
+    `payment_id` was reversed. Ids, codes, dates and money only. Not part of
+    LoanInput: a placement cannot carry it."""
+
+    payment_id: Identifier  # the reversal that reopens it (it comes as the start signal)
+    reason: Annotated[str, Field(max_length=200)] = ""
+    closed_outcome: Literal["repaid"]
+    stage: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]  # the stage it closed in
+    clock_anchor: Instant | None = None
+    amount_paid: Money
+    fees_charged: Money = Decimal("0")
+    interest_charged: Money = Decimal("0")
+    charges_through_day: Annotated[int, Field(strict=True)] | None = None
+    late_fee_charged: StrictBool | None = None
+    cost_cap_allowance: Annotated[Decimal, BeforeValidator(_decimal)] | None = None
+    days_past_due_at_close: Annotated[int, Field(strict=True)] = 0
+    payments: Annotated[list[ReopenedPayment], Field(max_length=1000)] = []
+    # Applied payments whose allocation the records do not hold (recorded before it was kept).
+    unallocated_payment_ids: Annotated[list[Identifier], Field(max_length=1000)] = []
+    reversals: Annotated[list[ReopenedReversal], Field(max_length=1000)] = []
+    bureau: ReopenedBureau = ReopenedBureau()
+    opted_out: list[Literal["sms", "email", "voice", "push", "letter", "all"]] = []
+    legal: ReopenedLegalCase | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> ReopenedLoan:
+        if not isinstance(data, dict):
+            raise InputError(f"reopened: must be a JSON object, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise InputError(explain(error, "reopened.")) from None
 
 
 class DisputeSignal(_Payload):
@@ -206,6 +311,114 @@ class VisitReport(_Payload):
 class LegalOutcome(_Payload):
     outcome: Literal["filed", "judgment", "settled", "withdrawn"]
     case_ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/()-]{0,63}$")] | None = None
+
+
+class SettlementProposal(_Payload):
+    """`propose_settlement` (issue 18, item 4): less than the balance in full
+    satisfaction, paid by `pay_by`, proposed by an agent (an id)."""
+
+    amount: str  # checked against the loan's currency and balance
+    pay_by: IsoDate
+    agent_id: Identifier
+
+
+def _settlement_no(value: Any) -> Any:
+    # A JSON integer, or its digits as a task's subject carries them ("1").
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) <= 6:
+        return int(value)
+    raise ValueError("must be a settlement number such as 1")
+
+
+class SettlementDecisionSignal(_Payload):
+    """`settlement_decision`: an approver accepts or refuses a settlement
+    pending approval; the approver is not the agent who proposed it."""
+
+    settlement_no: Annotated[int, BeforeValidator(_settlement_no), Field(ge=1)]
+    approved: StrictBool
+    approver_id: Identifier
+
+
+BANKRUPTCY_CHAPTERS = (7, 11, 12, 13)
+# A hardship lasts at most this long; a longer one is set again when it ends.
+HARDSHIP_MAX_DAYS = 366
+# A reference is a case number or a document's id, never a person's data:
+# an id's shape (ID_PATTERN), and not a US Social Security number's.
+_SSN_SHAPE = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
+
+
+def _chapter(value: Any) -> Any:
+    # A JSON integer, or its digits (a CSV cell, a form): nothing else.
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value not in BANKRUPTCY_CHAPTERS:
+        raise ValueError("must be a bankruptcy chapter: 7, 11, 12 or 13")
+    return value
+
+
+class LegalStatusSignal(_Payload):
+    """`legal_status` (issue 18, item 1): a life event a collector must
+    honour, as its notice says. `reference` names the notice (a court's case
+    number, a death certificate's or a letter's id); `effective_date` is the
+    petition's, the death's, the day the written request was received, the
+    day a hardship starts, or the day a status is cleared; `chapter` goes
+    with `bankruptcy_filed` (and may with its dismissal or discharge),
+    `until` with `hardship` (the day the loan resumes)."""
+
+    status: Literal[
+        "bankruptcy_filed", "bankruptcy_dismissed", "bankruptcy_discharged", "deceased", "cease_communication",
+        "hardship", "cleared",
+    ]
+    reference: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+    effective_date: IsoDate
+    until: Annotated[date | None, BeforeValidator(lambda v: None if v is None else _iso_date(v))] = Field(
+        default=None, validate_default=True
+    )
+    chapter: Annotated[int | None, BeforeValidator(_chapter)] = Field(default=None, validate_default=True)
+
+    @field_validator("reference")
+    @classmethod
+    def _not_personal(cls, value: str) -> str:
+        if _SSN_SHAPE.match(value):
+            raise ValueError("looks like a Social Security number; give the notice's or the case's id")
+        return value
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value: date | None, info: ValidationInfo) -> date | None:
+        status, start = info.data.get("status"), info.data.get("effective_date")
+        if status == "hardship" and value is None:
+            raise ValueError("required with hardship: the day the loan resumes")
+        if status != "hardship" and value is not None:
+            raise ValueError("only with hardship")
+        if value is not None and start is not None:
+            if value <= start:
+                raise ValueError("must be after effective_date")
+            if (value - start).days > HARDSHIP_MAX_DAYS:
+                raise ValueError(f"at most {HARDSHIP_MAX_DAYS} days after effective_date")
+        return value
+
+    @field_validator("chapter")
+    @classmethod
+    def _chapter_for_status(cls, value: int | None, info: ValidationInfo) -> int | None:
+        status = info.data.get("status")
+        if status == "bankruptcy_filed" and value is None:
+            raise ValueError("required with bankruptcy_filed: 7, 11, 12 or 13")
+        if value is not None and status is not None and not status.startswith("bankruptcy_"):
+            raise ValueError("only with a bankruptcy status")
+        return value
+
+
+class EstateOutcome(_Payload):
+    """`estate_outcome` (issue 18, item 1): how a deceased borrower's loan
+    ends, decided by an operator: written off, or settled by the estate
+    (whatever it paid came as `repayment` signals; the rest is not owed)."""
+
+    outcome: Literal["written_off", "settled"]
+    reference: Identifier  # the estate's file or the decision's id
 
 
 class PayLinkRequest(_Payload):

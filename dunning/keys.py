@@ -65,6 +65,28 @@ def installment_reminder_step(plan_no: int, installment: int) -> str:
     return f"plan/{plan_no}/i{installment}/reminder"
 
 
+def settlement_confirmation_step(settlement_no: int) -> str:
+    """An accepted settlement's confirmation (issue 18, item 4)."""
+    return f"settlement/{settlement_no}/confirmation"
+
+
+def settlement_reminder_step(settlement_no: int) -> str:
+    """An accepted settlement's reminder before its pay_by date."""
+    return f"settlement/{settlement_no}/reminder"
+
+
+def hardship_step(day: int, index: int, channel: str) -> str:
+    """The index-th step of the policy's hardship cadence on a day past due
+    (issue 18, item 1); never read as a stage's step (parse_stage_step)."""
+    return f"legal/hardship/d{day}/{index}-{channel}"
+
+
+def cease_final_notice_step(channel: str) -> str:
+    """The one final notice after a request to cease communication (issue
+    18, item 1): a notice, so it is carried across stages and never superseded."""
+    return f"{NOTICE_PREFIX}cease_final/{channel}"
+
+
 _INSTALLMENT = re.compile(r"/i(\d+)(?:/|$)")
 
 
@@ -148,8 +170,11 @@ def bureau_record_key(workflow_id: str, number: int, kind: str) -> str:
 
 
 def arrangement_family(kind: str) -> str:
-    """Which record an arrangement event belongs to: a plan or a promise."""
-    return "plan" if kind.startswith(("plan", "installment")) else "promise"
+    """Which record an arrangement event belongs to: a plan, a settlement
+    (issue 18, item 4) or a promise."""
+    if kind.startswith(("plan", "installment")):
+        return "plan"
+    return "settlement" if kind.startswith("settlement") else "promise"
 
 
 def arrangement_event_key(workflow_id: str, kind: str, number: int, installment: int | None = None) -> str:
@@ -168,6 +193,16 @@ def payment_key(workflow_id: str, payment_id: str) -> str:
 
 def unapplied_payment_key(workflow_id: str, signal_number: int, payment_id: str) -> str:
     return payment_key(workflow_id, f"unapplied-{signal_number}-{payment_id or 'no-id'}")
+
+
+def reversal_key(workflow_id: str, payment_id: str) -> str:
+    """A payment's reversal (issue 18, item 3): once per payment, across runs."""
+    return f"{payment_key(workflow_id, payment_id)}/reversal"
+
+
+def reopening_key(workflow_id: str, first_run_id: str) -> str:
+    """A loan closed `repaid` reopened by a new run: once per run."""
+    return f"{workflow_id}/{first_run_id}/reopened"
 
 
 def audit_key(*parts: str) -> str:

@@ -17,18 +17,22 @@ from dunning.clock import LoanClock
 from dunning.compliance import CONVERSATION_RESULTS, PastContact, Profile, check_contact
 from dunning.contract import STAGE_NAMES, STAGE_PENDING, STAGE_PRE_DUE, STAGES
 from dunning.arrangements import plan_deadline, promise_deadline
+from dunning.settlements import reminder_day, settlement_deadline, settlement_paid
 from dunning.bureau import next_cycle_start
+from dunning import legal_status as legal
 from dunning.policy import Policy, Segment, SegmentFacts
 from dunning.state import LoanState
 
 ActionKind = Literal[
     "hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait",
-    "break_plan", "break_promise", "assign_visit", "escalate_task",
+    "break_plan", "break_promise", "assign_visit", "escalate_task", "miss_settlement",
 ]
 VALIDATION_NOTICE = notices.VALIDATION_NOTICE
 PAY_LINK = "pay_link"
 PLAN_CONFIRMATION = "plan_confirmation"
 INSTALLMENT_REMINDER = "installment_reminder"
+SETTLEMENT_CONFIRMATION = "settlement_confirmation"
+SETTLEMENT_REMINDER = "settlement_reminder"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, seg
 
 
 def _hold_reason(state: LoanState) -> str:
+    if (reason := legal.hold_reason(state)) is not None:
+        return reason
     if state.disputed:
         return "dispute under review"
     if state.awaiting_verification:
@@ -198,6 +204,8 @@ def _starts_bureau_wait(profile: Profile, contact) -> bool:
 
 def _next_bureau_record(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock) -> tuple[datetime, str] | None:
     """When the next credit-bureau record is due (loan time) and which kind."""
+    if not legal.reports_to_bureau(state):  # a deceased borrower's account (issue 18, item 1)
+        return None
     if not state.bureau_reported:
         first = first_report_due(profile, state)
         return (first, "first") if first is not None else None
@@ -236,6 +244,24 @@ def _plan_contacts(policy: Policy, state: LoanState, clock: LoanClock) -> list[O
     return found
 
 
+def _settlement_contacts(policy: Policy, state: LoanState, clock: LoanClock) -> list[Occurrence]:
+    """An accepted settlement's confirmation and its reminder before pay_by
+    (issue 18, item 4), on the policy's settlements.reminder_channel."""
+    settlement = state.accepted_settlement
+    channel = policy.settlements.reminder_channel
+    done = set(state.done_steps)
+    found = []
+    confirmation = keys.settlement_confirmation_step(settlement.settlement_no)
+    if confirmation not in done:
+        accepted = _local_day_start(clock, settlement.decided_on)
+        found.append(Occurrence(confirmation, state.stage, clock.days_past_due(accepted), channel, SETTLEMENT_CONFIRMATION, accepted))
+    reminder, day = keys.settlement_reminder_step(settlement.settlement_no), reminder_day(policy, settlement)
+    if day is not None and reminder not in done:
+        at = datetime.combine(day, policy.contact_time, tzinfo=clock.zone)
+        found.append(Occurrence(reminder, state.stage, clock.days_past_due(at), channel, SETTLEMENT_REMINDER, at))
+    return found
+
+
 def _visit_due(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, segment: Segment | None) -> datetime | None:
     """When the next field visit should be assigned (loan time), if ever."""
     rules = policy.field_visits
@@ -264,6 +290,14 @@ def _superseded(profile: Profile, upcoming: list[tuple[datetime, Occurrence]], n
     return None
 
 
+def _missed_from(state: LoanState, clock: LoanClock) -> datetime:
+    """From when a step not done counts as missed: the loan's start (its
+    clock's anchor), or a reopened run's reopening (issue 18, item 3: the
+    loan stood closed before it, so nothing was missed then)."""
+    reopened = state.reopened.at if state.reopened is not None else None
+    return clock.anchor if reopened is None else max(clock.anchor, reopened)
+
+
 def segment_facts(state: LoanState, days_past_due: int) -> SegmentFacts:
     return SegmentFacts(
         days_past_due=days_past_due, outstanding=state.outstanding, risk_score=state.risk_score,
@@ -275,6 +309,47 @@ def segment_name(policy: Policy, state: LoanState, days_past_due: int) -> str:
     """The loan's segment now ("" when it matches none)."""
     segment = policy.segment_for(segment_facts(state, days_past_due))
     return segment.name if segment else ""
+
+
+def _cadence(policy: Policy, clock: LoanClock, state: LoanState, segment: Segment | None, limits: legal.Limits | None) -> list[Occurrence]:
+    """The contacts the loan's cadence plans: its stage's, or while a
+    hardship lasts the policy's hardship cadence (issue 18, item 1); none
+    after a request to cease communication (its final notice is apart)."""
+    if limits is None or limits.contacts == "all":
+        return occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment)
+    if limits.contacts != "hardship":
+        return []
+    hardship = limits.hardship
+    base = (max(hardship.effective_date, hardship.since) - state.due_date).days
+    end = (hardship.until - state.due_date).days
+    found = []
+    for index, step in enumerate(policy.legal_status.hardship.steps):
+        day = base + step.day
+        while day < end:
+            found.append(Occurrence(
+                key=keys.hardship_step(day, index, step.channel), stage=state.stage, day=day, channel=step.channel,
+                template=step.template, at=clock.at(day, step.at or policy.contact_time),
+            ))
+            if not step.every_days:
+                break
+            day += step.every_days
+    return sorted(found, key=lambda o: o.at)
+
+
+def _cease_final_notice(policy: Policy, state: LoanState, clock: LoanClock, now: datetime) -> Occurrence | None:
+    """12 CFR 1006.6(c)(1): after a request to cease communication, the one
+    final notice the policy names (none when it names none), until it is
+    recorded (sent, failed or skipped: it is never tried twice)."""
+    rules = policy.legal_status
+    if not rules.cease_final_notice_template:
+        return None
+    key = keys.cease_final_notice_step(rules.cease_final_notice_channel)
+    if any(c.step == key for c in state.contacts):
+        return None
+    return Occurrence(
+        key=key, stage=state.stage, day=clock.days_past_due(now), channel=rules.cease_final_notice_channel,
+        template=rules.cease_final_notice_template, at=now,
+    )
 
 
 def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanClock, now: datetime) -> Action:
@@ -294,12 +369,19 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     bureau = _next_bureau_record(policy, profile, state, clock)
     if bureau is not None and bureau[0] <= now:
         return Action("report_to_bureau", f"{bureau[1]} credit-bureau record ({profile.name} profile)", at=now, bureau_kind=bureau[1])
-    if (plan := state.active_plan) is not None:
+    # Under a bankruptcy's stay or after a death nothing moves (issue 18, item 1).
+    if (plan := state.active_plan) is not None and not state.legal_hold:
         deadline = plan_deadline(policy, plan, state.amount_paid)
         if deadline is not None and deadline <= local_today:
             return Action("break_plan", f"an installment of plan {plan.plan_no} is unpaid past its grace days", at=now)
-    if (promise := state.open_promise) is not None and promise_deadline(policy, promise) <= local_today:
+    promise = None if state.legal_hold else state.open_promise
+    if promise is not None and promise_deadline(policy, promise) <= local_today:
         return Action("break_promise", f"promise {promise.promise_no} was not kept by {promise.by_date}", at=now)
+    # A settlement's pay_by does not run out during a bankruptcy stay or
+    # while a deceased borrower's estate is handled (as plans and promises).
+    settlement = None if state.legal_hold else state.open_settlement
+    if settlement is not None and settlement_deadline(policy, settlement) <= local_today and not settlement_paid(settlement, state.amount_paid):
+        return Action("miss_settlement", f"settlement {settlement.settlement_no} was not paid by {settlement.pay_by}", at=now)
 
     # An agent task past its SLA is escalated, on hold too (a dispute's task
     # is the one that matters then).
@@ -316,21 +398,25 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         if task is not None:
             at = min(at, task.due)
         return Action("hold", f"no contact or escalation: {_hold_reason(state)}", at=at)
-    if today >= policy.write_off_day and not state.in_court:
+    settled = state.accepted_settlement  # an accepted settlement waits for its pay_by, not for the write-off
+    # A cease request or a hardship (issue 18, item 1): what they still allow.
+    limits = legal.limits(profile, state)
+    if today >= policy.write_off_day and not state.in_court and settled is None and (limits is None or limits.write_off):
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 
     plan = state.active_plan
     promise = state.open_promise
     candidates: list[tuple[datetime, str]] = []
     upcoming: list[tuple[datetime, Occurrence]] = []
-    if plan is None:
-        if state.stage == STAGE_PENDING and today <= 0 and state.pre_due and policy.pre_due_for(segment):
+    if plan is None and settled is None:
+        if state.stage == STAGE_PENDING and today <= 0 and state.pre_due and policy.pre_due_for(segment) and limits is None:
             return Action("enter_stage", f"day {today}: placed before its due date, reminders first", at=now, stage=STAGE_PRE_DUE)
         due_stage = policy.stage_for_day(today, segment)
-        if due_stage is not None and STAGES.index(due_stage) > state.stage_rank():
+        if due_stage is not None and STAGES.index(due_stage) > state.stage_rank() and (limits is None or limits.allows_stage(due_stage)):
             start_day = policy.start_day(due_stage, segment)
             return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
-        visit_at = _visit_due(policy, profile, state, clock, segment) if promise is None and not state.in_court else None
+        visits = promise is None and not state.in_court and (limits is None or limits.visits)
+        visit_at = _visit_due(policy, profile, state, clock, segment) if visits else None
         if visit_at is not None and visit_at <= now:
             return Action("assign_visit", f"field visit from day {policy.field_visits.from_day} ({policy.name} policy)", at=now)
         if visit_at is not None:
@@ -349,10 +435,10 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             pass  # the notice goes first and alone, and must be provided before collection
         elif state.stage in STAGE_NAMES and promise is None and not state.in_court:
             done = set(state.done_steps)
-            for o in occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment):
+            for o in _cadence(policy, clock, state, segment, limits):
                 if o.key not in done and (o.day >= today or o.key in state.deferred):
                     upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
-                elif o.key not in done and profile.caps.collapse_missed_steps and clock.anchor <= o.at:
+                elif o.key not in done and profile.caps.collapse_missed_steps and _missed_from(state, clock) <= o.at:
                     # A whole day of it passed while the loan could not be
                     # contacted (a hold, a promise, the notice not provided
                     # yet): not replayed, but shown (issue 15, items 9, 10).
@@ -360,13 +446,13 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
                         "skip", f"day {o.day} passed while the loan could not be contacted: not replayed",
                         at=now, occurrence=o, skip_result="skipped_missed",
                     )
-        later = [s for s in STAGES if STAGES.index(s) > state.stage_rank()]
+        later = [s for s in STAGES if STAGES.index(s) > state.stage_rank() and (limits is None or limits.allows_stage(s))]
         if later:
             start_day = policy.start_day(later[0], segment)
             candidates.append((clock.at(start_day), f"{later[0]} stage on day {start_day}"))
         if promise is not None:
             candidates.append((_local_day_start(clock, promise_deadline(policy, promise)), f"promise {promise.promise_no} due by {promise.by_date}"))
-    else:
+    elif plan is not None:
         # A running plan: no escalation, only its own messages.
         notice = _requested_pay_link(state, clock, now)
         if notice is not None:
@@ -376,6 +462,26 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         deadline = plan_deadline(policy, plan, state.amount_paid)
         if deadline is not None:
             candidates.append((_local_day_start(clock, deadline), f"the grace days of plan {plan.plan_no}'s next installment to end"))
+    else:
+        # An accepted settlement (issue 18, item 4): no escalation, only its own messages.
+        if settlement_paid(settled, state.amount_paid):  # paid since the loop's bookkeeping: it ends the loan
+            return Action("wait", f"settlement {settled.settlement_no} is paid", at=now)
+        notice = _requested_pay_link(state, clock, now)
+        if notice is not None:
+            upcoming.append((state.deferred.get(notice.key, now), notice))
+        for o in _settlement_contacts(policy, state, clock):
+            upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
+    if settlement is not None and not settlement_paid(settlement, state.amount_paid):
+        # Pending approval or accepted: missed when its pay_by day has passed.
+        candidates.append((_local_day_start(clock, settlement_deadline(policy, settlement)),
+                           f"settlement {settlement.settlement_no} due by {settlement.pay_by}"))
+    if limits is not None and limits.contacts == "final_notice":
+        # A request to cease communication: its one final notice, nothing else.
+        final = _cease_final_notice(policy, state, clock, now)
+        upcoming = [(state.deferred.get(final.key, now), final)] if final is not None else []
+    if limits is not None and limits.hardship is not None:
+        until = limits.hardship.until
+        candidates.append((_local_day_start(clock, until), f"the hardship's end on {until} (collection resumes)"))
     upcoming.sort(key=lambda pair: pair[0])
 
     if upcoming and upcoming[0][0] <= now:
@@ -422,7 +528,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         candidates.append((bureau[0], f"the {bureau[1]} credit-bureau record"))
     if task is not None:
         candidates.append((task.due, f"the SLA of a {task.kind} task"))
-    if not state.in_court:
+    if not state.in_court and settled is None and (limits is None or limits.write_off):
         candidates.append((clock.at(policy.write_off_day), f"write-off on day {policy.write_off_day}"))
     if not candidates:
         return Action("wait", "waiting for the court's outcome (legal_outcome)", at=clock.at(today + 30))

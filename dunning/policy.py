@@ -197,8 +197,53 @@ class Tasks(_Strict):
     before it is escalated (its priority raised and recorded)."""
 
     sla_hours: dict[str, Annotated[int, Field(ge=1, le=24 * 365)]] = Field(
-        default_factory=lambda: {"dispute_verification": 72, "complaint_review": 120}
+        default_factory=lambda: {"dispute_verification": 72, "complaint_review": 120, "settlement_approval": 24}
     )
+
+
+SettlementStage = Literal["reminder", "call", "negotiation", "credit_reporting", "legal"]
+DiscountShare = Annotated[Decimal, Field(ge=0, lt=1)]
+
+
+class Settlements(_Strict):
+    """Settlements for less than the balance, in full satisfaction (the
+    `propose_settlement` update; issue 18, item 4).
+
+    The discount is 1 - amount / outstanding. An agent may grant alone up to
+    `agent_limits[stage]` (a stage not named: 0, so every discount there waits
+    for an approver); `segment_limits[segment][stage]` replaces it for a loan
+    in that segment. Above the limit the settlement waits in
+    `pending_approval` with a `settlement_approval` task until an approver's
+    `settlement_decision`. `pay_by` is at most `max_pay_by_days` from the
+    proposal; unpaid when the local day after pay_by (+ `grace_days`) begins,
+    the settlement is missed and the loan returns to its stage. While one is
+    accepted: no escalation, no stage contacts, only its confirmation and a
+    reminder `reminder_days_before` pay_by on `reminder_channel` (a plan's
+    behaviour). The defaults (no limits: every settlement needs an approver)
+    keep a policy that says nothing safe."""
+
+    enabled: bool = True
+    agent_limits: dict[SettlementStage, DiscountShare] = Field(default_factory=dict)
+    segment_limits: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], dict[SettlementStage, DiscountShare]] = Field(
+        default_factory=dict
+    )
+    max_pay_by_days: Annotated[int, Field(ge=0, le=366)] = 30
+    grace_days: Annotated[int, Field(ge=0, le=30)] = 0
+    reminder_days_before: Annotated[int, Field(ge=0, le=30)] = 2
+    reminder_channel: Channel = "sms"
+
+    def agent_limit(self, stage: str, segment: str | None) -> Decimal:
+        """The largest discount an agent may grant alone in `stage` for a loan in `segment`."""
+        by_segment = self.segment_limits.get(segment or "", {})
+        if stage in by_segment:
+            return by_segment[stage]
+        return self.agent_limits.get(stage, Decimal("0"))
+
+    def limit_key(self, stage: str, segment: str | None) -> str:
+        """The policy key the limit comes from, for a message naming it."""
+        if stage in self.segment_limits.get(segment or "", {}):
+            return f"settlements.segment_limits.{segment}.{stage}"
+        return f"settlements.agent_limits.{stage}"
 
 
 # The channels a borrower-level cap or a merged message may be on: calls keep
@@ -208,6 +253,8 @@ BorrowerChannel = Literal["sms", "email", "push"]
 # the link the borrower asked for, a plan's confirmation and its reminders.
 PER_DEBT_TEMPLATES = frozenset({
     "validation_notice", "bureau_notice", "legal_notice", "pay_link", "plan_confirmation", "installment_reminder",
+    "settlement_confirmation", "settlement_reminder",
+    "cease_final_notice", "cease_remedy_notice",  # issue 18, item 1
 })
 
 
@@ -248,6 +295,38 @@ class BorrowerContacts(_Strict):
         return self.merge and channel in self.merge_channels and template in self.merge_templates
 
 
+class HardshipCadence(_Strict):
+    """The gentler contact of a loan in hardship (issue 18, item 1): steps
+    whose `day` counts from the hardship's first day (its effective_date, or
+    the day it was set if later), until its `until`. None: no contact at all
+    while the hardship lasts."""
+
+    steps: tuple[ContactStep, ...] = ()
+
+
+class LegalStatusRules(_Strict):
+    """What the policy does with a legal status (the `legal_status` signal;
+    issue 18, item 1; dunning/legal_status.py has the rules themselves).
+
+    - `cease_final_notice_template`: the one final notice after a written
+      request to cease communication (12 CFR 1006.6(c)(1)): that collection
+      is ending (`cease_final_notice`, 1006.6(c)(1)(i)) or that a remedy may
+      be invoked (`cease_remedy_notice`, (c)(1)(ii)); "" sends none. It goes
+      once, on `cease_final_notice_channel`.
+    - `hardship`: the cadence while a hardship lasts."""
+
+    cease_final_notice_template: str = ""
+    cease_final_notice_channel: Literal["email", "sms"] = "email"
+    hardship: HardshipCadence = HardshipCadence()
+
+    @field_validator("cease_final_notice_template")
+    @classmethod
+    def _template_name(cls, value: str) -> str:
+        if value and not TEMPLATE_NAME.match(value):
+            raise ValueError("must be a lowercase template name like 'cease_final_notice', or \"\" for none")
+        return value
+
+
 class Stages(_Strict):
     pre_due: PreDueStage | None = None
     reminder: Stage
@@ -279,6 +358,10 @@ class Policy(_Strict):
     tasks: Tasks = Tasks()
     # Caps and merged messages across the borrower's loans (issue 17, item 1).
     borrower: BorrowerContacts = BorrowerContacts()
+    # Settlements for less than the balance and who approves them (issue 18, item 4).
+    settlements: Settlements = Settlements()
+    # A cease request's final notice and a hardship's cadence (issue 18, item 1).
+    legal_status: LegalStatusRules = LegalStatusRules()
 
     @field_validator("default_time_zone")
     @classmethod
@@ -313,6 +396,9 @@ class Policy(_Strict):
                 raise ValueError(f"stages.pre_due.segments: {unknown[0]!r} is not one of the policy's segments {names}")
         if self.plans.min_interval_days > self.plans.max_interval_days:
             raise ValueError("plans.min_interval_days must not exceed plans.max_interval_days")
+        unknown = [name for name in self.settlements.segment_limits if name not in names]
+        if unknown:
+            raise ValueError(f"settlements.segment_limits: {unknown[0]!r} is not one of the policy's segments {names}")
         return self
 
     def stage(self, name: str) -> Stage:

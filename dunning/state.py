@@ -89,6 +89,34 @@ class Promise(BaseModel):
     ended_on: date | None = None
 
 
+class Settlement(BaseModel):
+    """A settlement for less than the balance, in full satisfaction (the
+    `propose_settlement` update; issue 18, item 4): accepted at once within
+    the agent's limit, else pending an approver's `settlement_decision`."""
+
+    settlement_no: int
+    status: Literal["pending_approval", "accepted", "refused", "paid", "missed", "lapsed"]
+    proposed_on: date
+    amount: Decimal  # what the borrower pays in full satisfaction
+    outstanding: Decimal  # the balance when it was proposed
+    discount: Decimal  # 1 - amount / outstanding, 4 places (the limit is checked exactly)
+    agent_limit: Decimal  # the largest discount the agent could grant alone then
+    pay_by: date
+    agent_id: str
+    paid_before: Decimal  # amount_paid when it was proposed: later payments count
+    approver_id: str = ""
+    decided_on: date | None = None  # approved or refused
+    ended_on: date | None = None  # paid, missed, refused or lapsed
+    waived: Decimal = Decimal("0")  # written off when it was paid
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("pending_approval", "accepted")
+
+    def paid_under_settlement(self, amount_paid: Decimal) -> Decimal:
+        return amount_paid - self.paid_before
+
+
 class BureauState(BaseModel):
     """What was reported to the credit bureau, for the next record."""
 
@@ -101,6 +129,12 @@ class BureauState(BaseModel):
     reported_disputed: bool = False  # a record carried XB
     reported_93: bool = False  # a record carried 93 (placed for collection)
     reported_97: bool = False  # a record carried 97 (charged off)
+    # Issue 18, item 1 (dunning/bureau.py): the Consumer Information
+    # Indicator the bureau has on file (it stays until another one or a
+    # removal, Q, is reported), and whether a record carried ECOA code X
+    # (deceased: the account is not reported again, CRRG FAQ 19).
+    cii_on_file: str = ""
+    reported_deceased: bool = False
 
 
 class FieldVisit(BaseModel):
@@ -141,6 +175,67 @@ class LegalCase(BaseModel):
     case_ref: str = ""
 
 
+class LegalStatusInForce(BaseModel):
+    """A legal status in force (the `legal_status` signal; issue 18, item 1):
+    ids and dates only."""
+
+    status: Literal["bankruptcy_filed", "deceased", "cease_communication", "hardship"]
+    reference: str
+    effective_date: date
+    until: date | None = None  # hardship: the day the loan resumes
+    chapter: int | None = None  # bankruptcy_filed: 7, 11, 12 or 13
+    since: date  # the loan's local day it was set
+    # The agent task the loop still has to open for it ("" once opened, or none).
+    task_pending: str = ""
+
+
+class LegalStatusChange(BaseModel):
+    """One `legal_status` applied (and a hardship that ended on its `until`)."""
+
+    status: str
+    reference: str
+    effective_date: date
+    at: datetime  # the real instant it was applied
+
+
+class LegalStatuses(BaseModel):
+    """The loan's legal statuses (issue 18, item 1; dunning/legal_status.py
+    has what each one allows): those in force, every change, and what an
+    ended bankruptcy or a deceased borrower's estate left behind."""
+
+    in_force: list[LegalStatusInForce] = Field(default_factory=list)
+    changes: list[LegalStatusChange] = Field(default_factory=list)
+    # The petition's day (days past due of its date): the account status the
+    # bureau is told while the bankruptcy runs and once it is discharged.
+    petition_day: int | None = None
+    petition_date: date | None = None
+    dismissed_chapter: int | None = None  # the last bankruptcy was dismissed (Metro 2 CII I-L)
+    discharged_chapter: int | None = None  # discharged: the loan ends `discharged` (CII E-H)
+    estate_outcome: Literal["written_off", "settled"] | None = None  # a deceased borrower's loan, ended by an operator
+
+    def find(self, status: str) -> LegalStatusInForce | None:
+        return next((s for s in self.in_force if s.status == status), None)
+
+    @property
+    def holds(self) -> bool:
+        """A bankruptcy's automatic stay, or a deceased borrower: no contact,
+        no escalation, no new charges."""
+        return any(s.status in ("bankruptcy_filed", "deceased") for s in self.in_force)
+
+    def freezes_charges_on(self, day: int, due_date: date) -> bool:
+        """Whether no fee or interest is charged for the day `day` past due:
+        from a bankruptcy's petition, a death, a hardship's start (until the
+        hardship's `until`), as long as the status stands."""
+        for status in self.in_force:
+            if status.status == "cease_communication":
+                continue
+            first = (status.effective_date - due_date).days
+            end = (status.until - due_date).days if status.until is not None else None
+            if day >= first and (end is None or day < end):
+                return True
+        return False
+
+
 class ChargeDay(BaseModel):
     """The charges' state before a day past due was charged, kept for the
     last few days under a profile's payment_time_tolerance_hours, so that a
@@ -156,6 +251,48 @@ class ChargeDay(BaseModel):
     cost_cap_allowance: Decimal
     charges_held: bool
     plan_active: bool  # a day under a plan is never charged again once it has ended
+
+
+class PaymentAllocation(BaseModel):
+    """What one applied payment paid of each part (issue 18, item 3): a
+    reversal undoes exactly this. Payments applied before it was kept have
+    none (their reversal is refused, named)."""
+
+    payment_id: str
+    amount: Decimal
+    fees: Decimal
+    interest: Decimal
+    principal: Decimal
+    overpaid: Decimal = Decimal("0")  # over the balance: kept as paid, refunded by a person
+
+
+class Reversal(BaseModel):
+    """A payment reversed (the `payment_reversed` signal): the allocation
+    undone and the returned-payment fee charged."""
+
+    payment_id: str
+    reason: str
+    reversed_at: datetime  # when the bank reversed it (or the signal came)
+    amount: Decimal
+    fees: Decimal
+    interest: Decimal
+    principal: Decimal
+    returned_payment_fee: Decimal = Decimal("0")
+    received_at: datetime | None = None  # None: carried from the records into a reopened run
+    reopened: bool = False  # it reopened the loan after it closed `repaid`
+
+
+class Reopening(BaseModel):
+    """A run that reopened a loan closed `repaid` (services/reversals.py):
+    which reversal, what it closed as, and the loan-time instant it reopened
+    at (set when the run has its clock). Steps planned before that instant
+    are not shown as missed: the loan was closed then."""
+
+    payment_id: str
+    reason: str = ""
+    closed_outcome: str = "repaid"
+    closed_stage: str = ""
+    at: datetime | None = None
 
 
 class LoanState(BaseModel):
@@ -219,11 +356,13 @@ class LoanState(BaseModel):
     charges_through_day: int = 0  # days past due whose charges are posted
     fees_waived: Decimal = Decimal("0")  # waived under a kept plan (or one still running)
     interest_waived: Decimal = Decimal("0")
+    principal_waived: Decimal = Decimal("0")  # written off by a settlement paid (issue 18, item 4)
 
     segment: str | None = None
     partial_payments: int = 0
     plans: list[Plan] = Field(default_factory=list)
     promises: list[Promise] = Field(default_factory=list)
+    settlements: list[Settlement] = Field(default_factory=list)
     bureau: BureauState = Field(default_factory=BureauState)
     visits: list[FieldVisit] = Field(default_factory=list)
     legal: LegalCase | None = None
@@ -251,6 +390,17 @@ class LoanState(BaseModel):
     cost_cap_allowance: Decimal = Decimal("0")
     charges_held: bool = False
     charge_days: list[ChargeDay] = Field(default_factory=list)
+    # Legal statuses (issue 18, item 1): None until the first `legal_status`
+    # signal (and in every run from before it).
+    legal_status: LegalStatuses | None = None
+
+    # Payment reversals (issue 18, item 3): each applied payment's allocation
+    # (since they are kept), the reversals, the contract's returned-payment
+    # fee, and the reopening when this run reopened a loan closed `repaid`.
+    payment_allocations: list[PaymentAllocation] = Field(default_factory=list)
+    reversals: list[Reversal] = Field(default_factory=list)
+    contract_returned_payment_fee: Decimal | None = None
+    reopened: Reopening | None = None
 
     @model_validator(mode="after")
     def _derive_principal(self) -> LoanState:
@@ -264,11 +414,22 @@ class LoanState(BaseModel):
 
     @property
     def waived(self) -> Decimal:
-        return self.fees_waived + self.interest_waived
+        return self.fees_waived + self.interest_waived + self.principal_waived
 
     @property
     def active_plan(self) -> Plan | None:
         return next((p for p in reversed(self.plans) if p.status == "active"), None)
+
+    @property
+    def open_settlement(self) -> Settlement | None:
+        """The settlement pending approval or accepted, if any."""
+        return next((s for s in reversed(self.settlements) if s.open), None)
+
+    @property
+    def accepted_settlement(self) -> Settlement | None:
+        """An accepted settlement, waiting to be paid: no escalation meanwhile."""
+        found = self.open_settlement
+        return found if found is not None and found.status == "accepted" else None
 
     @property
     def open_promise(self) -> Promise | None:
@@ -289,7 +450,12 @@ class LoanState(BaseModel):
 
     @property
     def on_hold(self) -> bool:
-        return self.paused or self.disputed or bool(self.open_complaints) or self.awaiting_verification
+        return self.paused or self.disputed or bool(self.open_complaints) or self.awaiting_verification or self.legal_hold
+
+    @property
+    def legal_hold(self) -> bool:
+        """A bankruptcy's stay or a deceased borrower (issue 18, item 1)."""
+        return self.legal_status is not None and self.legal_status.holds
 
     @property
     def awaiting_verification(self) -> bool:

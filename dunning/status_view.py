@@ -9,12 +9,14 @@ clock), not the moment of asking.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from dunning import contract
+from dunning import legal_status as legal_statuses
 from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.planner import Action
-from dunning.state import LoanState, Plan
+from dunning.state import LoanState, Plan, Reversal, Settlement
 from dunning.transitions.records import money
 
 
@@ -82,6 +84,8 @@ def status_view(
         "waived": money(state, state.waived),
         "promise": promise_view(state),
         "promises_broken": state.broken_promises,
+        # The open settlement, else the last one (issue 18, item 4).
+        "settlement": settlement_view(state, state.open_settlement or (state.settlements[-1] if state.settlements else None)),
         "bureau": {
             "records": state.bureau.records,
             "first_delinquency": state.bureau.first_delinquency.isoformat() if state.bureau.first_delinquency else None,
@@ -89,6 +93,8 @@ def status_view(
         },
         "field_visits": [v.model_dump(mode="json") for v in state.visits],
         "legal_case": state.legal.model_dump(mode="json") if state.legal else None,
+        # Legal statuses (issue 18, item 1): the one that restricts the most, those in force, every change.
+        "legal_status": legal_status_view(state),
         "disputed": state.disputed,
         "pause_reason": state.pause_reason,
         "opted_out": list(state.opted_out),
@@ -102,6 +108,13 @@ def status_view(
         "next_action": next_action.reason if next_action else None,
         "unapplied_payments": [p.model_dump(mode="json") for p in state.unapplied_payments],
         "rejected_signals": [r.model_dump(mode="json") for r in state.rejected_signals],
+        # Payment reversals and a reopening (issue 18, item 3).
+        "reversals": [reversal_view(state, r) for r in state.reversals],
+        "reopened": {
+            "payment_id": state.reopened.payment_id, "previous_outcome": state.reopened.closed_outcome,
+            "closed_stage": state.reopened.closed_stage,
+            "at": clock.real_time(state.reopened.at).isoformat() if clock and state.reopened.at else None,
+        } if state.reopened is not None else None,
     }
 
 
@@ -136,6 +149,50 @@ def plan_view(state: LoanState, plan: Plan | None) -> dict | None:
     }
 
 
+def legal_status_view(state: LoanState) -> dict:
+    """`status.legal_status` (issue 18, item 1): `status` is the one that
+    restricts the most (the `LegalStatus` search attribute), `none` without."""
+    legal = state.legal_status
+    return {
+        "status": legal_statuses.headline(state),
+        "in_force": [s.model_dump(mode="json", exclude={"task_pending"}) for s in legal.in_force] if legal else [],
+        "changes": [c.model_dump(mode="json") for c in legal.changes] if legal else [],
+        "estate_outcome": legal.estate_outcome if legal else None,
+    }
+
+
+def settlement_view(state: LoanState, settlement: Settlement | None) -> dict | None:
+    """A settlement as `propose_settlement` answers it and `status` shows it."""
+    if settlement is None:
+        return None
+    day = lambda value: value.isoformat() if value else None  # noqa: E731
+    return {
+        "settlement_no": settlement.settlement_no,
+        "status": settlement.status,
+        "amount": money(state, settlement.amount),
+        "discount": str(settlement.discount),
+        "pay_by": settlement.pay_by.isoformat(),
+        "outstanding": money(state, settlement.outstanding),
+        "agent_limit": str(settlement.agent_limit),
+        "agent_id": settlement.agent_id,
+        "approver_id": settlement.approver_id or None,
+        "proposed_on": settlement.proposed_on.isoformat(),
+        "decided_on": day(settlement.decided_on),
+        "ended_on": day(settlement.ended_on),
+        # Paid towards it since it was proposed (while it is open; null once it ended unpaid).
+        "paid": _settlement_paid(state, settlement),
+        "waived": money(state, settlement.waived),
+    }
+
+
+def _settlement_paid(state: LoanState, settlement: Settlement) -> str | None:
+    if settlement.status == "paid":
+        return money(state, settlement.amount)
+    if not settlement.open:
+        return None
+    return money(state, min(max(settlement.paid_under_settlement(state.amount_paid), Decimal("0")), settlement.amount))
+
+
 def promise_view(state: LoanState) -> dict | None:
     """The open promise, else the last one."""
     promise = state.open_promise or (state.promises[-1] if state.promises else None)
@@ -143,3 +200,13 @@ def promise_view(state: LoanState) -> dict | None:
         return None
     return {"promise_no": promise.promise_no, "amount": money(state, promise.amount), "by_date": promise.by_date.isoformat(),
             "status": promise.status, "source": promise.source}
+
+
+def reversal_view(state: LoanState, reversal: Reversal) -> dict:
+    """A payment reversed, as `status` shows it: what it undid of each part."""
+    return {
+        "payment_id": reversal.payment_id, "reason": reversal.reason, "reversed_at": reversal.reversed_at.isoformat(),
+        "amount": money(state, reversal.amount), "fees": money(state, reversal.fees),
+        "interest": money(state, reversal.interest), "principal": money(state, reversal.principal),
+        "returned_payment_fee": money(state, reversal.returned_payment_fee), "reopened": reversal.reopened,
+    }

@@ -27,6 +27,7 @@ from dunning.charges import Terms
 from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.planner import Action, first_report_due, next_action
+from dunning.legal_status import reports_to_bureau
 from dunning.policy import Policy, SegmentFacts
 from dunning.state import LoanState
 from dunning.transitions.payments import Receipt, receive_payment, take_payment
@@ -92,7 +93,7 @@ def _next_action_before_deep_stages(policy: Policy, profile: Profile, state: Loa
     if planned.kind in ("hold", "write_off", "enter_stage"):
         return planned
     report_at = first_report_due(profile, state)
-    if report_at is None:
+    if report_at is None or not reports_to_bureau(state):  # a deceased borrower's (issue 18, item 1)
         return planned
     if report_at <= now:
         return Action("report_to_bureau", f"first credit-bureau report ({profile.name} profile)", at=now, bureau_kind="first")

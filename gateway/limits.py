@@ -34,6 +34,7 @@ from gateway.settings import GatewaySettings
 # The texts are generic: a refusal says nothing about how the endpoint is configured.
 SIGNED: tuple[tuple[str, str, tuple[bytes, ...], int, str], ...] = (
     ("POST", "/payments", (b"x-dunning-signature",), 401, "unauthorized"),
+    ("POST", "/payments/reversals", (b"x-dunning-signature",), 401, "unauthorized"),  # issue 18, item 3
     ("POST", "/webhooks/twilio/", (b"x-twilio-signature",), 403, "forbidden"),
     ("POST", "/webhooks/sendgrid/events",
      (b"x-twilio-email-event-webhook-signature", b"x-twilio-email-event-webhook-timestamp"), 403, "forbidden"),
@@ -150,7 +151,7 @@ def _is_json(scope: dict) -> bool:
 # allowed in is refused as such, whatever the body. FastAPI parses every other
 # JSON body itself, before the route's dependencies (authentication) run, so
 # checking those here first changes no answer but the limit's.
-PARSE_THEIR_OWN_BODY = ("/payments", "/webhooks/", "/visits/")
+PARSE_THEIR_OWN_BODY = ("/payments", "/payments/reversals", "/webhooks/", "/visits/")
 
 
 def _parses_its_own_body(scope: dict) -> bool:

@@ -32,7 +32,7 @@ log = structlog.get_logger("gateway.limits")
 
 # Paths whose callers are the providers (signed, a few addresses sending for
 # every loan): counted per address under their own, higher limit.
-_PROVIDER_PATHS = ("/payments",)
+_PROVIDER_PATHS = ("/payments", "/payments/reversals")
 _PROVIDER_PREFIXES = ("/webhooks/",)
 
 

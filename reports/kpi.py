@@ -43,11 +43,19 @@ Amount recovered (per currency)
 
 Recovery rate (per currency)
     amount recovered / amount placed, in the same currency. `null` when nothing
-    was placed in that currency.
+    was placed in that currency. A settled loan (issue 18, item 4) recovered
+    what was paid, net of the discount: the balance a settlement wrote off is
+    never recovered money.
+
+Amount waived (per currency)
+    The sum of `loans.waived` (what settlements and plans' waivers wrote off,
+    set when the loan closed) of the loans in that currency: shown beside the
+    recovery, never added to it.
 
 Outcomes
     The number of loans by `loans.outcome`: `repaid`, `settled`, `written_off`,
-    `dispute_upheld`, and `open` (no outcome yet: still in collections).
+    `dispute_upheld`, `discharged` (in bankruptcy: issue 18), and `open` (no
+    outcome yet: still in collections).
 
 Final stage
     The `stage` of the loan's last `stage_entries` row (latest `entered_at`,
@@ -107,7 +115,7 @@ from dunning.contract import STAGE_NAMES, STAGE_PRE_DUE, STAGES
 from dunning.money import quantize
 from reports.loan_facts import Filters, LoanFacts, load_loans
 
-OUTCOMES = ("repaid", "settled", "written_off", "dispute_upheld")
+OUTCOMES = ("repaid", "settled", "written_off", "dispute_upheld", "discharged")
 OPEN = "open"
 CURED_OUTCOMES = frozenset({"repaid", "settled"})
 # (label, first day); the last bucket has no end.
@@ -153,6 +161,7 @@ class CurrencyKpis:
     placed: Decimal
     recovered: Decimal
     contacts_sent: int
+    waived: Decimal = Decimal("0")  # written off by settlements and plans' waivers: not recovered
 
     @property
     def recovery_rate(self) -> Ratio:
@@ -249,6 +258,7 @@ def compute(loans: Sequence[LoanFacts], stages: Sequence[str] = STAGES) -> Kpis:
     outcomes = Counter({name: 0 for name in (*OUTCOMES, OPEN)})
     placed: dict[str, Decimal] = defaultdict(lambda: Decimal("0"))
     recovered: dict[str, Decimal] = defaultdict(lambda: Decimal("0"))
+    waived: dict[str, Decimal] = defaultdict(lambda: Decimal("0"))
     counts: Counter = Counter()
     contacts: Counter = Counter()
     reached = {label: 0 for label, _ in BUCKETS}
@@ -261,6 +271,7 @@ def compute(loans: Sequence[LoanFacts], stages: Sequence[str] = STAGES) -> Kpis:
         outcomes[loan.outcome or OPEN] += 1
         counts[loan.currency] += 1
         placed[loan.currency] += loan.amount_due
+        waived[loan.currency] += loan.waived
         contacts[loan.currency] += loan.contacts_sent
         for currency, amount in loan.recovered.items():
             recovered[currency] += amount
@@ -290,6 +301,7 @@ def compute(loans: Sequence[LoanFacts], stages: Sequence[str] = STAGES) -> Kpis:
             # the same whatever scale the database reads back (1000.0000 or 1000.00).
             currency=currency, loans=counts[currency], placed=quantize(placed[currency], currency),
             recovered=quantize(recovered[currency], currency), contacts_sent=contacts[currency],
+            waived=quantize(waived[currency], currency),
         )
         for currency in sorted(set(counts) | set(recovered))
     }

@@ -44,6 +44,8 @@ def kpis_json(kpis: Kpis) -> dict[str, Any]:
                 "amount_placed": _money(c.placed, c.currency),
                 "amount_recovered": _money(c.recovered, c.currency),
                 "recovery_rate": _ratio_json(c.recovery_rate),
+                # Written off by settlements and plans' waivers: not in the recovery (issue 18, item 4).
+                "amount_waived": _money(c.waived, c.currency),
                 "contacts_sent": c.contacts_sent,
                 "contacts_per_unit_recovered": _ratio_json(c.contacts_per_unit_recovered),
             }
@@ -99,11 +101,12 @@ def tables(report: Report) -> tuple[Table, ...]:
     return (
         Table(
             "Recovery, by currency",
-            ("GROUP", "CURRENCY", "LOANS", "PLACED", "RECOVERED", "RECOVERY RATE", "CONTACTS SENT",
+            ("GROUP", "CURRENCY", "LOANS", "PLACED", "RECOVERED", "RECOVERY RATE", "WAIVED", "CONTACTS SENT",
              "CONTACTS / UNIT RECOVERED"),
             tuple(
                 (label, c.currency, str(c.loans), _money(c.placed, c.currency), _money(c.recovered, c.currency),
-                 c.recovery_rate.text(), str(c.contacts_sent), c.contacts_per_unit_recovered.text(percent=False))
+                 c.recovery_rate.text(), _money(c.waived, c.currency), str(c.contacts_sent),
+                 c.contacts_per_unit_recovered.text(percent=False))
                 for label, kpis in rows_of for c in kpis.currencies.values()
             ),
         ),

@@ -49,6 +49,9 @@ class LoanFacts:
     contacts_sent: int = 0
     promises: Counter = field(default_factory=Counter)  # status -> n
     plans: Counter = field(default_factory=Counter)
+    # What a settlement (or a plan's waivers) wrote off, in the loan's
+    # currency (`loans.waived`, set when it closed): never recovered money.
+    waived: Decimal = Decimal("0")
 
     @property
     def final_stage(self) -> str | None:
@@ -76,12 +79,13 @@ def load_loans(db: Session, filters: Filters = Filters()) -> tuple[list[LoanFact
     loans: dict[str, LoanFacts] = {}
     rows = db.execute(
         select(Loan.loan_id, Loan.policy, Loan.segment, Loan.currency, Loan.amount_due, Loan.outcome,
-               Loan.max_days_past_due).where(*conditions).order_by(Loan.loan_id)
+               Loan.max_days_past_due, Loan.waived).where(*conditions).order_by(Loan.loan_id)
     )
-    for loan_id, policy, segment, currency, amount_due, outcome, max_dpd in rows:
+    for loan_id, policy, segment, currency, amount_due, outcome, max_dpd, waived in rows:
         loans[loan_id] = LoanFacts(
             loan_id=loan_id, policy=policy, segment=segment, currency=currency,
             amount_due=Decimal(amount_due), outcome=outcome, dpd_reached=max_dpd or 0,
+            waived=Decimal(waived or 0),
         )
 
     entries: dict[str, list[tuple[str, int, str | None]]] = defaultdict(list)
@@ -103,7 +107,8 @@ def load_loans(db: Session, filters: Filters = Filters()) -> tuple[list[LoanFact
 
     for loan_id, key, amount, currency in db.execute(
         select(Payment.loan_id, Payment.key, Payment.amount, Payment.currency)
-        .where(Payment.loan_id.in_(ids), Payment.applied.is_(True))
+        # A payment reversed since (issue 18, item 3) recovered nothing.
+        .where(Payment.loan_id.in_(ids), Payment.applied.is_(True), Payment.reversed_at.is_(None))
         .order_by(Payment.id)
     ):
         facts = loans.get(loan_id)

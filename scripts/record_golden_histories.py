@@ -16,7 +16,9 @@ started on older code still replay (a patch keeps their old behaviour).
 `legacy-2026-12-*` before `due-date-search-attribute-2026-12`,
 `legacy-2026-12b-*` before `borrower-id-search-attribute-2026-12`,
 `agent-tasks-2026-12` and the contact and records rules of issues 15 and 16 (their profiles recorded
-without the new settings keep the old decisions).
+without the new settings keep the old decisions), `legacy-2026-12c-*` before issue 17's borrower
+caps, merged messages and pre_due stage and issue 18's `legal-status-2026-12`,
+`legal-status-search-attribute-2026-12`, `settlements-2026-12` and `payment-reversals-2026-12`.
 """
 
 from __future__ import annotations

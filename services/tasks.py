@@ -211,6 +211,27 @@ async def _verification_awaited(client: Client, workflow_id: str) -> bool:
     return bool(isinstance(notice, dict) and notice.get("verification_required") and not notice.get("verification_sent_on"))
 
 
+async def _check_approver(client: Client, task: Mapping[str, Any], assignee: str) -> None:
+    """A settlement's approver is not the agent who proposed it: TaskError
+    naming `assignee` (the workflow would refuse the decision too, and the
+    task would be done with the settlement still pending)."""
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    try:
+        status = await client.get_workflow_handle(task["workflow_id"]).query(contract.QUERY_STATUS)
+    except (RPCError, WorkflowQueryFailedError):
+        return  # no loan to ask: delivering says so (and the loan itself refuses its own agent)
+    settlement = status.get("settlement") if isinstance(status, dict) else None
+    if (
+        isinstance(settlement, dict) and str(settlement.get("settlement_no")) == str(task.get("subject") or "")
+        and settlement.get("agent_id") == assignee
+    ):
+        raise TaskError(
+            "assignee", f"{assignee} proposed settlement {settlement['settlement_no']}: an approver must be another agent"
+        )
+
+
 async def _deliver(client: Client, task: Mapping[str, Any], sends: tuple[Send, ...], assignee: str) -> list[dict]:
     from temporalio.service import RPCError, RPCStatusCode
 
@@ -271,7 +292,15 @@ async def complete_task(
         allowed = rules.allowed(row.kind)
         if store.check_completion(row, assignee, outcome, allowed):
             return Completion(store.as_dict(row), [], duplicate=True)
-        status = row.status
+        status, before = row.status, store.as_dict(row)
+    if any(send.name == contract.SIGNAL_SETTLEMENT_DECISION for send in rules.sends(before["kind"], outcome)):
+        # Checked before the task is claimed, so the proposing agent's attempt
+        # leaves it open for another (issue 18, item 4).
+        if client is None:
+            raise ValueError("a Temporal client is needed to complete this outcome")
+        if not hasattr(client, "get_workflow_handle"):
+            client = await client()
+        await _check_approver(client, before, assignee)
     if status == store.OPEN:
         claim_task(sessions, task_id, assignee, now)
     with sessions() as db:

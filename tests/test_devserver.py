@@ -68,6 +68,11 @@ def test_the_temporal_cli_starts_queries_lists_and_repays_a_loan_with_plain_json
         "workflow", "list", "--query", f'BorrowerId="{loan["borrower_id"]}"').stdout) and out)
     assert "dunning-L-CLI-1" in by_borrower
     assert "dunning-L-CLI-1" not in dev.temporal("workflow", "list", "--query", 'BorrowerId="B-NOBODY"').stdout
+    # LegalStatus (issue 18, item 1): `none` until a legal_status signal sets one.
+    eventually(lambda: "dunning-L-CLI-1" in dev.temporal(
+        "workflow", "list", "--query", 'WorkflowId="dunning-L-CLI-1" AND LegalStatus="none"').stdout)
+    assert "dunning-L-CLI-1" not in dev.temporal(
+        "workflow", "list", "--query", 'WorkflowId="dunning-L-CLI-1" AND LegalStatus="deceased"').stdout
 
     payment = {"payment_id": "P-1", "amount": "1200.00", "currency": "CNY", "paid_at": "2026-11-05T10:00:00+08:00"}
     dev.temporal("workflow", "signal", "--workflow-id", "dunning-L-CLI-1", "--name", "repayment", "--input", json.dumps(payment))

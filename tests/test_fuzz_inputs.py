@@ -64,6 +64,9 @@ from dunning.inputs import (
     DisputeSignal,
     HoldSignal,
     InputError,
+    LegalStatusSignal,
+    PaymentReversedSignal,
+    SettlementDecisionSignal,
     LoanInput,
     OptOutSignal,
     PayLinkRequest,
@@ -102,6 +105,9 @@ SIGNAL_MODELS = {
     contract.SIGNAL_COMPLAINT_RESOLVED: ComplaintResolvedSignal,
     contract.SIGNAL_CONTACT_OUTCOME: ContactOutcomeSignal,
     contract.SIGNAL_SEND_PAY_LINK: PayLinkRequest,
+    contract.SIGNAL_LEGAL_STATUS: LegalStatusSignal,  # issue 18, item 1
+    contract.SIGNAL_PAYMENT_REVERSED: PaymentReversedSignal,  # issue 18, item 3
+    contract.SIGNAL_SETTLEMENT_DECISION: SettlementDecisionSignal,  # issue 18, item 4
 }
 UPDATE_NAMES = list(getattr(contract, "UPDATES", ("propose_plan", "promise_to_pay", "record_visit", "legal_outcome")))
 

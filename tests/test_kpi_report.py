@@ -189,9 +189,9 @@ def cure(entered, cured, rolled, open_, lost, value):
             "cure_rate": ratio(cured, entered, value)}
 
 
-def currency(loans, placed, recovered, rate, sent, per_unit):
+def currency(loans, placed, recovered, rate, sent, per_unit, waived="0.00"):
     return {"loans": loans, "amount_placed": placed, "amount_recovered": recovered,
-            "recovery_rate": ratio(recovered, placed, rate), "contacts_sent": sent,
+            "recovery_rate": ratio(recovered, placed, rate), "amount_waived": waived, "contacts_sent": sent,
             "contacts_per_unit_recovered": ratio(sent, recovered, per_unit)}
 
 
@@ -209,8 +209,9 @@ def kept(kept_, broken, pending, value, pending_name):
     return {"kept": kept_, "broken": broken, pending_name: pending, "kept_rate": ratio(kept_, kept_ + broken, value)}
 
 
-def outcomes(repaid=0, settled=0, written_off=0, dispute_upheld=0, open_=0):
+def outcomes(repaid=0, settled=0, written_off=0, dispute_upheld=0, discharged=0, open_=0):
     return {"repaid": repaid, "settled": settled, "written_off": written_off, "dispute_upheld": dispute_upheld,
+            "discharged": discharged,
             "open": open_}
 
 
@@ -390,9 +391,9 @@ def test_text_chart_and_html(session_factory, portfolio, tmp_path):
     with session_factory() as db:
         report = build_report(db, Filters(since=SINCE), now=NOW)
     text = format_text(report)
-    assert _has_row(text, "all", "CNY", "6", "25000.00", "14100.00", "56.40%", "44", "0.003121")
-    assert _has_row(text, "default/standard", "USD", "1", "400.00", "400.00", "100.00%", "0", "0.000000")
-    assert _has_row(text, "us/high_balance", "USD", "1", "7000.00", "0.00", "0.00%", "3", "-")
+    assert _has_row(text, "all", "CNY", "6", "25000.00", "14100.00", "56.40%", "0.00", "44", "0.003121")
+    assert _has_row(text, "default/standard", "USD", "1", "400.00", "400.00", "100.00%", "0.00", "0", "0.000000")
+    assert _has_row(text, "us/high_balance", "USD", "1", "7000.00", "0.00", "0.00%", "0.00", "3", "-")
     assert _has_row(text, "all", "22.22%", "(2/9)", "14.29%", "(1/7)", "20.00%", "(1/5)", "0.00%", "(0/4)", "33.33%", "(1/3)")
     assert _has_row(text, "all", "44.44%", "(4/9)", "75.00%", "(3/4)", "100.00%", "(3/3)", "0.00%", "(0/3)")
 

@@ -44,6 +44,8 @@ WRITERS = {
     records.BUREAU: (acts.REPORT_TO_BUREAU, acts.BureauReport),
     records.CLOSING: (acts.CLOSE_LOAN, acts.LoanClosing),
     records.TASK: (acts.OPEN_TASK, acts.TaskRequest),
+    records.PAYMENT_REVERSAL: (acts.RECORD_PAYMENT_REVERSAL, acts.PaymentReversalRecord),
+    records.REOPENING: (acts.REOPEN_LOAN, acts.ReopeningRecord),
 }
 
 

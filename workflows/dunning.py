@@ -29,9 +29,13 @@ with workflow.unsafe.imports_passed_through():
         DisputeSignal,
         HoldSignal,
         InputError,
+        EstateOutcome,
         LegalOutcome,
+        LegalStatusSignal,
         OptOutSignal,
         PayLinkRequest,
+        PaymentReversedSignal,
+        SettlementDecisionSignal,
         VerificationSentSignal,
         VisitReport,
         parse_signal,
@@ -40,9 +44,10 @@ with workflow.unsafe.imports_passed_through():
     from dunning.money import format_amount
     from dunning.planner import Action, Occurrence
     from dunning.policy import Policy
-    from dunning.state import FieldVisit, LoanState, Plan, Promise, RejectedSignal
-    from dunning.status_view import plan_view, progress_note, status_view
-    from dunning.transitions import contacts, holds, legal, plans, stages, tasks, visits
+    from dunning.state import FieldVisit, LoanState, Plan, Promise, RejectedSignal, Settlement
+    from dunning.status_view import plan_view, progress_note, settlement_view, status_view
+    from dunning.transitions import contacts, holds, legal, plans, reversals, settlements, stages, tasks, visits
+    from dunning.transitions import legal_status as legal_statuses
     from dunning.transitions.records import Moment, Record, Rules
     from workflows import calls
     from workflows.publishing import Publisher
@@ -65,6 +70,27 @@ AGENT_TASKS = "agent-tasks-2026-12"
 # pre_due stage (issue 17, item 5). Loans started before it wait in
 # `pending` until the first overdue stage, as they did.
 PRE_DUE = "pre-due-stage-2026-12"
+# Legal statuses (issue 18, item 1): the `legal_status` signal is new, but one
+# may sit unread in a history recorded before it (no handler then): replayed,
+# it is left unread as it was. Every decision it changes (holds, frozen
+# charges, the hardship cadence, the cease notice, the bureau's indicators,
+# the `discharged` outcome) follows from a status it set, so it is gated here.
+LEGAL_STATUS = "legal-status-2026-12"
+# The LegalStatus search attribute. Histories recorded before it replay with
+# it unset: their upserts carry no LegalStatus (a run from before it shows
+# one only once a status is set, after the marker above).
+LEGAL_STATUS_ATTRIBUTE = "legal-status-search-attribute-2026-12"
+# Settlements (issue 18, item 4). The `propose_settlement` update is new
+# input (an older worker refused it, so no history holds one), but a
+# `settlement_decision` signal may sit in a history recorded before it,
+# unread for want of a handler: replayed, it is left unread as it was.
+SETTLEMENTS = "settlements-2026-12"
+# Payment reversals (issue 18, item 3). The `payment_reversed` signal is new,
+# but one may sit unread in a history recorded before it (no handler then):
+# replayed, it is left unread as it was. A reopened run (a loan closed
+# `repaid` started again from its records) is new input, never replayed by
+# older code.
+PAYMENT_REVERSALS = "payment-reversals-2026-12"
 
 
 def _signal(name: str, model: type, transition):
@@ -93,6 +119,11 @@ class DunningWorkflow:
         self._changed = False
         self._writer = calls.RecordWriter()
         self._publisher = Publisher()
+        # Reversals that came while the loan was starting (a reopened run's
+        # start signal), applied once it is prepared; and whether it is
+        # closing (a reversal then is refused: posted again, it reopens the loan).
+        self._early_reversals: list[Any] = []
+        self._closing = False
 
     @workflow.run
     async def run(self, loan: Any = None) -> dict:
@@ -105,13 +136,17 @@ class DunningWorkflow:
         self._version = versions.CURRENT if workflow.patched(DEEP_STAGES) else versions.BEFORE_DEEP_STAGES
         self._publisher.due_date = workflow.patched(DUE_DATE_ATTRIBUTE)
         self._publisher.borrower_id = workflow.patched(BORROWER_ID_ATTRIBUTE)
+        self._publisher.legal_status = workflow.patched(LEGAL_STATUS_ATTRIBUTE)
         self._writer.locally = self._version.records_locally
         await self._prepare()
+        self._take_early_reversals()
 
         while True:
             await self._writer.write_queued()
             loan_now = self._clock.loan_time(workflow.now())
             self._writer.queue(plans.bookkeep(state, self._rules, self._moment()))
+            # A legal status's task; a hardship ended on its `until` (nothing without one).
+            self._writer.queue(legal_statuses.bookkeep(state, self._moment()))
             notice.bookkeep(self._rules.profile, state, self._clock.zone)  # the state only: no record, no command
             await self._writer.write_queued()
             if (outcome := stages.ending(state)) is not None:
@@ -145,6 +180,8 @@ class DunningWorkflow:
             self._break_plan(loan_now)
         elif action.kind == "break_promise":
             self._break_promise(loan_now)
+        elif action.kind == "miss_settlement":
+            self._queue("settlement_missed", settlements.miss(state, self._moment()))
         elif action.kind == "assign_visit":
             await self._writer.apply(visits.visit_assignment(state, self._rules, loan_now, self._moment()))
         elif action.kind == "skip":
@@ -190,6 +227,45 @@ class DunningWorkflow:
     send_pay_link = _signal(contract.SIGNAL_SEND_PAY_LINK, PayLinkRequest, contacts.request_pay_link)
     contact_outcome = _signal(contract.SIGNAL_CONTACT_OUTCOME, ContactOutcomeSignal, contacts.contact_outcome)
     verification_sent = _signal(contract.SIGNAL_VERIFICATION_SENT, VerificationSentSignal, holds.verification_sent)
+
+    @workflow.signal(name=contract.SIGNAL_SETTLEMENT_DECISION)
+    def settlement_decision(self, payload: Any = None) -> None:
+        """An approver accepts or refuses a settlement pending approval."""
+        if not workflow.patched(SETTLEMENTS):
+            return  # taken before settlements existed: unread then, so unread now
+        self._on_signal(contract.SIGNAL_SETTLEMENT_DECISION, SettlementDecisionSignal, payload, settlements.decide)
+
+    @workflow.signal(name=contract.SIGNAL_PAYMENT_REVERSED)
+    def payment_reversed(self, payload: Any = None) -> None:
+        """A payment applied to the loan came back: its allocation undone
+        (dunning/transitions/reversals.py)."""
+        if not workflow.patched(PAYMENT_REVERSALS):
+            return  # taken before reversals existed: unread then, so unread now
+        if self._rules is None or self._clock is None:
+            self._early_reversals.append(payload)  # the returned-payment fee needs the loan's terms and clock
+            return
+        self._on_signal(contract.SIGNAL_PAYMENT_REVERSED, PaymentReversedSignal, payload, self._reverse)
+
+    def _reverse(self, state: LoanState, signal: PaymentReversedSignal, moment: Moment) -> list[Record]:
+        if self._closing:
+            raise holds.SignalRejected(
+                "loan: closing; post the reversal again once it has closed, to reopen it "
+                "(POST /payments/reversals, starter.py reverse)"
+            )
+        return reversals.reverse_payment(state, signal, moment, self._rules.terms)
+
+    def _take_early_reversals(self) -> None:
+        early, self._early_reversals = self._early_reversals, []
+        for payload in early:
+            self._on_signal(contract.SIGNAL_PAYMENT_REVERSED, PaymentReversedSignal, payload, self._reverse)
+
+    @workflow.signal(name=contract.SIGNAL_LEGAL_STATUS)
+    def legal_status(self, payload: Any = None) -> None:
+        """A bankruptcy, a death, a request to cease communication, a hardship
+        (dunning/transitions/legal_status.py)."""
+        if not workflow.patched(LEGAL_STATUS):
+            return  # taken before legal statuses existed: unread then, so unread now
+        self._on_signal(contract.SIGNAL_LEGAL_STATUS, LegalStatusSignal, payload, legal_statuses.change)
 
     def _on_signal(self, name: str, model: type, payload: Any, transition) -> None:
         """Parse, apply, queue what to write. A bad or inapplicable signal is
@@ -268,6 +344,31 @@ class DunningWorkflow:
     def _check_legal(self, payload: Any = None) -> LegalOutcome:
         return legal.checked_legal_outcome(self._ready_for_updates(), payload)
 
+    @workflow.update(name=contract.UPDATE_PROPOSE_SETTLEMENT)
+    def propose_settlement(self, payload: Any = None) -> dict:
+        state = self._require_state()
+        settlement = self._check_settlement(payload)
+        event = "settlement_accepted" if settlement.status == "accepted" else "settlement_pending"
+        self._accepted(event, settlements.propose(state, settlement, self._moment()))
+        return settlement_view(state, settlement)
+
+    @propose_settlement.validator
+    def _check_settlement(self, payload: Any = None) -> Settlement:
+        state = self._ready_for_updates()
+        return settlements.proposed_settlement(self._rules.policy, state, payload, self._moment().today)
+
+    @workflow.update(name=contract.UPDATE_ESTATE_OUTCOME)
+    def estate_outcome(self, payload: Any = None) -> dict:
+        """A deceased borrower's loan ends: written off, or settled by the estate."""
+        state = self._require_state()
+        outcome = self._check_estate_outcome(payload)
+        self._accepted("estate_outcome", legal_statuses.estate_outcome(state, outcome, self._moment()))
+        return {"outcome": outcome.outcome, "reference": outcome.reference, "ends_loan": True}
+
+    @estate_outcome.validator
+    def _check_estate_outcome(self, payload: Any = None) -> EstateOutcome:
+        return legal_statuses.checked_estate_outcome(self._ready_for_updates(), payload)
+
     # ArrangementRejected names the key, or the policy rule a proposal breaks.
 
     def _ready_for_updates(self) -> LoanState:
@@ -304,12 +405,15 @@ class DunningWorkflow:
         prepared = await calls.prepare_loan(state, self._version.records_locally)
         fresh = False
         policy, profile = Policy.model_validate(prepared.policy), Profile.model_validate(prepared.profile)
-        if state.clock_anchor is None:  # a fresh loan, not a continued one
+        # A loan closed `repaid` started again from its records (issue 18,
+        # item 3) starts like a fresh one, on the clock anchor it had.
+        reopening = state.reopened is not None and state.reopened.at is None
+        if state.clock_anchor is None or reopening:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
             state.contact_zones = list(prepared.time_zones)  # empty from a worker before multi-zone checks
             if workflow.patched(AGENT_TASKS):
                 state.task_sla_hours = dict(policy.tasks.sla_hours)
-            state.clock_anchor = workflow.now()
+            state.clock_anchor = state.clock_anchor or workflow.now()
             fresh = True
         self._clock = LoanClock(state.clock_anchor, state.time_zone, state.due_date, policy.day_seconds)
         if fresh and self._clock.days_past_due(self._clock.loan_time(workflow.now())) <= 0:
@@ -318,6 +422,9 @@ class DunningWorkflow:
             state.pre_due = workflow.patched(PRE_DUE)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))
         self._rules = Rules(policy, profile, terms)
+        if reopening:
+            moment = self._moment()
+            self._queue("loan_reopened", reversals.reopening_started(state, moment, moment.days_past_due))
 
     async def _contact(self, occurrence: Occurrence, loan_now: datetime) -> None:
         state = self._require_state()
@@ -361,6 +468,7 @@ class DunningWorkflow:
 
     async def _close(self, outcome: str) -> dict:
         state = self._require_state()
+        self._closing = True
         # Let signal handlers finish, then record what they queued.
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._writer.write_queued()
@@ -372,6 +480,8 @@ class DunningWorkflow:
             self._break_plan(loan_now)
         if state.open_promise is not None:
             self._break_promise(loan_now)
+        if state.open_settlement is not None:
+            self._queue("settlement_lapsed", settlements.lapse(state, self._moment()))
         await self._writer.write_queued()
         if state.bureau_reported:
             # The bureau learns how it ended: paid (13/62/64), settled (13, AU), charged off (97),

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from dunning import legal_status
     from dunning.clock import LoanClock
     from dunning.state import LoanState
     from workflows import search_attributes as sa
@@ -22,6 +23,10 @@ class Publisher:
         # The BorrowerId attribute (issue 17): an operator lists a borrower's
         # loans in the Temporal UI. Histories recorded before it replay without it.
         self.borrower_id = True
+        # The LegalStatus attribute (issue 18, item 1). Histories recorded
+        # before it replay without it; a run from before it publishes it once
+        # a legal status is set (which only a run since then can do).
+        self.legal_status = True
 
     def publish(self, state: LoanState, clock: LoanClock, loan_now: datetime) -> None:
         values = {
@@ -40,6 +45,8 @@ class Publisher:
             values[sa.DUE_DATE] = clock.at(0)
         if self.borrower_id:
             values[sa.BORROWER_ID] = state.borrower_id
+        if self.legal_status or state.legal_status is not None:
+            values[sa.LEGAL_STATUS] = legal_status.headline(state)  # Keyword: `none`, never ""
         changed = [key.value_set(value) for key, value in values.items() if self._published.get(key.name) != value]
         if changed:
             workflow.upsert_search_attributes(changed)

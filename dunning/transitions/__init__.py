@@ -8,12 +8,18 @@ without Temporal. One module per concern:
 
 - `records`   the record and moment types, the audit decision, arrangement events
 - `payments`  a repayment: charges first, then fees, interest, principal
+- `reversals` a payment reversed: its allocation owed again, the returned-payment
+              fee; a loan closed `repaid` reopened from its records (issue 18, item 3)
 - `holds`     disputes, operator pauses, complaints
 - `contacts`  a contact sent, skipped or postponed; opt-outs, pay-link requests,
               providers' outcomes
 - `plans`     installment plans and promises to pay: made, paid, kept, broken
+- `settlements` settlements for less than the balance: proposed, approved or
+              refused, paid (the rest written off) or missed (issue 18, item 4)
 - `visits`    field visits assigned and reported
 - `legal`     the legal case and its outcomes
+- `legal_status` a bankruptcy, a death, a cease request, a hardship: set, ended,
+              cleared; their tasks; a deceased borrower's estate_outcome (issue 18, item 1)
 - `stages`    a loan starting, entering a stage, reported to the bureau, ending
 
 (The workflow used to hold all of this; together it is over 500 lines, so it

@@ -11,7 +11,9 @@ from dunning import contract, keys
 from dunning.compliance import Profile
 from dunning.policy import BorrowerContacts, Policy
 from dunning.inputs import ContactOutcomeSignal, OptOutSignal, PayLinkRequest
-from dunning.planner import INSTALLMENT_REMINDER, PLAN_CONFIRMATION, VALIDATION_NOTICE, Occurrence
+from dunning.planner import (
+    INSTALLMENT_REMINDER, PLAN_CONFIRMATION, SETTLEMENT_CONFIRMATION, SETTLEMENT_REMINDER, VALIDATION_NOTICE, Occurrence,
+)
 from dunning.state import ContactEntry, LoanState
 from dunning.transitions.holds import SignalRejected
 from dunning.transitions.records import CONTACT, Moment, Record, decision, money, operator_action
@@ -104,7 +106,11 @@ def _window_left_seconds(profile: Profile, zones: tuple[str, ...], loan_now: dat
 
 
 def message_terms(state: LoanState, occurrence: Occurrence) -> dict:
-    """An installment reminder states the installment, not the balance."""
+    """An installment reminder states the installment, not the balance; a
+    settlement's messages its amount and pay_by date (issue 18, item 4)."""
+    settlement = state.accepted_settlement
+    if settlement is not None and occurrence.template in (SETTLEMENT_CONFIRMATION, SETTLEMENT_REMINDER):
+        return {"message_amount": money(state, settlement.amount), "message_due_date": settlement.pay_by.isoformat()}
     plan = state.active_plan
     if plan is None or occurrence.template not in (INSTALLMENT_REMINDER, PLAN_CONFIRMATION):
         return {}

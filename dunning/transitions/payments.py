@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from dunning import keys
-from dunning.charges import Terms, apply_payment, charge_and_apply, paid_day
+from dunning.charges import Allocation, Terms, apply_payment, charge_and_apply, paid_day
 from dunning.inputs import InputError, RepaymentSignal, parse_signal
 from dunning.money import parse_amount
-from dunning.state import LoanState, UnappliedPayment
-from dunning.transitions.records import PAYMENT, Moment, Record
+from dunning.state import LoanState, PaymentAllocation, UnappliedPayment
+from dunning.transitions.records import PAYMENT, Moment, Record, money
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,22 @@ def take_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | 
         # Under a profile's payment_time_tolerance_hours, a payment counts
         # from its paid_at for charges (none for the days after it).
         paid = paid_day(terms, moment.clock, payment.paid_at, moment.loan_now)
-        charge_and_apply(terms, state, amount, moment.days_past_due, paid)
+        allocation = charge_and_apply(terms, state, amount, moment.days_past_due, paid)
     else:
-        apply_payment(state, amount)
-    return Receipt(payment.payment_id, [payment_record(state, moment, payment.payment_id, raw, applied=True)], applied=amount)
+        allocation = apply_payment(state, amount)
+    # Kept so that a reversal undoes exactly this (issue 18, item 3).
+    state.payment_allocations.append(PaymentAllocation(
+        payment_id=payment.payment_id, amount=amount, fees=allocation.fees, interest=allocation.interest,
+        principal=allocation.principal, overpaid=allocation.overpaid,
+    ))
+    record = payment_record(state, moment, payment.payment_id, raw, applied=True, allocation=allocation)
+    return Receipt(payment.payment_id, [record], applied=amount)
 
 
-def payment_record(state: LoanState, moment: Moment, payment_id: str, raw: dict, applied: bool, reason: str = "") -> Record:
+def payment_record(
+    state: LoanState, moment: Moment, payment_id: str, raw: dict, applied: bool, reason: str = "",
+    allocation: Allocation | None = None,
+) -> Record:
     # A payment id is the key; a payload without one gets a key from its
     # place among this loan's signals, so it is still recorded exactly once.
     key = (
@@ -99,6 +108,15 @@ def payment_record(state: LoanState, moment: Moment, payment_id: str, raw: dict,
             key=key, workflow_id=moment.workflow_id, loan_id=state.loan_id, payment_id=payment_id,
             amount=str(raw.get("amount", ""))[:64], currency=str(raw.get("currency", ""))[:16],
             paid_at=str(raw.get("paid_at", "") or moment.at)[:64], applied=applied, reason=reason,
+            **(_allocated(state, allocation) if allocation is not None else {}),
         ),
         f"Record payment {payment_id or '(no id)'}" + ("" if applied else " (unapplied)"),
+    )
+
+
+def _allocated(state: LoanState, allocation: Allocation) -> dict:
+    """The payment row's allocation columns (payments.fees_paid, ...)."""
+    return dict(
+        fees_paid=money(state, allocation.fees), interest_paid=money(state, allocation.interest),
+        principal_paid=money(state, allocation.principal), overpaid=money(state, allocation.overpaid),
     )

@@ -18,6 +18,7 @@ from dunning.inputs import PlanProposal, PromiseToPay
 from dunning.planner import segment_name
 from dunning.policy import Policy
 from dunning.state import LoanState, Plan, Promise
+from dunning.transitions import settlements
 from dunning.transitions.records import Moment, Record, Rules, arrangement_event
 
 
@@ -59,8 +60,8 @@ def make_promise(state: LoanState, promise: Promise, moment: Moment) -> list[Rec
 
 
 def bookkeep(state: LoanState, rules: Rules, moment: Moment) -> list[Record]:
-    """Charges up to today, and what payments did to a plan or a promise (the
-    loop asks on every wake, before it plans)."""
+    """Charges up to today, and what payments did to a plan, a promise or a
+    settlement (the loop asks on every wake, before it plans)."""
     today = moment.today
     if rules.terms is not None:
         post_charges(rules.terms, state, moment.days_past_due)
@@ -82,6 +83,8 @@ def bookkeep(state: LoanState, rules: Rules, moment: Moment) -> list[Record]:
     promise = state.open_promise
     if promise is not None and promise_kept(promise, state.amount_paid):
         records += end_promise(state, rules.policy, moment.loan_now, moment, kept=True)
+    # An accepted settlement paid: the rest is written off (issue 18, item 4).
+    records += settlements.bookkeep(state, moment)
     return records
 
 

@@ -38,6 +38,8 @@ STAGE_ENTRY = "stage_entry"
 BUREAU = "bureau"
 CLOSING = "closing"
 TASK = "task"  # an agent task opened (db/tasks.py)
+PAYMENT_REVERSAL = "payment_reversal"  # a payment reversed (issue 18, item 3)
+REOPENING = "reopening"  # a loan closed `repaid` reopened by a reversal
 
 
 @dataclass(frozen=True)

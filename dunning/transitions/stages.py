@@ -4,8 +4,9 @@ enters each stage, is reported to the credit bureau, and ends."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from dunning import bureau, contract, keys
+from dunning import bureau, contract, keys, legal_status
 from dunning.charges import Terms, terms_for
 from dunning.clock import LoanClock
 from dunning.compliance import Profile
@@ -78,10 +79,15 @@ def enter_stage(state: LoanState, stage: str, policy: Policy, clock: LoanClock, 
     return Write(stage_entry_record(state, stage, clock, loan_now, moment), entered)
 
 
-def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment: Moment, kind: str, outcome: str | None = None) -> Write:
+def bureau_record(
+    state: LoanState, clock: LoanClock, loan_now: datetime, moment: Moment, kind: str, outcome: str | None = None,
+) -> Write | None:
     """A Metro 2-like record (dunning/bureau.py) of `kind` (first, regular,
     correction, final with the loan's outcome), and what the loan remembers
-    of it once it is filed."""
+    of it once it is filed; None for an account no longer reported (a
+    deceased borrower's, once reported with ECOA X: CRRG FAQ 19)."""
+    if not legal_status.reports_to_bureau(state):
+        return None
     day = clock.days_past_due(loan_now)
     today = loan_now.date()
     if state.bureau.first_delinquency is None:
@@ -105,6 +111,8 @@ def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment
             compliance_code=fields["compliance_code"], first_delinquency=fields["first_delinquency"],
             amount_past_due=fields["amount_past_due"], original_amount=fields["original_amount"],
             reported_on=today.isoformat(), payment_rating=fields["payment_rating"],
+            # Issue 18, item 1: only when a legal status sets them (blank: the export's default).
+            **{name: fields[name] for name in ("consumer_information_indicator", "ecoa_code") if fields[name]},
         ),
         f"Credit-bureau record {number} ({kind}): status {fields['account_status']} {fields['compliance_code']}".rstrip(),
     )
@@ -118,6 +126,10 @@ def bureau_record(state: LoanState, clock: LoanClock, loan_now: datetime, moment
         state.bureau.reported_disputed = state.bureau.reported_disputed or fields["compliance_code"] == "XB"
         state.bureau.reported_93 = state.bureau.reported_93 or fields["account_status"] == bureau.STATUS_COLLECTION
         state.bureau.reported_97 = state.bureau.reported_97 or fields["account_status"] == bureau.STATUS_CHARGE_OFF
+        if fields["consumer_information_indicator"]:
+            cii = fields["consumer_information_indicator"]
+            state.bureau.cii_on_file = "" if cii == bureau.CII_REMOVE else cii
+        state.bureau.reported_deceased = fields["ecoa_code"] == bureau.ECOA_DECEASED
 
     return Write(record, filed)
 
@@ -131,7 +143,9 @@ def ending(state: LoanState) -> str | None:
         return contract.OUTCOME_DISPUTE_UPHELD
     if state.legal is not None and state.legal.status == "settled":
         return contract.OUTCOME_SETTLED
-    return None
+    # A bankruptcy discharged; a deceased borrower's loan written off or
+    # settled by the estate (issue 18, item 1).
+    return legal_status.ending(state)
 
 
 def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: Moment) -> Record:
@@ -143,7 +157,29 @@ def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: M
             final_stage=state.stage, closed_at=moment.at, days_past_due=moment.clock.days_past_due(loan_now),
             segment=state.segment or "", waived=money(state, state.waived),
             fees_charged=money(state, state.fees_charged), interest_charged=money(state, state.interest_charged),
+            reopen_basis=reopen_basis(state),
         ),
         f"Close loan: {outcome}",
     )
+
+
+def reopen_basis(state: LoanState) -> dict:
+    """What a reopening after a reversal (issue 18, item 3) needs that the
+    loan's rows do not hold: kept in `loans.reopen_basis`. Ids and money."""
+
+    def amount(value: Decimal | None) -> str | None:
+        return None if value is None else f"{value:f}"
+
+    return {
+        "clock_anchor": state.clock_anchor.isoformat() if state.clock_anchor else None,
+        "charges_through_day": state.charges_through_day,
+        "late_fee_charged": state.late_fee_charged,
+        "cost_cap_allowance": amount(state.cost_cap_allowance),
+        "risk_score": state.risk_score,
+        "contract_terms": {
+            "late_fee": amount(state.contract_late_fee),
+            "penalty_rate_annual": amount(state.contract_penalty_rate),
+            "returned_payment_fee": amount(state.contract_returned_payment_fee),
+        },
+    }
 

@@ -14,10 +14,21 @@ from dunning.state import LoanState, OpenTask
 from dunning.transitions.records import TASK, Moment, Record
 
 
-def open_task(state: LoanState, moment: Moment, kind: str, subject: str) -> list[Record]:
+# Kinds whose outcomes send the task's subject back to the loan
+# (config/tasks.toml): their record carries it.
+SUBJECT_KINDS = frozenset({"complaint_review", "settlement_approval"})
+
+
+def open_task(
+    state: LoanState, moment: Moment, kind: str, subject: str, default_hours: int | None = None, note: str = "",
+) -> list[Record]:
     """The task's record (written by the open_task activity, idempotent by
-    key), and the task watched until its SLA; nothing before agent tasks."""
-    hours = (state.task_sla_hours or {}).get(kind)
+    key), and the task watched until its SLA; nothing before agent tasks.
+    `default_hours` is the SLA of a kind the loan's policy did not name when
+    it started (a kind newer than the loan)."""
+    if state.task_sla_hours is None:
+        return []
+    hours = state.task_sla_hours.get(kind, default_hours)
     if hours is None or moment.clock is None:
         return []
     key = keys.task_key(moment.workflow_id, kind, subject)
@@ -27,7 +38,8 @@ def open_task(state: LoanState, moment: Moment, kind: str, subject: str) -> list
     return [Record(
         TASK,
         dict(key=key, workflow_id=moment.workflow_id, loan_id=state.loan_id, borrower_id=state.borrower_id, kind=kind,
-             due_in_hours=hours, subject=subject if kind == "complaint_review" else "", at=moment.now.isoformat()),
+             due_in_hours=hours, subject=subject if kind in SUBJECT_KINDS else "", at=moment.now.isoformat(),
+             **({"note": note} if note else {})),
         f"Open a {kind} task",
     )]
 

@@ -483,6 +483,20 @@ def bad_repayments(flags: dict | None = None) -> st.SearchStrategy[tuple[Any, fr
     return bad_payloads(base, bad, frozenset({"payment_id", "amount", "currency"}), flags=flags)
 
 
+LEGAL_STATUSES = (
+    "bankruptcy_filed", "bankruptcy_dismissed", "bankruptcy_discharged", "deceased", "cease_communication",
+    "hardship", "cleared",
+)
+
+
+def bad_chapters(**flags) -> st.SearchStrategy[Any]:
+    """Anything but a bankruptcy chapter (7, 11, 12, 13, or their digits)."""
+    return st.one_of(
+        st.integers().filter(lambda n: n not in (7, 11, 12, 13)),
+        st.sampled_from(("", "x", "7.0", " 8", "VII", 7.0, True, False, [7], {"chapter": 7})),
+    )
+
+
 def signal_payloads(flags: dict | None = None, *, semantic: bool = True) -> dict[str, st.SearchStrategy[tuple[Any, frozenset[str]]]]:
     """Bad payloads of every signal but `repayment` (its own strategy). With
     `semantic`, also well-formed contact outcomes for a step never sent
@@ -524,6 +538,33 @@ def signal_payloads(flags: dict | None = None, *, semantic: bool = True) -> dict
         "contact_outcome": contact_outcome,
         # No fields: only a payload that is not an object is bad (null reads as {}).
         "send_pay_link": non_objects(**flags).map(lambda v: (v, frozenset({"(payload)"}))),
+        # Issue 18, item 1: a bankruptcy notice (the status with the most keys).
+        "legal_status": bad_payloads(
+            {"status": "bankruptcy_filed", "reference": "BK-FUZZ", "effective_date": "2026-01-05", "chapter": 7},
+            {"status": bad_choices(LEGAL_STATUSES, **flags), "reference": bad_identifiers(**flags),
+             "effective_date": bad_dates(**flags), "chapter": bad_chapters(**flags)},
+            frozenset({"status", "reference", "effective_date", "chapter"}),
+            flags=flags,
+        ),
+        # Issue 18, item 3: a payment that came back.
+        "payment_reversed": bad_payloads(
+            {"payment_id": "P-FUZZ", "reason": "NSF", "reversed_at": "2026-01-05T02:00:00Z"},
+            {"payment_id": bad_identifiers(**flags), "reason": bad_reasons(**flags), "reversed_at": bad_instants(**flags)},
+            frozenset({"payment_id", "reason"}),
+            flags=flags,
+        ),
+        # Issue 18, item 4: an approver's answer to a settlement pending approval.
+        "settlement_decision": bad_payloads(
+            {"settlement_no": 1, "approved": True, "approver_id": "A-FUZZ"},
+            # A number of at least 1, or its digits (at most 6) as a task's subject carries them.
+            {"settlement_no": st.one_of(
+                st.integers(max_value=0), st.sampled_from((1.5, True, False, None, [1], {"n": 1}, "", "x", "-1", "1234567", "1.0")),
+                non_strings(**flags).filter(lambda v: not isinstance(v, int) or isinstance(v, bool) or v < 1)),
+             "approved": bad_booleans(**flags),
+             "approver_id": bad_identifiers(**flags)},
+            frozenset({"settlement_no", "approved", "approver_id"}),
+            flags=flags,
+        ),
     }
 
 
@@ -531,7 +572,7 @@ def signal_payloads(flags: dict | None = None, *, semantic: bool = True) -> dict
 
 def update_payloads(flags: dict | None = None) -> dict[str, st.SearchStrategy[tuple[Any, frozenset[str]]]]:
     """Bad payloads of each update, by its model in dunning/inputs.py
-    (PlanProposal, PromiseToPay, VisitReport, LegalOutcome)."""
+    (PlanProposal, PromiseToPay, VisitReport, LegalOutcome, SettlementProposal)."""
     flags = flags or {}
     promise_base = {"amount": "500.00", "by_date": "2026-11-20"}
     bad_promise = st.one_of(
@@ -583,6 +624,20 @@ def update_payloads(flags: dict | None = None) -> dict[str, st.SearchStrategy[tu
                 ),
             },
             frozenset({"outcome"}),
+            flags=flags,
+        ),
+        # Issue 18, item 1.
+        "estate_outcome": bad_payloads(
+            {"outcome": "written_off", "reference": "EST-FUZZ"},
+            {"outcome": bad_choices(("written_off", "settled"), **flags), "reference": bad_identifiers(**flags)},
+            frozenset({"outcome", "reference"}),
+            flags=flags,
+        ),
+        # Issue 18, item 4.
+        "propose_settlement": bad_payloads(
+            {"amount": "500.00", "pay_by": "2026-12-01", "agent_id": "A-1"},
+            {"amount": bad_amounts("CNY", **flags), "pay_by": bad_dates(**flags), "agent_id": bad_identifiers(**flags)},
+            frozenset({"amount", "pay_by", "agent_id"}),
             flags=flags,
         ),
     }

@@ -14,7 +14,7 @@ from dunning import notice
 from dunning.clock import LoanClock
 from dunning.planner import Action, next_action
 from dunning.state import LoanState
-from dunning.transitions import contacts, plans, stages, visits
+from dunning.transitions import contacts, legal_status, plans, settlements, stages, visits
 from dunning.transitions.records import Moment, Rules
 from loaders.config_files import load_profile
 
@@ -46,6 +46,7 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
         moment = Moment(f"dunning-{state.loan_id}", "run-1", now, clock)
         loan_now, day = moment.loan_now, moment.days_past_due
         plans.bookkeep(state, rules, moment)
+        legal_status.bookkeep(state, moment)  # a legal status's task, a hardship's end (issue 18, item 1)
         notice.bookkeep(profile, state, clock.zone)
         action = next_action(policy, profile, state, clock, loan_now)
         o = action.occurrence
@@ -79,6 +80,9 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
         elif action.kind == "break_promise":
             plans.end_promise(state, policy, loan_now, moment, kept=False)
             events.append(("break_promise", day))
+        elif action.kind == "miss_settlement":
+            settlements.miss(state, moment)
+            events.append(("miss_settlement", day))
         else:  # hold, write_off: the walk ends
             events.append((action.kind, day))
             return events, action
