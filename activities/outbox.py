@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext, bound_log
 from activities.merging import SUMMARY_TEMPLATE, Merging, summary_context
+from activities.limitation_disclosures import DisclosureMissing, disclosure_text
 from activities.message_privacy import blocked_reason
 from activities.pay_link import issue_pay_link
 from activities.prepare import borrower_zones
@@ -180,7 +181,23 @@ class ContactSending:
             # (the profile's rules.record_calls; issue 16, item 7).
             "call_recorded": _records_call(request),
             "summary": summary,
+            # A time-barred debt (issue 18, item 2): the templates' time-barred
+            # variant and the disclosure its jurisdiction requires.
+            "time_barred": bool(getattr(request, "time_barred", False)),
+            "limitation_disclosure": "",
         }
+        if context["time_barred"]:
+            try:
+                context["limitation_disclosure"] = disclosure_text(
+                    settings.profiles_dir.parent, request.limitation_disclosure, borrower.language,
+                    collector=settings.lender_name, reported=request.limitation_reported,
+                )
+            except DisclosureMissing as missing:
+                # Never sent without the disclosure the law requires: the row
+                # ends here, unsent for this key, with the reason (as a
+                # message whose first line the privacy rules forbid).
+                row.error = f"not sent: {missing}"
+                return row
         try:
             rendered = self._renderer.render(request.template, request.channel, borrower.language, context)
             if request.template == VALIDATION_NOTICE_TEMPLATE and borrower.language != ENGLISH:

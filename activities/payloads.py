@@ -59,6 +59,14 @@ class PreparedLoan:
     # Every zone the borrower may be in (the primary first): zone names
     # only, from the directory's zone, address and number (loaders/zones.py).
     time_zones: tuple[str, ...] = ()
+    # The statute of limitations of the loan's jurisdiction (issue 18, item
+    # 2; dunning/limitation.py LimitationRule): `years`, `runs_from`,
+    # `payment_restarts`, `partial_payment_restarts`, `disclosure`,
+    # `disclosure_after_obsolescence` and, for a rule that runs from the last
+    # payment, the placement's `last_payment_date`. Numbers, dates and keys:
+    # never the jurisdiction. None: no limitation applies (none given, one
+    # the profile does not list, a worker from before it).
+    limitation: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,16 @@ class ContactRequest:
     borrower_daily_cap: int | None = None
     merge: bool = False
     gather_seconds: float = 0.0
+    # A time-barred debt's message (issue 18, item 2): the templates' time-
+    # barred variant (no threat of suit, 12 CFR 1006.26(b)) with the
+    # disclosure the jurisdiction requires (a key of
+    # config/compliance/limitation_disclosures.toml; "" for none), and
+    # whether the account was reported to a bureau (the disclosure's "may
+    # [continue to] report it"). A request without them (an older
+    # workflow's, any other loan's) is an ordinary message.
+    time_barred: bool = False
+    limitation_disclosure: str = ""
+    limitation_reported: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,7 +366,7 @@ class LegalOutcomeRecord:
     key: str
     workflow_id: str
     loan_id: str
-    outcome: str  # filed | judgment | settled | withdrawn
+    outcome: str  # filed | judgment | settled | withdrawn | time_barred (issue 18, item 2: the debt became time-barred before filing)
     case_ref: str
     at: str
 

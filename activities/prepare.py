@@ -22,7 +22,7 @@ from activities.context import ActivityContext, bound_log
 from activities.payloads import PREPARE_LOAN, PreparedLoan, PrepareLoanInput
 from db.directory import new_loan
 from db.models import Borrower, Loan
-from dunning.compliance import ProfileError
+from dunning.compliance import Profile, ProfileError
 from dunning.policy import PolicyError
 from loaders.config_files import load_policy, load_profile
 from loaders.zones import candidate_zones
@@ -34,6 +34,23 @@ def borrower_zones(borrower: Borrower | None, primary: str) -> tuple[str, ...]:
     if borrower is None:
         return (primary,)
     return candidate_zones(primary, borrower.phone, borrower.country, borrower.region)
+
+
+def limitation_rule(profile: Profile, loan: Loan | None) -> dict | None:
+    """The statute of limitations of the loan's jurisdiction (issue 18, item
+    2), as the workflow takes it (dunning/limitation.py LimitationRule):
+    numbers, dates and keys, never the jurisdiction itself. None when the
+    loan was placed without a jurisdiction or the profile lists none for it
+    (no limitation is applied then)."""
+    if loan is None or not loan.jurisdiction:
+        return None
+    rule = profile.limitations.get(loan.jurisdiction)
+    if rule is None:
+        return None
+    found = rule.model_dump(mode="json")
+    if rule.runs_from == "last_payment" and loan.last_payment_date is not None:
+        found["last_payment_date"] = loan.last_payment_date.isoformat()
+    return found
 
 
 class LoanPreparation:
@@ -73,7 +90,9 @@ class LoanPreparation:
                 time_zones=borrower_zones(borrower, time_zone),
                 language=borrower.language if borrower else policy.default_language,
                 borrower_known=borrower is not None,
-                profile=profile.model_dump(mode="json"),
+                # The per-jurisdiction table stays here: the loan gets the one rule that applies.
+                profile=profile.model_dump(mode="json", exclude={"limitations"}),
+                limitation=limitation_rule(profile, db.get(Loan, request.loan_id)),
             )
 
         prepared = self._context.in_transaction(work)

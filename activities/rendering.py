@@ -94,6 +94,11 @@ CHANNEL_FORMS: Final[dict[str, tuple[str, ...]]] = {
 #                               own link)}, and `totals`, a list of {amount, currency}, one per currency;
 #                               None for every other template. The message's own amount, currency,
 #                               pay_link and loan_id are its first loan's.
+#   time_barred                 bool: the debt is time-barred (issue 18, item 2): the message is the
+#                               template's time-barred variant, which threatens no suit (12 CFR 1006.26(b))
+#   limitation_disclosure       str, the disclosure the debt's jurisdiction requires once it is
+#                               time-barred (activities/limitation_disclosures.py); "" otherwise
+# Both default to "not time-barred" when a caller leaves them out (TIME_BARRED_DEFAULTS).
 CONTEXT_KEYS: Final = frozenset(
     {
         "lender_name",
@@ -110,8 +115,13 @@ CONTEXT_KEYS: Final = frozenset(
         "debt_collector",
         "call_recorded",  # bool: the call is recorded; its voice script says so first (issue 16, item 7)
         "summary",  # the loans one merged message covers (borrower_summary), else None (issue 17, item 1)
+        "time_barred",
+        "limitation_disclosure",
     }
 )
+# What a context that says nothing of the statute of limitations means: an
+# ordinary message (every caller from before issue 18, item 2).
+TIME_BARRED_DEFAULTS: Final = {"time_barred": False, "limitation_disclosure": ""}
 # The keys of `notice` (activities/outbox.py, `validation_notice`), each always
 # present, None (or empty) when not known. 12 CFR 1006.34(c), Model Form B-1:
 #   collector_name              str, who collects (the profile's [collector]; the lender's name without one)
@@ -321,7 +331,7 @@ class TemplateRenderer:
     def _render_compiled(
         self, compiled: Template, language_dir: str, template: str, form: str, context: Mapping[str, Any]
     ) -> str:
-        values = dict(context)
+        values = TIME_BARRED_DEFAULTS | dict(context)
         values[_LOCALE_KEY] = babel_locale(language_dir)
         name = template_file(language_dir, template, form)
         try:

@@ -41,6 +41,13 @@ every SMS, push, e-mail and voice script carries the 12 CFR 1006.18(e)
 debt-collector disclosure under `{% if debt_collector %}` (rules
 `missing-`, `unconditional-`, `misplaced-debt-collector-disclosure`).
 
+Time-barred debt (compliance/template_lint_limitation.py; rules in
+template_rules.toml [time_barred], issue 18 item 2): every form rendered with
+`time_barred` true threatens no suit (rule `time-barred-threat`, 12 CFR
+1006.26(b)) and carries the limitation disclosure under `{% if time_barred %}`
+(`missing-`, `unconditional-`, `misplaced-limitation-disclosure`); every
+disclosure a profile names exists (`unknown-limitation-disclosure`).
+
 Templates that do not parse, use a variable outside CONTEXT_KEYS, or fail to
 render are reported too (`syntax-error`, `unknown-variable`, `render-error`).
 """
@@ -60,6 +67,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from activities.rendering import CHANNEL_FORMS, CONTEXT_KEYS, FILTERS, FORMS, SUFFIX, TemplateMissing, TemplateRenderer
 from compliance.template_config import Report, line_of, policy_usage, profile_opt_outs
+from compliance.template_lint_limitation import check_disclosure_keys, check_time_barred
 from compliance.template_lint_privacy import DEFAULT_PRIVACY_RULES, check_message_privacy
 from compliance.template_rules import TEMPLATE_NAME, Rules, RulesError, banned_matches, load_rules
 from compliance.template_rules import part_marker, part_text, sample_contexts, with_sample
@@ -69,6 +77,7 @@ DEFAULT_TEMPLATES = ROOT / "config" / "templates"
 DEFAULT_RULES = ROOT / "config" / "compliance" / "template_rules.toml"
 DEFAULT_POLICIES = ROOT / "config" / "policies"
 DEFAULT_PROFILES = ROOT / "config" / "profiles"
+DEFAULT_DISCLOSURES = ROOT / "config" / "compliance" / "limitation_disclosures.toml"
 
 CHANNEL_OF = {form: channel for channel, forms in CHANNEL_FORMS.items() for form in forms}
 # The variables a form may use where it is not CONTEXT_KEYS: a keypad answer
@@ -109,6 +118,7 @@ def lint_templates(
     policies_dir: Path | None = DEFAULT_POLICIES,
     profiles_dir: Path | None = DEFAULT_PROFILES,
     privacy_path: Path = DEFAULT_PRIVACY_RULES,
+    disclosures_path: Path = DEFAULT_DISCLOSURES,
 ) -> list[LintFinding]:
     """Every finding for the templates under `templates_dir`, sorted by file and line.
 
@@ -133,6 +143,8 @@ def lint_templates(
     _check_files(templates_dir, rules, present, report)
     _check_rendered(templates_dir, rules, renderer, present, extra_require, report)
     check_message_privacy(templates_dir, rules, renderer, present, profiles_dir, report, privacy_path)
+    check_time_barred(templates_dir, rules, renderer, present, report)
+    check_disclosure_keys(profiles_dir, Path(disclosures_path), report)
     return sorted(findings)
 
 

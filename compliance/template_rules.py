@@ -10,6 +10,7 @@ context the forms are rendered with.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -68,6 +69,17 @@ class Rules:
     # notice after a request to cease communication): the pay link is not
     # required in them, and forbidden.
     no_pay_link_templates: tuple[str, ...] = ()
+    # Time-barred debt (issue 18, item 2; compliance/template_lint_limitation.py):
+    # the phrases a time-barred rendering must not hold, the forms that carry
+    # the disclosure, and what stands for the disclosure when rendering.
+    time_barred: TimeBarredRules | None = None
+
+
+@dataclass(frozen=True)
+class TimeBarredRules:
+    banned: Banned
+    forms: tuple[str, ...]
+    disclosure_sample: str
 
 
 def load_rules(path: Path) -> Rules:
@@ -129,6 +141,7 @@ def _parse_rules(data: Mapping[str, Any]) -> Rules:
     known = {
         "languages", "required_templates", "whole_word_languages", "ignore_patterns",
         "banned", "parts", "forms", "opt_out_parts", "sample", "channel_templates", "no_pay_link_templates",
+        "time_barred",
     }
     extra = set(data) - known
     if extra:
@@ -155,11 +168,32 @@ def _parse_rules(data: Mapping[str, Any]) -> Rules:
             raise RulesError(f"no_pay_link_templates: {name!r} is not a template name")
     if no_pay_link and "pay_link" not in parts:
         raise RulesError("no_pay_link_templates needs a `pay_link` part")
+    time_barred = _parse_time_barred(data["time_barred"], languages, whole_word) if "time_barred" in data else None
     return Rules(
         languages=languages, required_templates=required, banned=banned, ignore=ignore, parts=parts,
         require=require, forbid=forbid, opt_out_parts=opt_out_parts, sample=sample,
         sample_by_language=by_language, channel_templates=channel_templates, no_pay_link_templates=no_pay_link,
+        time_barred=time_barred,
     )
+
+
+def _parse_time_barred(entry: Any, languages: tuple[str, ...], whole_word: set[str]) -> TimeBarredRules:
+    if not isinstance(entry, dict):
+        raise RulesError("time_barred must be a table")
+    extra = set(entry) - set(languages) - {"reason", "forms", "disclosure_sample"}
+    if extra:
+        raise RulesError(f"time_barred: unknown keys {sorted(extra)}")
+    forms = _strings(entry.get("forms"), "time_barred.forms")
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown:
+        raise RulesError(f"time_barred.forms: {unknown} not in {list(FORMS)}")
+    sample = entry.get("disclosure_sample")
+    if not isinstance(sample, str) or not sample.strip():
+        raise RulesError("time_barred.disclosure_sample must be a non-empty string")
+    phrases = {k: v for k, v in entry.items() if k in languages}
+    [banned] = _parse_banned([{"category": "time_barred", "reason": str(entry.get("reason", "")), **phrases}],
+                             languages, whole_word)
+    return TimeBarredRules(banned, forms, sample)
 
 
 def _parse_banned(entries: list, languages: tuple[str, ...], whole_word: set[str]) -> tuple[Banned, ...]:
@@ -279,9 +313,29 @@ def banned_matches(rules: Rules, text: str) -> list[tuple[Banned, str, str, re.M
     visible = blank(text, rules.ignore)
     found = []
     for banned in rules.banned:
+        if not may_match(banned.phrases, visible):
+            continue
         for language, phrase, pattern in banned.phrases:
             found.extend((banned, language, phrase, match) for match in pattern.finditer(visible))
     return found
+
+
+def may_match(phrases: tuple, text: str) -> bool:
+    """Whether any of `phrases` ((language, phrase, pattern), ...) occurs in
+    `text`: one search of their alternation, so that a text with none (most
+    of them) is not searched once per phrase. The lint renders every
+    template in every form, language and variant; this keeps it fast."""
+    return _alternation(tuple(pattern for _, _, pattern in phrases)).search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _alternation(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str]:
+    # Every phrase pattern is compiled with IGNORECASE alone (_phrase_pattern).
+    # A backreference would point at another group once joined: such a list
+    # is always searched phrase by phrase (the empty pattern matches anything).
+    if any(re.search(r"\\[1-9]|\(\?P=", p.pattern) for p in patterns):
+        return re.compile("")
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns) or r"(?!)", re.IGNORECASE)
 
 
 def blank(source: str, patterns: tuple[re.Pattern[str], ...]) -> str:

@@ -3,7 +3,8 @@
 Placing never changes what exists. Placing the same record twice changes
 nothing. A borrower who exists with other contact details, or a loan placed
 before with other terms (borrower, amount, currency, due date, policy, the
-validation notice's itemization), is a
+borrower's jurisdiction and the last payment before placing, the validation
+notice's itemization), is a
 conflict: the whole batch is refused (PlacementConflict, naming the fields,
 never their values) and nothing is written. Contact details change only
 through services/contacts.py, authenticated and audited; a loan's terms never
@@ -101,14 +102,16 @@ class PlacementConflict(Exception):
 
 
 def new_loan(
-    loan_id: str, borrower_id: str, amount_due: Decimal, currency: str, due_date: date, policy: str, workflow_id: str
+    loan_id: str, borrower_id: str, amount_due: Decimal, currency: str, due_date: date, policy: str, workflow_id: str,
+    jurisdiction: str | None = None, last_payment_date: date | None = None,
 ) -> Loan:
     """A loan's directory row, not started yet: placing writes it, and so does
     the workflow's first activity (prepare_loan) for a loan started without
     placing whose borrower is in the directory."""
     return Loan(
         loan_id=loan_id, borrower_id=borrower_id, amount_due=amount_due, currency=currency, due_date=due_date,
-        policy=policy, workflow_id=workflow_id, stage=STAGE_PENDING,
+        policy=policy, workflow_id=workflow_id, stage=STAGE_PENDING, jurisdiction=jurisdiction,
+        last_payment_date=last_payment_date,
     )
 
 
@@ -134,6 +137,24 @@ def _compared(wanted: dict) -> tuple[str, ...]:
     unknown holds the Asia/Shanghai that placing used to make up)."""
     unclaimed = {name for name in ("time_zone", *OPTIONAL_IDENTITY) if wanted.get(name) is None}
     return tuple(name for name in CONTACT_FIELDS if name not in unclaimed)
+
+
+# What a placement says of the debt besides its terms (issue 18, item 2):
+# the borrower's jurisdiction and the last payment before placing.
+FACT_FIELDS = ("jurisdiction", "last_payment_date")
+
+
+def _facts(placement: object) -> dict:
+    """The placement's jurisdiction and last payment (None: not given)."""
+    facts = getattr(placement, "facts", None)
+    return facts.directory_fields() if facts is not None else dict.fromkeys(FACT_FIELDS)
+
+
+def _facts_differing(stored: Loan, wanted: dict) -> tuple[str, ...]:
+    """A fact a re-post would change. A record that leaves one out claims
+    none (like the itemization); one that gives it for a loan placed without
+    it, or otherwise, is a conflict: the limitation a loan runs on is fixed."""
+    return tuple(name for name in FACT_FIELDS if wanted[name] is not None and getattr(stored, name) != wanted[name])
 
 
 def _itemization_fields(placement: object) -> dict | None:
@@ -183,15 +204,17 @@ def upsert_placements(session_factory: sessionmaker[Session], placements: Iterab
 
             existing = db.get(Loan, loan.loan_id)
             itemization = _itemization_fields(placement)
+            facts = _facts(placement)
             if existing is None:
                 db.add(new_loan(loan.loan_id, loan.borrower_id, loan.amount_due, loan.currency, loan.due_date,
-                                loan.policy, workflow_id_for(loan.loan_id)))
+                                loan.policy, workflow_id_for(loan.loan_id), **facts))
                 db.flush()
                 if itemization is not None:
                     db.add(LoanItemization(loan_id=loan.loan_id, **itemization))
                     db.flush()
                 summary.loans_created += 1
             elif differing := (_differing(existing, {name: getattr(loan, name) for name in TERMS}, TERMS)
+                               + _facts_differing(existing, facts)
                                + _itemization_differing(db.get(LoanItemization, loan.loan_id), itemization)):
                 # A closed or terminated loan too: its id is never reused for new terms.
                 conflicts.append(Conflict(loan.loan_id, loan.borrower_id, "loan", differing))

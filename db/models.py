@@ -96,6 +96,13 @@ class Loan(Base):
     # reopening (a payment reversed after the loan closed `repaid`).
     reopen_basis: Mapped[str | None] = mapped_column(Text())
     reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The borrower's jurisdiction as placed (issue 18, item 2; ISO 3166:
+    # US-CA, US-NY, CN): whose statute of limitations applies to the debt
+    # (the profile's [limitations]); and the last payment before placing, for
+    # a statute that runs from it. Read by prepare_loan, never sent to
+    # Temporal; NULL: not given.
+    jurisdiction: Mapped[str | None] = mapped_column(String(8))
+    last_payment_date: Mapped[date | None] = mapped_column(Date())
 
 
 class LoanItemization(Base):
@@ -239,7 +246,7 @@ class LegalCase(KeyedRecord, Base):
     days_past_due: Mapped[int]
     outstanding: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32), default="opened")  # opened | filed | judgment | settled | withdrawn
+    status: Mapped[str] = mapped_column(String(32), default="opened")  # opened | filed | judgment | settled | withdrawn | time_barred
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # JSON list of {"name", "path"}: the contract, the statement of account and
     # the contact evidence from the audit log, written for the lawyers.

@@ -194,6 +194,48 @@ class Privacy(_Strict):
     first_line: Literal["full", "limited_content", "no_amount_before_identity"] = "full"
 
 
+# A jurisdiction: an ISO 3166-1 alpha-2 country, optionally with an ISO
+# 3166-2 subdivision (US-CA, US-NY, CN). The placement's `jurisdiction`.
+JURISDICTION_PATTERN = r"^[A-Z]{2}(?:-[A-Z0-9]{1,3})?$"
+# A limitation disclosure's key in config/compliance/limitation_disclosures.toml.
+DISCLOSURE_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class StatuteOfLimitations(_Strict):
+    """How long a debt may be sued on in one jurisdiction (issue 18, item 2;
+    dunning/limitation.py computes the dates). Data, with its source quoted
+    in the profile's comments."""
+
+    # The period, in whole years.
+    years: Annotated[int, Field(ge=1, le=30)]
+    # From which event it runs: the first day of delinquency (the day after
+    # the due date), or the last payment the loan knows (the placement's
+    # `last_payment_date`, then each payment received).
+    runs_from: Literal["first_delinquency", "last_payment"]
+    # Whether a payment received before the debt is time-barred starts the
+    # period again from its day; and whether a partial one does (a payment
+    # that leaves a balance and does not bring a plan's installments due up
+    # to date). A payment never revives a debt once it is time-barred.
+    payment_restarts: bool = False
+    partial_payment_restarts: bool = False
+    # The disclosure every contact about the debt carries once it is
+    # time-barred (a key of config/compliance/limitation_disclosures.toml;
+    # "" where the jurisdiction requires none), and the one after the FCRA
+    # 605 obsolescence date, where the jurisdiction words it otherwise ("":
+    # the same one).
+    disclosure: Annotated[str, Field(pattern=r"^$|" + DISCLOSURE_KEY_PATTERN)] = ""
+    disclosure_after_obsolescence: Annotated[str, Field(pattern=r"^$|" + DISCLOSURE_KEY_PATTERN)] = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StatuteOfLimitations:
+        if self.partial_payment_restarts and not self.payment_restarts:
+            raise ValueError("partial_payment_restarts needs payment_restarts (a partial payment is a payment)")
+        if self.runs_from == "last_payment" and not self.payment_restarts:
+            raise ValueError("payment_restarts must be true when runs_from is last_payment (a payment received "
+                             "is the last payment)")
+        return self
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -203,6 +245,13 @@ class Profile(_Strict):
     rules: Rules
     collector: Collector = Collector()
     privacy: Privacy = Privacy()
+    # The statute of limitations per jurisdiction (issue 18, item 2). A loan
+    # whose placement names a jurisdiction not listed here (or none) has no
+    # limitation applied: it is never treated as time-barred. Not sent into
+    # Temporal: prepare_loan hands the workflow the one rule that applies.
+    limitations: dict[Annotated[str, Field(pattern=JURISDICTION_PATTERN)], StatuteOfLimitations] = Field(
+        default_factory=dict
+    )
 
 
 def parse_profile(data: dict, source: str = "profile") -> Profile:

@@ -20,8 +20,12 @@ from dunning.arrangements import plan_deadline, promise_deadline
 from dunning.settlements import reminder_day, settlement_deadline, settlement_paid
 from dunning.bureau import next_cycle_start
 from dunning import legal_status as legal
+from dunning import limitation as limitations
 from dunning.policy import Policy, Segment, SegmentFacts
 from dunning.state import LoanState
+
+# The stage a time-barred loan goes no further than (12 CFR 1006.26(b): no legal action).
+LAST_BEFORE_LEGAL = STAGES[STAGES.index("legal") - 1]
 
 ActionKind = Literal[
     "hold", "enter_stage", "report_to_bureau", "write_off", "contact", "skip", "defer", "wait",
@@ -64,9 +68,13 @@ class Action:
     task_key: str | None = None
 
 
-def occurrences(policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None) -> list[Occurrence]:
-    """The stage's contacts on `from_day` or later, in the order they are due."""
-    base, end = policy.step_base_day(stage, segment), policy.stage_end_day(stage, segment)
+def occurrences(
+    policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None, end_day: int | None = None,
+) -> list[Occurrence]:
+    """The stage's contacts on `from_day` or later, in the order they are due
+    (until the stage's end, or `end_day`)."""
+    base = policy.step_base_day(stage, segment)
+    end = policy.stage_end_day(stage, segment) if end_day is None else end_day
     found = []
     for index, step in enumerate(policy.stage(stage).steps):
         day = base + step.day
@@ -311,12 +319,18 @@ def segment_name(policy: Policy, state: LoanState, days_past_due: int) -> str:
     return segment.name if segment else ""
 
 
-def _cadence(policy: Policy, clock: LoanClock, state: LoanState, segment: Segment | None, limits: legal.Limits | None) -> list[Occurrence]:
+def _cadence(
+    policy: Policy, clock: LoanClock, state: LoanState, segment: Segment | None, limits: legal.Limits | None,
+    barred: bool = False,
+) -> list[Occurrence]:
     """The contacts the loan's cadence plans: its stage's, or while a
     hardship lasts the policy's hardship cadence (issue 18, item 1); none
-    after a request to cease communication (its final notice is apart)."""
+    after a request to cease communication (its final notice is apart). A
+    time-barred loan held in the stage before legal (issue 18, item 2) keeps
+    that stage's cadence until the write-off day."""
     if limits is None or limits.contacts == "all":
-        return occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment)
+        end = policy.write_off_day if barred and state.stage == LAST_BEFORE_LEGAL else None
+        return occurrences(policy, clock, state.stage, policy.start_day(state.stage, segment), segment, end)
     if limits.contacts != "hardship":
         return []
     hardship = limits.hardship
@@ -366,7 +380,9 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     local_today = now.astimezone(clock.zone).date()
 
     # Bureau records go on during a hold: a dispute is reported as one (XB).
-    bureau = _next_bureau_record(policy, profile, state, clock)
+    # None for a time-barred debt past the FCRA obsolescence date (issue 18, item 2).
+    reports = limitations.reports_to_bureau(state, local_today)
+    bureau = _next_bureau_record(policy, profile, state, clock) if reports else None
     if bureau is not None and bureau[0] <= now:
         return Action("report_to_bureau", f"{bureau[1]} credit-bureau record ({profile.name} profile)", at=now, bureau_kind=bureau[1])
     # Under a bankruptcy's stay or after a death nothing moves (issue 18, item 1).
@@ -401,6 +417,11 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     settled = state.accepted_settlement  # an accepted settlement waits for its pay_by, not for the write-off
     # A cease request or a hardship (issue 18, item 1): what they still allow.
     limits = legal.limits(profile, state)
+    # A time-barred debt (issue 18, item 2): never the legal stage.
+    barred = limitations.is_time_barred(state, local_today)
+
+    def allowed(stage: str) -> bool:
+        return (limits is None or limits.allows_stage(stage)) and not (barred and stage == "legal")
     if today >= policy.write_off_day and not state.in_court and settled is None and (limits is None or limits.write_off):
         return Action("write_off", f"day {today} reached write_off_day {policy.write_off_day}", at=now)
 
@@ -412,7 +433,9 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         if state.stage == STAGE_PENDING and today <= 0 and state.pre_due and policy.pre_due_for(segment) and limits is None:
             return Action("enter_stage", f"day {today}: placed before its due date, reminders first", at=now, stage=STAGE_PRE_DUE)
         due_stage = policy.stage_for_day(today, segment)
-        if due_stage is not None and STAGES.index(due_stage) > state.stage_rank() and (limits is None or limits.allows_stage(due_stage)):
+        if barred and due_stage == "legal":
+            due_stage = LAST_BEFORE_LEGAL  # placed (or woken) time-barred in the legal stage's days
+        if due_stage is not None and STAGES.index(due_stage) > state.stage_rank() and allowed(due_stage):
             start_day = policy.start_day(due_stage, segment)
             return Action("enter_stage", f"day {today}: {due_stage} starts on day {start_day}", at=now, stage=due_stage)
         visits = promise is None and not state.in_court and (limits is None or limits.visits)
@@ -426,7 +449,8 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
         # replayed), and those postponed by a compliance rule from earlier
         # days. None while a promise is open or a court case runs.
         notice, progress = _validation_notice(profile, state, clock, now)
-        notice = notice or _requested_pay_link(state, clock, now) or _bureau_notice(policy, profile, state, clock, now, segment)
+        notice = notice or _requested_pay_link(state, clock, now) or (
+            _bureau_notice(policy, profile, state, clock, now, segment) if reports else None)
         if progress.wake is not None:
             candidates.append((progress.wake, "the validation notice's delivery report"))
         if notice is not None:
@@ -435,7 +459,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
             pass  # the notice goes first and alone, and must be provided before collection
         elif state.stage in STAGE_NAMES and promise is None and not state.in_court:
             done = set(state.done_steps)
-            for o in _cadence(policy, clock, state, segment, limits):
+            for o in _cadence(policy, clock, state, segment, limits, barred):
                 if o.key not in done and (o.day >= today or o.key in state.deferred):
                     upcoming.append((max(o.at, state.deferred.get(o.key, o.at)), o))
                 elif o.key not in done and profile.caps.collapse_missed_steps and _missed_from(state, clock) <= o.at:
@@ -446,7 +470,7 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
                         "skip", f"day {o.day} passed while the loan could not be contacted: not replayed",
                         at=now, occurrence=o, skip_result="skipped_missed",
                     )
-        later = [s for s in STAGES if STAGES.index(s) > state.stage_rank() and (limits is None or limits.allows_stage(s))]
+        later = [s for s in STAGES if STAGES.index(s) > state.stage_rank() and allowed(s)]
         if later:
             start_day = policy.start_day(later[0], segment)
             candidates.append((clock.at(start_day), f"{later[0]} stage on day {start_day}"))
@@ -482,6 +506,11 @@ def next_action(policy: Policy, profile: Profile, state: LoanState, clock: LoanC
     if limits is not None and limits.hardship is not None:
         until = limits.hardship.until
         candidates.append((_local_day_start(clock, until), f"the hardship's end on {until} (collection resumes)"))
+    if state.limitation is not None and not barred:
+        # The day the debt becomes time-barred (issue 18, item 2): woken then,
+        # on the right local day, whatever else it waits for.
+        on = limitations.time_barred_on(state.limitation)
+        candidates.append((_local_day_start(clock, on), f"the debt becoming time-barred on {on}"))
     upcoming.sort(key=lambda pair: pair[0])
 
     if upcoming and upcoming[0][0] <= now:

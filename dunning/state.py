@@ -170,7 +170,9 @@ class OpenTask(BaseModel):
 
 
 class LegalCase(BaseModel):
-    status: Literal["opened", "filed", "judgment", "settled", "withdrawn"] = "opened"
+    # time_barred (issue 18, item 2): the debt became time-barred before the
+    # case was filed; it is never filed (12 CFR 1006.26(b)).
+    status: Literal["opened", "filed", "judgment", "settled", "withdrawn", "time_barred"] = "opened"
     opened_on: date
     case_ref: str = ""
 
@@ -234,6 +236,46 @@ class LegalStatuses(BaseModel):
             if day >= first and (end is None or day < end):
                 return True
         return False
+
+
+class LimitationRestart(BaseModel):
+    """A payment that started the statute of limitations again."""
+
+    payment_id: str
+    on: date  # the local day the payment counts from
+
+
+class Limitation(BaseModel):
+    """The statute of limitations that applies to the loan (issue 18, item 2;
+    dunning/limitation.py): the rule prepare_loan gave (numbers and keys,
+    never the jurisdiction), the day it runs from, the payments that
+    restarted it, and the local day the loan became time-barred."""
+
+    years: int
+    runs_from: Literal["first_delinquency", "last_payment"]
+    payment_restarts: bool = False
+    partial_payment_restarts: bool = False
+    disclosure: str = ""
+    disclosure_after_obsolescence: str = ""
+    # The day the period runs from before any payment the loan received: the
+    # first day of delinquency, or the placement's last payment.
+    runs_from_date: date
+    restarts: list[LimitationRestart] = Field(default_factory=list)
+    # FCRA 605(a)(4), (c)(1): the first day an account placed for collection
+    # is too old for a consumer report (date of first delinquency + 180 days
+    # + 7 years).
+    obsolete_on: date
+    # The day the debt became time-barred, once the loan has recorded it
+    # (None: not yet). Never undone: a payment does not revive it.
+    time_barred_since: date | None = None
+
+    @property
+    def runs_since(self) -> date:
+        return max([self.runs_from_date, *(r.on for r in self.restarts)])
+
+    @property
+    def time_barred(self) -> bool:
+        return self.time_barred_since is not None
 
 
 class ChargeDay(BaseModel):
@@ -401,6 +443,10 @@ class LoanState(BaseModel):
     reversals: list[Reversal] = Field(default_factory=list)
     contract_returned_payment_fee: Decimal | None = None
     reopened: Reopening | None = None
+    # The statute of limitations (issue 18, item 2): None when none applies
+    # (a jurisdiction the profile does not list, none given, and every run
+    # from before it).
+    limitation: Limitation | None = None
 
     @model_validator(mode="after")
     def _derive_principal(self) -> LoanState:

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from dunning import contract
 from dunning import legal_status as legal_statuses
+from dunning import limitation as limitations
 from dunning.clock import LoanClock
 from dunning.compliance import Profile
 from dunning.planner import Action
@@ -95,6 +96,11 @@ def status_view(
         "legal_case": state.legal.model_dump(mode="json") if state.legal else None,
         # Legal statuses (issue 18, item 1): the one that restricts the most, those in force, every change.
         "legal_status": legal_status_view(state),
+        # Time-barred debt (issue 18, item 2): whether, since (or from) when, and the limitation that applies.
+        "time_barred": limitations.is_time_barred(state, loan_now.date()) if loan_now else bool(
+            state.limitation and state.limitation.time_barred),
+        "time_barred_on": limitations.time_barred_on(state.limitation).isoformat() if state.limitation else None,
+        "limitation": limitation_view(state),
         "disputed": state.disputed,
         "pause_reason": state.pause_reason,
         "opted_out": list(state.opted_out),
@@ -158,6 +164,24 @@ def legal_status_view(state: LoanState) -> dict:
         "in_force": [s.model_dump(mode="json", exclude={"task_pending"}) for s in legal.in_force] if legal else [],
         "changes": [c.model_dump(mode="json") for c in legal.changes] if legal else [],
         "estate_outcome": legal.estate_outcome if legal else None,
+    }
+
+
+def limitation_view(state: LoanState) -> dict | None:
+    """`status.limitation` (issue 18, item 2): the rule that applies (numbers
+    and keys, never the jurisdiction) and what moved it; null when none does."""
+    limitation = state.limitation
+    if limitation is None:
+        return None
+    return {
+        "years": limitation.years,
+        "runs_from": limitation.runs_from,
+        "runs_since": limitation.runs_since.isoformat(),
+        "payment_restarts": limitation.payment_restarts,
+        "partial_payment_restarts": limitation.partial_payment_restarts,
+        "restarts": [{"payment_id": r.payment_id, "on": r.on.isoformat()} for r in limitation.restarts],
+        "disclosure": limitation.disclosure or None,
+        "obsolete_on": limitation.obsolete_on.isoformat(),
     }
 
 

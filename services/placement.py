@@ -14,14 +14,14 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dunning.inputs import ID_PATTERN, InputError, IsoDate, LoanInput, explain
 from dunning.money import minor_units
@@ -335,13 +335,73 @@ class Itemization(BaseModel):
         return {name: getattr(self, name) for name in ITEMIZATION_FIELDS}
 
 
+_JURISDICTION = re.compile(r"^([A-Z]{2})(?:-([A-Z0-9]{1,3}))?$")
+
+
+def _jurisdiction(value: Any) -> str | None:
+    """An ISO 3166 code: a country (CN), or a country and its subdivision
+    (US-CA); for a country whose regions config/zones/ knows (US), a state
+    code it knows. Blank is absent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ValueError('must be an ISO 3166 code such as "US-CA", "US-NY" or "CN"')
+    code = value.strip().upper()
+    match = _JURISDICTION.match(code)
+    if not match or match.group(1) not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"must be an ISO 3166 code such as US-CA, US-NY or CN, got {value[:16]!r}")
+    country, region = match.groups()
+    if region is not None and region_has_table(country) and not known_region(country, region):
+        raise ValueError(f"{region!r} is not a subdivision of {country} (a state code such as US-NY), got {value[:16]!r}")
+    return code
+
+
+def _last_payment(value: Any) -> Any:
+    """YYYY-MM-DD, not after today (anywhere: UTC+14). Blank is absent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value
+
+
+def _not_in_the_future(value: date | None) -> date | None:
+    if value is not None and value > (datetime.now(timezone.utc) + timedelta(hours=14)).date():
+        raise ValueError(f"{value.isoformat()} is in the future")
+    return value
+
+
+Jurisdiction = Annotated[str | None, BeforeValidator(_jurisdiction)]
+LastPaymentDate = Annotated[IsoDate | None, BeforeValidator(_last_payment), AfterValidator(_not_in_the_future)]
+
+
+class LoanFacts(BaseModel):
+    """What a placement says of the debt besides the workflow input (issue 18,
+    item 2): the borrower's jurisdiction, whose statute of limitations the
+    profile applies, and the last payment before placing. Kept on the loan's
+    row (db/directory.py); never enters Temporal."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    jurisdiction: Jurisdiction = None
+    last_payment_date: LastPaymentDate = None
+
+    def directory_fields(self) -> dict[str, Any]:
+        return {"jurisdiction": self.jurisdiction, "last_payment_date": self.last_payment_date}
+
+
 class Placement(LoanInput):
     """The LoanInput fields (validated exactly as the workflow validates them)
     plus the borrower block and, optionally, the validation notice's
-    itemization (neither enters Temporal)."""
+    itemization, the borrower's jurisdiction and the last payment before
+    placing (none of them enters Temporal)."""
 
     borrower: BorrowerContact
     itemization: Itemization | None = None
+    jurisdiction: Jurisdiction = None
+    last_payment_date: LastPaymentDate = None
+
+    @property
+    def facts(self) -> LoanFacts:
+        return LoanFacts.model_construct(jurisdiction=self.jurisdiction, last_payment_date=self.last_payment_date)
 
     @model_validator(mode="after")
     def _itemization_adds_up(self) -> Placement:
@@ -441,7 +501,8 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
             loan_id = record["loan_id"]
             # A bad id is quoted: a newline or a right-to-left mark in it must not garble the report.
             label += f" (loan_id {loan_id})" if re.fullmatch(ID_PATTERN, loan_id) else f" (loan_id {loan_id[:64]!r})"
-        loan_fields = {key: value for key, value in record.items() if key not in ("borrower", "itemization")}
+        loan_fields = {key: value for key, value in record.items()
+                       if key not in ("borrower", "itemization", *LoanFacts.model_fields)}
         if default_policy and loan_fields.get("policy") in (None, ""):  # absent; a wrong type stays wrong
             loan_fields["policy"] = default_policy
         errors: list[str] = []
@@ -471,6 +532,11 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
                 else:
                     if loan is not None:
                         errors.extend(itemization.problems(loan.currency, loan.amount_due))
+        facts = LoanFacts()
+        try:
+            facts = LoanFacts.model_validate({name: record.get(name) for name in LoanFacts.model_fields})
+        except ValidationError as error:
+            errors.append(explain(error))
         if loan is not None:
             if loan.loan_id in seen:
                 errors.append(f"loan_id: {loan.loan_id} appears more than once in this file")
@@ -478,7 +544,8 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
         if errors:
             problems.append(f"{label}: {'; '.join(errors)}")
             continue
-        placements.append(Placement.model_construct(**dict(loan), borrower=borrower, itemization=itemization))
+        placements.append(Placement.model_construct(**dict(loan), borrower=borrower, itemization=itemization,
+                                                    **dict(facts)))
     if problems:
         raise PlacementError("\n".join(problems))
     return placements

@@ -300,7 +300,11 @@ def test_a_form_without_the_disclosure_fails_the_lint(templates, language, form)
 def test_a_disclosure_outside_the_condition_or_in_the_wrong_place_fails_the_lint(templates):
     unconditional = templates / "en" / "legal_notice.email.txt.j2"
     source = unconditional.read_text(encoding="utf-8")
-    unconditional.write_text(source.replace("{% if debt_collector %}", "").replace("{% endif %}", ""), encoding="utf-8")
+    # The disclosure's own condition taken away (the time-barred variant's stays).
+    start = source.index("{% if debt_collector %}")
+    end = source.index("{% endif %}", start)
+    unconditional.write_text(source[:start] + source[start + len("{% if debt_collector %}"):end]
+                             + source[end + len("{% endif %}"):], encoding="utf-8")
     early = templates / "en" / "reminder_friendly.voice.j2"
     source = early.read_text(encoding="utf-8")
     block = "{% if debt_collector %}This is a communication from a debt collector. {% endif %}"

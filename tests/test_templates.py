@@ -106,6 +106,8 @@ def context(language: str = "en", **overrides) -> dict:
         "debt_collector": False,  # 12 CFR 1006.18(e); tests/test_message_privacy.py renders both ways
         "call_recorded": False,  # a recorded call says so first: tests/test_call_recording.py
         "summary": None,  # a merged message's loans (borrower_summary): tests/test_borrower_coordination.py
+        "time_barred": False,  # a time-barred debt's variant: tests/test_time_barred.py renders both ways
+        "limitation_disclosure": "",
         # The validation notice's information (tests/test_validation_notice.py reads it back in full).
         "notice": sample_notice(language),
     }

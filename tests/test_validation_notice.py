@@ -151,6 +151,7 @@ def drafted_letter(session_factory, settings, language: str, debt_collector: boo
         "due_date": date(2026, 10, 15), "days_past_due": 19, "pay_link": "https://pay.example/p/T",
         "loan_id": f"L-US-{language}", "stage": "early", "unsubscribe_url": "https://gw.example/u",
         "notice": notice, "debt_collector": debt_collector, "call_recorded": False, "summary": None,
+        "time_barred": False, "limitation_disclosure": "",
     }
     assert set(context) == CONTEXT_KEYS
     message = TemplateRenderer(settings.templates_dir).render("validation_notice", "letter", language, context)

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from dunning.arrangements import ArrangementRejected
     from dunning.clock import LoanClock
     from dunning.compliance import Profile
+    from dunning import limitation as limitations
+    from dunning.limitation import LimitationRule
     from dunning.inputs import (
         ComplaintResolvedSignal,
         ComplaintSignal,
@@ -48,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from dunning.status_view import plan_view, progress_note, settlement_view, status_view
     from dunning.transitions import contacts, holds, legal, plans, reversals, settlements, stages, tasks, visits
     from dunning.transitions import legal_status as legal_statuses
+    from dunning.transitions import limitation as limitation_steps
     from dunning.transitions.records import Moment, Record, Rules
     from workflows import calls
     from workflows.publishing import Publisher
@@ -91,6 +94,13 @@ SETTLEMENTS = "settlements-2026-12"
 # `repaid` started again from its records) is new input, never replayed by
 # older code.
 PAYMENT_REVERSALS = "payment-reversals-2026-12"
+# Time-barred debt (issue 18, item 2). Asked only of a loan that starts with
+# a statute of limitations (prepare_loan names one for its jurisdiction), so
+# no other loan's history gets the marker; every decision it changes (no
+# legal stage, the stage's cadence to the write-off day, the time-barred
+# messages, a restart by a payment, no bureau record past obsolescence)
+# follows from the limitation only this sets.
+TIME_BARRED = "time-barred-2026-12"
 
 
 def _signal(name: str, model: type, transition):
@@ -147,6 +157,8 @@ class DunningWorkflow:
             self._writer.queue(plans.bookkeep(state, self._rules, self._moment()))
             # A legal status's task; a hardship ended on its `until` (nothing without one).
             self._writer.queue(legal_statuses.bookkeep(state, self._moment()))
+            # The debt turning time-barred today (nothing without a limitation).
+            self._writer.queue(limitation_steps.bookkeep(state, self._moment()))
             notice.bookkeep(self._rules.profile, state, self._clock.zone)  # the state only: no record, no command
             await self._writer.write_queued()
             if (outcome := stages.ending(state)) is not None:
@@ -422,6 +434,14 @@ class DunningWorkflow:
             state.pre_due = workflow.patched(PRE_DUE)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))
         self._rules = Rules(policy, profile, terms)
+        if fresh and prepared.limitation is not None and workflow.patched(TIME_BARRED):
+            # The statute of limitations of the loan's jurisdiction (issue 18, item 2).
+            try:
+                rule = LimitationRule.model_validate(prepared.limitation)
+            except ValueError as error:
+                raise ApplicationError(f"prepare_loan: limitation: {str(error)[:200]}", type="PolicyError",
+                                       non_retryable=True) from None
+            self._queue("limitation_set", limitation_steps.begin(state, rule, self._moment()))
         if reopening:
             moment = self._moment()
             self._queue("loan_reopened", reversals.reopening_started(state, moment, moment.days_past_due))
@@ -483,7 +503,7 @@ class DunningWorkflow:
         if state.open_settlement is not None:
             self._queue("settlement_lapsed", settlements.lapse(state, self._moment()))
         await self._writer.write_queued()
-        if state.bureau_reported:
+        if state.bureau_reported and limitations.reports_to_bureau(state, loan_now.date()):
             # The bureau learns how it ended: paid (13/62/64), settled (13, AU), charged off (97),
             # an upheld dispute deletes the account (DA): dunning/bureau.py.
             final = self._version.bureau_record(state, self._clock, loan_now, self._moment(), "final", outcome)

@@ -20,6 +20,8 @@ without Temporal. One module per concern:
 - `legal`     the legal case and its outcomes
 - `legal_status` a bankruptcy, a death, a cease request, a hardship: set, ended,
               cleared; their tasks; a deceased borrower's estate_outcome (issue 18, item 1)
+- `limitation` the statute of limitations: set at the start, restarted by a payment,
+              the debt turning time-barred (issue 18, item 2)
 - `stages`    a loan starting, entering a stage, reported to the bureau, ending
 
 (The workflow used to hold all of this; together it is over 500 lines, so it

@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from dunning import contract, keys
+from dunning import limitation as limitations
 from dunning.compliance import Profile
 from dunning.policy import BorrowerContacts, Policy
 from dunning.inputs import ContactOutcomeSignal, OptOutSignal, PayLinkRequest
@@ -45,10 +46,26 @@ def contact_request(
             record_call=occurrence.channel == "voice" and profile.rules.record_calls,
             loan_at=loan_now.isoformat(), time_zone=state.time_zone,
             **notice_terms(state, profile, occurrence),
+            **limitation_terms(state, loan_now),
             **message_terms(state, occurrence),
             **borrower_terms(state, profile, policy, occurrence, loan_now),
         ),
         f"{occurrence.channel} {occurrence.template}, day {occurrence.day}",
+    )
+
+
+def limitation_terms(state: LoanState, loan_now: datetime) -> dict:
+    """A time-barred debt's message (issue 18, item 2): rendered in its
+    time-barred variant with the disclosure its jurisdiction requires (a key
+    of config/compliance/limitation_disclosures.toml, the activity reads its
+    text) and whether the account was reported to a bureau (the disclosure
+    may say it "may continue to" be). Nothing for any other loan."""
+    today = loan_now.date()
+    if not limitations.is_time_barred(state, today):
+        return {}
+    return dict(
+        time_barred=True, limitation_disclosure=limitations.disclosure_key(state.limitation, today),
+        limitation_reported=state.bureau_reported,
     )
 
 
@@ -86,7 +103,8 @@ def borrower_terms(
     cap = profile.caps.borrower_daily_cap(occurrence.channel, rules.daily_caps.get(occurrence.channel))
     if cap is not None:
         terms["borrower_daily_cap"] = cap
-    if rules.merges(occurrence.channel, occurrence.template):
+    # A time-barred debt's message carries its own disclosure (issue 18, item 2): never merged.
+    if rules.merges(occurrence.channel, occurrence.template) and not limitations.is_time_barred(state, loan_now.date()):
         left = _window_left_seconds(profile, state.zones, loan_now) * day_seconds / 86400
         terms["merge"] = True
         terms["gather_seconds"] = round(max(0.0, min(rules.gather_seconds, left)), 3)

@@ -18,6 +18,9 @@ NEXT_STATUSES = {
     "opened": ("filed", "settled", "withdrawn"),
     "filed": ("judgment", "settled", "withdrawn"),
     "judgment": ("settled",),
+    # The debt became time-barred before the case was filed (issue 18, item
+    # 2): it is never filed (12 CFR 1006.26(b)).
+    "time_barred": (),
 }
 
 

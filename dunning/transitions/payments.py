@@ -9,7 +9,8 @@ good one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from dunning.charges import Allocation, Terms, apply_payment, charge_and_apply, 
 from dunning.inputs import InputError, RepaymentSignal, parse_signal
 from dunning.money import parse_amount
 from dunning.state import LoanState, PaymentAllocation, UnappliedPayment
+from dunning.transitions import limitation
 from dunning.transitions.records import PAYMENT, Moment, Record, money
 
 
@@ -30,6 +32,9 @@ class Receipt:
     applied: Decimal | None = None  # the amount applied
     unapplied_reason: str = ""  # why it was kept unapplied
     duplicate: bool = False  # the same payment id again: nothing changed
+    # The loan's local day it counts from (its paid_at's, within the
+    # profile's tolerance; else the day it came); None without a clock.
+    counted_on: date | None = None
 
 
 def receive_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | None) -> Receipt:
@@ -42,6 +47,11 @@ def receive_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms
             state.partial_payments += 1
         if state.bureau_reported:
             state.bureau.correction_due = True
+        if state.limitation is not None and receipt.counted_on is not None:
+            # The statute of limitations starts again where its rule says so (issue 18, item 2).
+            restarted = limitation.payment_received(state, receipt.payment_id, receipt.counted_on, moment)
+            if restarted:
+                receipt = replace(receipt, records=[*receipt.records, *restarted])
     return receipt
 
 
@@ -75,6 +85,7 @@ def take_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | 
     if payment.payment_id in state.applied_payment_ids:
         return Receipt(payment.payment_id, duplicate=True)
     state.applied_payment_ids.append(payment.payment_id)
+    paid = None
     if terms is not None and moment.clock is not None:
         # Under a profile's payment_time_tolerance_hours, a payment counts
         # from its paid_at for charges (none for the days after it).
@@ -82,13 +93,16 @@ def take_payment(state: LoanState, payload: Any, moment: Moment, terms: Terms | 
         allocation = charge_and_apply(terms, state, amount, moment.days_past_due, paid)
     else:
         allocation = apply_payment(state, amount)
+    counted_on = None
+    if moment.clock is not None:
+        counted_on = state.due_date + timedelta(days=paid) if paid is not None else moment.today
     # Kept so that a reversal undoes exactly this (issue 18, item 3).
     state.payment_allocations.append(PaymentAllocation(
         payment_id=payment.payment_id, amount=amount, fees=allocation.fees, interest=allocation.interest,
         principal=allocation.principal, overpaid=allocation.overpaid,
     ))
     record = payment_record(state, moment, payment.payment_id, raw, applied=True, allocation=allocation)
-    return Receipt(payment.payment_id, [record], applied=amount)
+    return Receipt(payment.payment_id, [record], applied=amount, counted_on=counted_on)
 
 
 def payment_record(

@@ -24,6 +24,7 @@ from dunning import bureau, contract, keys
 from dunning.charges import Terms, charge_returned_payment_fee, post_charges, unapply_payment
 from dunning.inputs import PaymentReversedSignal, ReopenedLoan
 from dunning.state import BureauState, LegalCase, LoanState, PaymentAllocation, Reopening, Reversal
+from dunning.transitions import limitation
 from dunning.transitions.holds import SignalRejected
 from dunning.transitions.records import PAYMENT_REVERSAL, REOPENING, Moment, Record, money
 
@@ -71,7 +72,9 @@ def reverse_payment(state: LoanState, signal: PaymentReversedSignal, moment: Mom
     if state.bureau_reported:
         # The bureau's balance is out of date: a correction is filed at once.
         state.bureau.correction_due = True
-    return [reversal_record(state, reversal, moment, allocation.overpaid)]
+    # A payment that restarted the statute of limitations no longer does (issue 18, item 2).
+    undone = limitation.payment_reversed(state, payment_id, moment)
+    return [reversal_record(state, reversal, moment, allocation.overpaid), *undone]
 
 
 def reversal_record(state: LoanState, reversal: Reversal, moment: Moment, overpaid: Decimal) -> Record:

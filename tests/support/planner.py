@@ -14,7 +14,7 @@ from dunning import notice
 from dunning.clock import LoanClock
 from dunning.planner import Action, next_action
 from dunning.state import LoanState
-from dunning.transitions import contacts, legal_status, plans, settlements, stages, visits
+from dunning.transitions import contacts, legal_status, limitation, plans, settlements, stages, visits
 from dunning.transitions.records import Moment, Rules
 from loaders.config_files import load_profile
 
@@ -47,6 +47,7 @@ def walk(policy, state, start: datetime, until_day: int | None = None, call_resu
         loan_now, day = moment.loan_now, moment.days_past_due
         plans.bookkeep(state, rules, moment)
         legal_status.bookkeep(state, moment)  # a legal status's task, a hardship's end (issue 18, item 1)
+        limitation.bookkeep(state, moment)  # the debt turning time-barred (issue 18, item 2)
         notice.bookkeep(profile, state, clock.zone)
         action = next_action(policy, profile, state, clock, loan_now)
         o = action.occurrence
