@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from activities.limitation_disclosures import DisclosureError, load_disclosures
-from activities.message_privacy import first_line
 from activities.rendering import IVR_FORM, SUFFIX, TemplateRenderer
 from compliance.template_config import Report, _each_file, line_of
-from compliance.template_rules import Rules, blank, may_match, part_text, sample_contexts, with_sample
+from compliance.template_rules import Rules, blank, disclosure_misplaced, may_match, sample_contexts
 
 PHONE_FORMS = ("sms", "push")
 
@@ -102,26 +101,18 @@ def _check_disclosure(
     path: Path, language: str, form: str, text: str, context: dict[str, Any], rules: Rules, report: Report,
 ) -> None:
     needle = rules.time_barred.disclosure_sample.casefold()
-    folded = text.casefold()
-    at = folded.find(needle)
-    if at < 0:
+    if needle not in text.casefold():
         report(path, 1, "missing-limitation-disclosure",
                f"no limitation disclosure in the time-barred {form} (add {{{{ limitation_disclosure }}}} under "
                "{% if time_barred %})")
         return
-    if form in PHONE_FORMS and needle in first_line(text).casefold():
+    misplaced = disclosure_misplaced(rules, text, needle, form, PHONE_FORMS, language, context)
+    if misplaced == "first_line":
         report(path, 1, "misplaced-limitation-disclosure",
                f"the limitation disclosure must not be on the first line of a {form} (it names the debt on the lock screen)")
-    check = rules.parts.get("identity_check")
-    if form == "voice" and check is not None:
-        said = part_text(check, language, context)
-        where = folded.find(said.casefold()) if said else -1
-        in_place = where >= 0 and not any(
-            0 <= folded.find(with_sample(item, language, context).casefold()) < where for item in check.before
-        )
-        if in_place and at < where:
-            report(path, 1, "misplaced-limitation-disclosure",
-                   "in a voice script the limitation disclosure comes after the identity check")
+    elif misplaced == "before_identity_check":
+        report(path, 1, "misplaced-limitation-disclosure",
+               "in a voice script the limitation disclosure comes after the identity check")
 
 
 def check_disclosure_keys(profiles_dir: Path | None, disclosures_path: Path, report: Report) -> None:

@@ -36,7 +36,7 @@ from activities.message_privacy import (
 )
 from activities.rendering import SUFFIX, TemplateRenderer
 from compliance.template_config import Report, _each_file
-from compliance.template_rules import Rules, RulesError, part_text, sample_contexts, with_sample
+from compliance.template_rules import Rules, RulesError, disclosure_misplaced, sample_contexts
 
 # A sample amount no template text holds by chance, so the lint finds it
 # however a template writes it.
@@ -137,30 +137,20 @@ def _check_disclosure(
         text = _renders(renderer, language, template, form, context)
         if text is None:
             return
-        folded = text.casefold()
-        at = folded.find(needle)
-        if at < 0:
+        if needle not in text.casefold():
             report(
                 path, 1, "missing-debt-collector-disclosure",
                 f"missing {privacy.disclosure.description} (\"{wanted}\") in the {form} when debt_collector is true "
                 "(add it under {% if debt_collector %})",
             )
             return
-        if form in privacy.forms and needle in first_line(text).casefold():
+        misplaced = disclosure_misplaced(rules, text, needle, form, privacy.forms, language, context)
+        if misplaced == "first_line":
             report(path, 1, "misplaced-debt-collector-disclosure",
                    f"the disclosure must not be on the first line of a {form} (it names the debt on the lock screen)")
-        check = rules.parts.get("identity_check")
-        if form == "voice" and check is not None:
-            said = part_text(check, language, context)
-            where = folded.find(said.casefold()) if said else -1
-            # A missing or misplaced identity check is the main lint's finding;
-            # with the check in its place, the disclosure must follow it.
-            in_place = where >= 0 and not any(
-                0 <= folded.find(with_sample(item, language, context).casefold()) < where for item in check.before
-            )
-            if in_place and at < where:
-                report(path, 1, "misplaced-debt-collector-disclosure",
-                       "in a voice script the disclosure comes after the identity check (whoever else answers hangs up first)")
+        elif misplaced == "before_identity_check":
+            report(path, 1, "misplaced-debt-collector-disclosure",
+                   "in a voice script the disclosure comes after the identity check (whoever else answers hangs up first)")
     for context in _contexts(rules, language, False):
         text = _renders(renderer, language, template, form, context)
         if text is not None and needle in text.casefold():

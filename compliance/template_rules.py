@@ -380,6 +380,29 @@ def part_text(part: Part, language: str, context: Mapping[str, Any]) -> str | No
     return None if template is None else with_sample(template, language, context)
 
 
+def disclosure_misplaced(
+    rules: Rules, text: str, needle: str, form: str, phone_forms, language: str, context: Mapping[str, Any],
+) -> str | None:
+    """Where a disclosure found in `text` (its casefolded `needle`) may not
+    stand: "first_line" on a form a lock screen shows (`phone_forms`: it
+    names the debt there), "before_identity_check" in a voice script whose
+    identity check is in its place (whoever else answers hangs up first; a
+    missing or misplaced check is the main lint's finding). None if neither."""
+    folded = text.casefold()
+    if form in phone_forms and needle in text.strip().split("\n", 1)[0].casefold():  # message_privacy.first_line
+        return "first_line"
+    check = rules.parts.get("identity_check")
+    if form == "voice" and check is not None:
+        said = part_text(check, language, context)
+        where = folded.find(said.casefold()) if said else -1
+        in_place = where >= 0 and not any(
+            0 <= folded.find(with_sample(item, language, context).casefold()) < where for item in check.before
+        )
+        if in_place and folded.find(needle) < where:
+            return "before_identity_check"
+    return None
+
+
 def part_marker(text: str) -> str:
     """What to look for in a template's source for a part: its variable, or its text."""
     names = PLACEHOLDER.findall(text)
