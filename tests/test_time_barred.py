@@ -356,12 +356,12 @@ def test_an_outbox_draft_for_a_time_barred_debt_carries_the_disclosure_or_is_not
     with session_factory.begin() as db:
         db.add(Borrower(borrower_id="B-1", name="Jane Doe", phone="+14155550100", email="jane@example.com",
                         language="en", time_zone="America/Los_Angeles"))
-    context = ActivityContext(session_factory, activity_settings(settings), lambda: datetime.now(ZoneInfo("UTC")))
+    at = datetime(2026, 3, 20, 18, tzinfo=ZoneInfo("UTC"))  # a fixed moment, never the wall clock
+    context = ActivityContext(session_factory, activity_settings(settings), lambda: at)
     sending = ContactSending(context, {}, TemplateRenderer(settings.templates_dir))
     base = dict(key="dunning-L-1/run/credit_reporting/d40/2-sms", workflow_id="dunning-L-1", loan_id="L-1",
                 borrower_id="B-1", stage="credit_reporting", channel="sms", template="reminder_followup",
                 days_past_due=1470, outstanding="1200.00", currency="USD", due_date="2022-03-01")
-    at = datetime(2026, 3, 20, 18, tzinfo=ZoneInfo("UTC"))
     with session_factory() as db:
         ca = sending._draft(db, acts.ContactRequest(**base, time_barred=True, limitation_disclosure="us_ca_civ_1788_14_d_1"), at)
         ny = sending._draft(db, acts.ContactRequest(**base, time_barred=True, limitation_disclosure="us_ny_23nycrr_1_3"), at)
