@@ -199,6 +199,39 @@ class ReopenedLegalCase(_Payload):
     case_ref: Annotated[str, Field(max_length=64)] = ""
 
 
+class ReopenedLegalStatusInForce(_Payload):
+    """A legal status in force when the loan closed (dunning/state.py LegalStatusInForce)."""
+
+    status: Literal["bankruptcy_filed", "deceased", "cease_communication", "hardship"]
+    reference: Identifier
+    effective_date: IsoDate
+    until: IsoDate | None = None
+    chapter: Literal[7, 11, 12, 13] | None = None
+    since: IsoDate
+
+
+class ReopenedLegalStatus(_Payload):
+    """What `loans.reopen_basis` kept of the loan's legal statuses (issue 18, item 1)."""
+
+    in_force: Annotated[list[ReopenedLegalStatusInForce], Field(max_length=10)] = []
+    petition_day: Annotated[int, Field(strict=True)] | None = None
+    petition_date: IsoDate | None = None
+    dismissed_chapter: Literal[7, 11, 12, 13] | None = None
+
+
+class ReopenedNotice(_Payload):
+    """A notice the loan was sent before it closed (a contacts row whose step
+    is a notice: the validation notice, the bureau notice, a cease request's
+    final notice): the reopened run does not send it again."""
+
+    step: Annotated[str, Field(pattern=r"^notice/[a-z_]{1,32}/[a-z]{1,16}$")]
+    channel: Literal["sms", "email", "voice", "push", "letter"]
+    template: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]
+    stage: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+    at: Instant
+    result: Literal["sent", "failed", "skipped_no_address"]
+
+
 class ReopenedLoan(_Payload):
     """The `reopened` block of a start input (services/reversals.py): a loan
     whose workflow closed `repaid`, started again from its records because
@@ -224,6 +257,8 @@ class ReopenedLoan(_Payload):
     bureau: ReopenedBureau = ReopenedBureau()
     opted_out: list[Literal["sms", "email", "voice", "push", "letter", "all"]] = []
     legal: ReopenedLegalCase | None = None
+    legal_status: ReopenedLegalStatus | None = None
+    notices: Annotated[list[ReopenedNotice], Field(max_length=100)] = []
 
     @classmethod
     def parse(cls, data: Any) -> ReopenedLoan:

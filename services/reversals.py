@@ -43,8 +43,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from db.models import AuditEntry, BureauRecord, LegalCase, Loan, Payment, PaymentReversal, StageEntry
+from db import outbox
+from db.models import AuditEntry, BureauRecord, Contact, LegalCase, Loan, Payment, PaymentReversal, StageEntry
 from dunning import contract
+from dunning import keys
 from dunning.carry import REOPENED
 from dunning.contract import STAGE_PENDING
 from dunning.inputs import InputError, PaymentReversedSignal, ReopenedLoan, parse_signal
@@ -294,6 +296,8 @@ def reopened_block(db: Session, loan: Loan, reversal: Reversal) -> tuple[dict, d
         } for r in reversed_rows],
         "bureau": _bureau(bureau_rows),
         "opted_out": _opted_out(db, loan.loan_id),
+        "legal_status": basis.get("legal_status"),
+        "notices": _notices(db, loan.loan_id),
         "legal": {"status": case.status, "opened_on": case.opened_at.date().isoformat(), "case_ref": case.case_ref or ""}
         if case is not None else None,
     }
@@ -337,3 +341,27 @@ def _opted_out(db: Session, loan_id: str) -> list[str]:
         if channel in ("sms", "email", "voice", "push", "letter", "all") and channel not in channels:
             channels.append(channel)
     return channels
+
+
+# How an outbox row ended, as the loan's contacts show it (ContactEntry.result).
+_NOTICE_RESULTS = {outbox.SENT: "sent", outbox.UNCONFIRMED: "sent", outbox.FAILED: "failed",
+                   outbox.SKIPPED: "skipped_no_address"}
+
+
+def _notices(db: Session, loan_id: str) -> list[dict]:
+    """The notices the loan was sent (its contacts rows whose step is a
+    notice, in a final status): the validation notice, the bureau notice, a
+    cease request's final notice. The reopened run counts them as sent: a
+    new run's outbox keys differ, and a notice is owed once per debt."""
+    rows = db.scalars(select(Contact).where(Contact.loan_id == loan_id).order_by(Contact.id)).all()
+    found: dict[str, dict] = {}
+    for row in rows:
+        step = keys.step_of_contact_key(row.key)
+        result = _NOTICE_RESULTS.get(row.status)
+        if step is None or not step.startswith(keys.NOTICE_PREFIX) or result is None:
+            continue
+        if found.get(step, {}).get("result") == "sent":
+            continue  # sent once is what counts
+        found[step] = {"step": step, "channel": row.channel, "template": row.template, "stage": row.stage,
+                       "at": (row.sent_at or row.created_at).isoformat(), "result": result}
+    return list(found.values())

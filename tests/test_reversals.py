@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import select
 from temporalio.worker import Replayer
 
-from db.models import AuditEntry, BureauRecord, Loan, Payment, PaymentReversal
+from db.models import AuditEntry, BureauRecord, Contact, Loan, Payment, PaymentReversal
 from dunning import carry
 from dunning.charges import post_charges, terms_for
 from dunning.clock import LoanClock
@@ -379,3 +379,60 @@ async def test_the_closing_payment_reversed_reopens_the_loan_with_the_right_bala
     assert [c.get("action", "closed") for c in closings] == ["closed", "reopened"]
     assert (closings[0]["outcome"], closings[0]["final_stage"]) == ("repaid", "credit_reporting")
     assert closings[1]["payment_id"] == "P-700" and closings[1]["previous_outcome"] == "repaid"
+
+
+async def test_a_loan_paid_under_a_stay_and_a_cease_request_reopens_still_under_both_and_is_not_written_to(
+    time_env, settings, seeded_borrower, session_factory
+):
+    """A reversal reopens a loan with the legal statuses it closed under (a
+    bankruptcy's stay and a cease request, issue 18, item 1) and the notices
+    it was sent: the reopened run contacts no one, and the cease request's
+    final notice is not sent a second time once the stay is dismissed."""
+    from services.reversals import Reversal, reverse_payment
+
+    def legal(status_name: str, reference: str, shown: dict, **extra) -> dict:
+        today = date.fromisoformat(shown["due_date"]) + timedelta(days=shown["days_past_due"])
+        return {"status": status_name, "reference": reference, "effective_date": today.isoformat(), **extra}
+
+    async with running_worker(time_env.client, settings) as loans:
+        handle = await loans.start(loan_input("L-REV-LEGAL", await overdue_since(time_env, 5)))
+        shown = await until(handle, lambda s: s["stage"] == "reminder", "the reminder stage")
+        await handle.signal("legal_status", legal("cease_communication", "CC-9", shown))
+        noticed = await until_day(time_env, handle, lambda s: any(
+            c["template"] == "cease_final_notice" and c["result"] == "sent" for c in s["contacts"]), "the final notice")
+        await handle.signal("legal_status", legal("bankruptcy_filed", "BK-9", noticed, chapter=13))
+        await until(handle, lambda s: s["legal_status"]["status"] == "bankruptcy_filed", "the stay")
+        await handle.signal("repayment", {"payment_id": "P-LEGAL", "amount": "1200.00", "currency": "CNY"})
+        closed = await completed(handle)
+
+        await time_env.sleep(timedelta(days=10))
+        answer = await reverse_payment(time_env.client, session_factory, loans.task_queue,
+                                       Reversal("L-REV-LEGAL", "P-LEGAL", "R01"))
+        latest = time_env.client.get_workflow_handle("dunning-L-REV-LEGAL")
+        loans.handles.append(latest)
+        reopened = await until(latest, lambda s: s["reversals"] and (s["reopened"] or {}).get("at"), "the reopened run")
+        await time_env.sleep(timedelta(days=30))
+        stayed = await status(latest)
+        await latest.signal("legal_status", legal("bankruptcy_dismissed", "BK-9-D", stayed))
+        dismissed = await until(latest, lambda s: s["legal_status"]["status"] == "cease_communication", "the dismissal")
+        await time_env.sleep(timedelta(days=30))
+        later = await status(latest)
+        await terminate_when_idle(latest, "test over", tries=100)
+
+    with session_factory() as db:
+        loan = db.get(Loan, "L-REV-LEGAL")
+        finals = [c for c in db.scalars(select(Contact).where(Contact.loan_id == "L-REV-LEGAL"))
+                  if c.template == "cease_final_notice"]
+    assert closed["stage"] == "closed" and closed["legal_status"]["status"] == "bankruptcy_filed"
+    assert json.loads(loan.reopen_basis)["legal_status"]["in_force"][0]["status"] == "cease_communication"
+    assert answer.result == "reopened", answer
+    assert reopened["outstanding"] == "1200.00"
+    assert {s["status"] for s in reopened["legal_status"]["in_force"]} == {"cease_communication", "bankruptcy_filed"}
+    # What it was sent before it closed is carried, and nothing is added: not under the stay...
+    assert [(c["template"], c["result"]) for c in reopened["contacts"]] == [("cease_final_notice", "sent")]
+    assert stayed["contacts"] == reopened["contacts"] and stayed["stage"] == reopened["stage"]
+    assert stayed["next_action"].startswith("no contact or escalation: bankruptcy under chapter 13")
+    # ...nor after it: the cease request still stands, and its one final notice went already.
+    assert dismissed["legal_status"]["status"] == "cease_communication"
+    assert later["contacts"] == reopened["contacts"]
+    assert len(finals) == 1, "the final notice was written to the outbox once"

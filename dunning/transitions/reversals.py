@@ -23,7 +23,17 @@ from decimal import Decimal
 from dunning import bureau, contract, keys
 from dunning.charges import Terms, charge_returned_payment_fee, post_charges, unapply_payment
 from dunning.inputs import PaymentReversedSignal, ReopenedLoan
-from dunning.state import BureauState, LegalCase, LoanState, PaymentAllocation, Reopening, Reversal
+from dunning.state import (
+    BureauState,
+    ContactEntry,
+    LegalCase,
+    LegalStatuses,
+    LegalStatusInForce,
+    LoanState,
+    PaymentAllocation,
+    Reopening,
+    Reversal,
+)
 from dunning.transitions import limitation
 from dunning.transitions.holds import SignalRejected
 from dunning.transitions.records import PAYMENT_REVERSAL, REOPENING, Moment, Record, money
@@ -100,8 +110,9 @@ def reopen(state: LoanState, reopened: ReopenedLoan) -> None:
     """A new run's state for a loan that closed `repaid`, from its records:
     nothing owed (the reversal, its start signal, makes it owed again), what
     was paid and charged, each payment's allocation and earlier reversals,
-    what the bureau was told, the channels opted out of, the legal case, and
-    the stage it closed in (the planner moves it on to the stage of the day)."""
+    what the bureau was told, the channels opted out of, the legal case, the
+    legal statuses in force and the notices sent, and the stage it closed in
+    (the planner moves it on to the stage of the day)."""
     state.stage = reopened.stage if reopened.stage in contract.STAGE_NAMES else contract.STAGE_PENDING
     state.clock_anchor = reopened.clock_anchor
     state.amount_paid = reopened.amount_paid
@@ -138,6 +149,22 @@ def reopen(state: LoanState, reopened: ReopenedLoan) -> None:
     case = reopened.legal
     if case is not None and case.status != "settled":  # a settled case would end the loan `settled`
         state.legal = LegalCase(status=case.status, opened_on=case.opened_on, case_ref=case.case_ref)
+    if reopened.legal_status is not None:
+        # The statuses in force when it closed hold on (a stay, a death, a
+        # cease request, a hardship); their tasks were opened by the closed run.
+        kept = reopened.legal_status
+        state.legal_status = LegalStatuses(
+            in_force=[LegalStatusInForce(**status.model_dump()) for status in kept.in_force],
+            petition_day=kept.petition_day, petition_date=kept.petition_date,
+            dismissed_chapter=kept.dismissed_chapter,
+        )
+    # The notices it was sent count as sent (their loan time is set once the
+    # run has its clock: reopening_started).
+    state.contacts = [
+        ContactEntry(at=n.at, loan_at=n.at, channel=n.channel, stage=n.stage, template=n.template, day=0,
+                     step=n.step, result=n.result)
+        for n in reopened.notices
+    ]
     state.reopened = Reopening(
         payment_id=reopened.payment_id, reason=reopened.reason, closed_outcome=reopened.closed_outcome,
         closed_stage=reopened.stage,
@@ -150,6 +177,11 @@ def reopening_started(state: LoanState, moment: Moment, charged_through: int) ->
     as missed, and the reopening is recorded (the loan's row open again,
     audited)."""
     state.reopened.at = moment.loan_now
+    # Until now the run's contacts are only the notices carried from its
+    # records (reopen): put them on the loan's clock.
+    for contact in state.contacts:
+        contact.loan_at = moment.clock.loan_time(contact.at)
+        contact.day = moment.clock.days_past_due(contact.loan_at)
     state.charges_through_day = max(state.charges_through_day, charged_through)
     return [
         Record(

@@ -170,7 +170,7 @@ def reopen_basis(state: LoanState) -> dict:
     def amount(value: Decimal | None) -> str | None:
         return None if value is None else f"{value:f}"
 
-    return {
+    basis = {
         "clock_anchor": state.clock_anchor.isoformat() if state.clock_anchor else None,
         "charges_through_day": state.charges_through_day,
         "late_fee_charged": state.late_fee_charged,
@@ -182,4 +182,16 @@ def reopen_basis(state: LoanState) -> dict:
             "returned_payment_fee": amount(state.contract_returned_payment_fee),
         },
     }
+    legal = state.legal_status
+    if legal is not None and (legal.in_force or legal.petition_date is not None or legal.dismissed_chapter is not None):
+        # A loan paid in full under a stay, a cease request or a hardship must
+        # not be collected like any other once a reversal reopens it. Only when
+        # there is one: every other closing's payload stays as it was.
+        basis["legal_status"] = {
+            "in_force": [s.model_dump(mode="json", exclude={"task_pending"}) for s in legal.in_force],
+            "petition_day": legal.petition_day,
+            "petition_date": legal.petition_date.isoformat() if legal.petition_date else None,
+            "dismissed_chapter": legal.dismissed_chapter,
+        }
+    return basis
 

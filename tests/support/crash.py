@@ -51,6 +51,14 @@ description = "Crash-safety tests: a {day_seconds}-second day and three contacts
 profile = "{profile}"
 day_seconds = {day_seconds}
 
+# A borrower's daily caps count the real local day, which holds thousands of
+# 2-second loan days: the default's 2 a day would postpone nearly every send,
+# and these tests need sends in flight when the worker dies. Each loan has its
+# own borrower, so nothing merges either.
+[borrower]
+daily_caps = {{ sms = 10000, email = 10000, push = 10000 }}
+merge = false
+
 [stages.reminder]
 steps = [
   {{ day = 0, channel = "sms",   template = "reminder_friendly", every_days = 1 }},
