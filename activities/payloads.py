@@ -7,7 +7,7 @@ look contact details up in the borrower directory themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Activity names, shared by the workflow (which calls them by name) and the
 # worker (which registers them); see activities/dunning_activities.py.
@@ -17,6 +17,8 @@ PREPARE_LOAN = "prepare_loan"
 # again (workflows/calls.py), it does not end `failed`.
 DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 SEND_CONTACT = "send_contact"
+# Contacts due at the same instant, through one activity (issue 19, item 5).
+SEND_CONTACTS = "send_contacts"
 ENTER_STAGE = "enter_stage"
 RECORD_PAYMENT = "record_payment"
 CLOSE_LOAN = "close_loan"
@@ -231,6 +233,9 @@ class LoanClosing:
     # 18, item 3; `loans.reopen_basis`): the clock anchor, where the charges
     # stood, the contract terms and the risk score. None from older workflows.
     reopen_basis: dict | None = None
+    # The payments that closed it, written with the close in one transaction
+    # (issue 19, item 2); empty from older workflows, which wrote them first.
+    payments: list[PaymentRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -446,3 +451,21 @@ class TaskOpened:
 class TaskEscalation:
     key: str
     at: str = ""  # ISO instant the SLA ran out (default: the activity's clock)
+
+
+@dataclass(frozen=True)
+class ContactBatch:
+    """Contacts of one loan due at the same instant (issue 19, item 5), sent
+    in order by one `send_contacts` activity. `max_attempts` is the workflow's
+    retry policy's: on that attempt a contact that still fails for a reason
+    that may pass is reported `failed` instead of failing the batch."""
+
+    requests: list[ContactRequest]
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class ContactOutcomes:
+    """One outcome per request, in the batch's order."""
+
+    outcomes: list[ContactOutcome]

@@ -101,15 +101,7 @@ class RecordWriters:
         transaction, which runs once more if a concurrent attempt inserted the
         same key first. True when this attempt wrote it."""
 
-        def transaction(db: Session) -> bool:
-            entry = work(db)
-            if entry is None:
-                return False
-            db.flush()
-            audit.append(db, entry.kind, loan_id, workflow_id, entry.payload, at=at, key=entry.key)
-            return True
-
-        new = self._context.in_transaction(transaction)
+        new = self._context.in_transaction(lambda db: _append(db, loan_id, workflow_id, at, work))
         bound_log(loan_id=loan_id).info(event, new=new, **log_fields)
         return new
 
@@ -206,63 +198,28 @@ class RecordWriters:
 
     @activity.defn(name=RECORD_PAYMENT)
     def record_payment(self, record: PaymentRecord) -> None:
-        # A bad payment is kept as it came, but made storable: a lone
-        # surrogate or a NUL (which PostgreSQL refuses) would fail the write
-        # for ever and hold the loan up behind it.
-        record = dataclasses.replace(record, **{
-            name: _storable(getattr(record, name)) for name in ("key", "payment_id", "amount", "currency", "paid_at", "reason")
-        })
-
-        def work(db: Session) -> Entry | None:
-            if not insert_once(db, Payment, record.key, lambda: Payment(
-                key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id,
-                payment_id=record.payment_id, amount=record.amount, currency=record.currency,
-                paid_at=record.paid_at, applied=record.applied, reason=record.reason or None,
-                **_allocation_columns(record),
-            )):
-                return None  # a retry: recorded (and audited) the first time
-            loan = db.get(Loan, record.loan_id) if record.applied else None
-            if loan is not None:
-                db.flush()
-                loan.amount_paid = _amount_paid(db, record.loan_id)
-            return Entry("payment", audit_key(record.key, "payment"), {
-                "key": record.key, "payment_id": record.payment_id, "amount": record.amount,
-                "currency": record.currency, "paid_at": record.paid_at, "applied": record.applied,
-                "reason": record.reason,
-            })
-
-        self._write(record.loan_id, record.workflow_id, self._context.clock(), work, "payment_recorded",
+        record = _storable_payment(record)
+        self._write(record.loan_id, record.workflow_id, self._context.clock(), _payment_work(record), "payment_recorded",
                     payment_id=record.payment_id, applied=record.applied)
 
     @activity.defn(name=CLOSE_LOAN)
     def close_loan(self, closing: LoanClosing) -> None:
         at = aware(closing.closed_at)
+        payments = [_storable_payment(p) for p in closing.payments]
+        received = self._context.clock()
 
-        def work(db: Session) -> Entry | None:
-            loan = db.get(Loan, closing.loan_id)
-            changed = loan is None or loan.stage != STAGE_CLOSED or loan.outcome != closing.outcome
-            if loan is not None:
-                loan.stage, loan.outcome = STAGE_CLOSED, closing.outcome
-                loan.amount_paid = Decimal(closing.amount_paid)
-                loan.closed_at = at
-                loan.max_days_past_due = max(loan.max_days_past_due or 0, closing.days_past_due)
-                loan.segment = closing.segment or loan.segment
-                loan.waived = Decimal(closing.waived)
-                loan.fees_charged = Decimal(closing.fees_charged)
-                loan.interest_charged = Decimal(closing.interest_charged)
-                if closing.reopen_basis is not None:
-                    loan.reopen_basis = json.dumps(closing.reopen_basis, sort_keys=True)
-            if not changed:
-                return None
-            # Without a loan row, the entry's key keeps a retry from a second one.
-            return Entry("closing", audit_key(closing.workflow_id, "closing", closing.closed_at), {
-                "outcome": closing.outcome, "amount_paid": closing.amount_paid,
-                "outstanding": closing.outstanding, "final_stage": closing.final_stage,
-                "closed_at": closing.closed_at,
-            })
+        def transaction(db: Session) -> list[bool]:
+            # The payments that closed the loan and the close: one
+            # transaction (issue 19, item 2), each with its audit entry.
+            done = [_append(db, p.loan_id, p.workflow_id, received, _payment_work(p)) for p in payments]
+            return [*done, _append(db, closing.loan_id, closing.workflow_id, at, _closing_work(closing, at))]
 
-        self._write(closing.loan_id, closing.workflow_id, at, work, "loan_closed",
-                    outcome=closing.outcome, final_stage=closing.final_stage)
+        new = self._context.in_transaction(transaction)
+        for payment, written in zip(payments, new):
+            bound_log(loan_id=payment.loan_id).info("payment_recorded", new=written, payment_id=payment.payment_id,
+                                                    applied=payment.applied)
+        bound_log(loan_id=closing.loan_id).info("loan_closed", new=new[-1], outcome=closing.outcome,
+                                                final_stage=closing.final_stage)
 
     @activity.defn(name=RECORD_PAYMENT_REVERSAL)
     def record_payment_reversal(self, record: PaymentReversalRecord) -> None:
@@ -534,3 +491,76 @@ def _storable(text: str) -> str:
 
 def _complaint(db: Session, loan_id: str, complaint_id: str) -> Complaint | None:
     return db.scalar(select(Complaint).where(Complaint.loan_id == loan_id, Complaint.complaint_id == complaint_id))
+
+
+def _append(db: Session, loan_id: str, workflow_id: str, at: datetime, work: Callable[[Session], Entry | None]) -> bool:
+    """`work` and its audit entry in the caller's transaction; False when
+    there was nothing new (an earlier attempt wrote it)."""
+    entry = work(db)
+    if entry is None:
+        return False
+    db.flush()
+    audit.append(db, entry.kind, loan_id, workflow_id, entry.payload, at=at, key=entry.key)
+    return True
+
+
+def _storable_payment(record: PaymentRecord) -> PaymentRecord:
+    """A bad payment is kept as it came, but made storable: a lone surrogate
+    or a NUL (which PostgreSQL refuses) would fail the write for ever and
+    hold the loan up behind it."""
+    return dataclasses.replace(record, **{
+        name: _storable(getattr(record, name)) for name in ("key", "payment_id", "amount", "currency", "paid_at", "reason")
+    })
+
+
+def _payment_work(record: PaymentRecord) -> Callable[[Session], Entry | None]:
+    """Write a payment once by its key; its audit entry, or None for a retry."""
+
+    def work(db: Session) -> Entry | None:
+        if not insert_once(db, Payment, record.key, lambda: Payment(
+            key=record.key, loan_id=record.loan_id, workflow_id=record.workflow_id,
+            payment_id=record.payment_id, amount=record.amount, currency=record.currency,
+            paid_at=record.paid_at, applied=record.applied, reason=record.reason or None,
+            **_allocation_columns(record),
+        )):
+            return None  # a retry: recorded (and audited) the first time
+        loan = db.get(Loan, record.loan_id) if record.applied else None
+        if loan is not None:
+            db.flush()
+            loan.amount_paid = _amount_paid(db, record.loan_id)
+        return Entry("payment", audit_key(record.key, "payment"), {
+            "key": record.key, "payment_id": record.payment_id, "amount": record.amount,
+            "currency": record.currency, "paid_at": record.paid_at, "applied": record.applied,
+            "reason": record.reason,
+        })
+
+    return work
+
+
+def _closing_work(closing: LoanClosing, at: datetime) -> Callable[[Session], Entry | None]:
+    """Close the loan's row; its audit entry, or None when it was closed so already."""
+
+    def work(db: Session) -> Entry | None:
+        loan = db.get(Loan, closing.loan_id)
+        changed = loan is None or loan.stage != STAGE_CLOSED or loan.outcome != closing.outcome
+        if loan is not None:
+            loan.stage, loan.outcome = STAGE_CLOSED, closing.outcome
+            loan.amount_paid = Decimal(closing.amount_paid)
+            loan.closed_at = at
+            loan.max_days_past_due = max(loan.max_days_past_due or 0, closing.days_past_due)
+            loan.segment = closing.segment or loan.segment
+            loan.waived = Decimal(closing.waived)
+            loan.fees_charged = Decimal(closing.fees_charged)
+            loan.interest_charged = Decimal(closing.interest_charged)
+            if closing.reopen_basis is not None:
+                loan.reopen_basis = json.dumps(closing.reopen_basis, sort_keys=True)
+        if not changed:
+            return None
+        # Without a loan row, the entry's key keeps a retry from a second one.
+        return Entry("closing", audit_key(closing.workflow_id, "closing", closing.closed_at), {
+            "outcome": closing.outcome, "amount_paid": closing.amount_paid,
+            "outstanding": closing.outstanding, "final_stage": closing.final_stage,
+            "closed_at": closing.closed_at,
+        })
+
+    return work

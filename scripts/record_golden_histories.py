@@ -18,7 +18,10 @@ started on older code still replay (a patch keeps their old behaviour).
 `agent-tasks-2026-12` and the contact and records rules of issues 15 and 16 (their profiles recorded
 without the new settings keep the old decisions), `legacy-2026-12c-*` before issue 17's borrower
 caps, merged messages and pre_due stage and issue 18's `legal-status-2026-12`,
-`legal-status-search-attribute-2026-12`, `settlements-2026-12` and `payment-reversals-2026-12`.
+`legal-status-search-attribute-2026-12`, `settlements-2026-12` and `payment-reversals-2026-12`,
+`legacy-2026-12d-*` before issue 19's `lean-lifecycle-2026-12` (one marker for every patch,
+contacts due together in one activity, a stage entered with its first step, the closing
+payment written with the close, continue-as-new only as a safety net).
 """
 
 from __future__ import annotations

@@ -346,9 +346,8 @@ async def test_a_cease_request_gets_exactly_one_final_notice(time_env):
     async with fake_worker(time_env, fake) as loans:
         handle = await placed(time_env, loans, "L-LS-CEASE", days_overdue=3)
         shown = await status(handle)
-        await handle.signal("legal_status", status_payload("cease_communication", "CC-2026-5", today_of(shown)))
-        await time_env.sleep(timedelta(minutes=1))
         sent = len(fake.sent)
+        await handle.signal("legal_status", status_payload("cease_communication", "CC-2026-5", today_of(shown)))
         await until(time_env, handle, lambda s: any(c["template"] == "cease_final_notice" for c in s["contacts"]),
                     "the final notice", step=timedelta(hours=1))
         await handle.signal("legal_status", status_payload("cease_communication", "CC-2026-5", today_of(shown)))

@@ -10,6 +10,7 @@ copy without the timer replays them all."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import timedelta
@@ -49,7 +50,30 @@ def test_there_are_golden_histories_of_each_outcome():
     legacy = {f"legacy-2026-11-{name}" for name in ("dunning-L-GOLD-REPAID", "dunning-L-GOLD-WRITEOFF", "dunning-L-GOLD-DISPUTE")}
     legacy |= {f"legacy-2026-12-{name}" for name in today}
     legacy |= {f"legacy-2026-12b-{name}" for name in today}
+    # Before issues 17 and 18's patches, and before the lean lifecycle (issue 19).
+    legacy |= {f"legacy-2026-12c-{name}" for name in today}
+    legacy |= {f"legacy-2026-12d-{name}" for name in today}
     assert today | legacy <= outcomes
+
+
+def test_todays_golden_histories_take_the_lean_lifecycle_and_the_legacy_ones_do_not():
+    """Today's histories were recorded behind `lean-lifecycle-2026-12` (one
+    marker, standing for every patch before it), so replaying them checks the
+    lean path; the ones recorded before it never carry it."""
+    for path in HISTORIES:
+        lean = "lean-lifecycle-2026-12" in patches_of(path)
+        assert lean == (not path.stem.startswith("legacy-")), path.name
+
+
+def patches_of(path: Path) -> list[str]:
+    """The patch ids a history's markers carry, in order."""
+    found = []
+    for event in json.loads(path.read_text(encoding="utf-8"))["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker.get("markerName") == "core_patch":
+            for payload in marker["details"]["patch-data"]["payloads"]:
+                found.append(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
 
 
 @pytest.mark.asyncio

@@ -69,6 +69,13 @@ class RecordWriter:
     def queue(self, written: list[Record]) -> None:
         self.queued.extend(written)
 
+    def take(self, kind: str) -> list[Record]:
+        """The queued records of `kind`, taken out of the queue (to be written
+        by another activity: the closing payments, with the close)."""
+        taken = [r for r in self.queued if r.kind == kind]
+        self.queued = [r for r in self.queued if r.kind != kind]
+        return taken
+
     async def write_queued(self) -> None:
         while self.queued:
             await self.write(self.queued[0])
@@ -128,6 +135,28 @@ async def escalate_task(key: str, locally: bool) -> str:
         return "unknown"
 
 
+async def send_contacts(requests: list[Record]) -> list[acts.ContactOutcome | None]:
+    """Contacts due at the same instant through one activity (issue 19, item
+    5): each one's outcome, in order, as send_contact gives it."""
+    if len(requests) == 1:
+        return [await send_contact(requests[0])]
+    try:
+        batch = await workflow.execute_activity(
+            acts.SEND_CONTACTS,
+            acts.ContactBatch([acts.ContactRequest(**r.fields) for r in requests], max_attempts=SEND_RETRY.maximum_attempts),
+            result_type=acts.ContactOutcomes,
+            start_to_close_timeout=timedelta(seconds=60) * len(requests),
+            retry_policy=SEND_RETRY,
+            summary="; ".join(r.summary for r in requests)[:400],
+        )
+    except ActivityError as error:
+        # The batch failed as a whole (the database down, or a contact still
+        # failing after the retries): each contact as if it had failed alone.
+        # The ones it sent are found by their keys when decided again.
+        return [_failed_send(request, error) for request in requests]
+    return list(batch.outcomes)
+
+
 async def send_contact(request: Record) -> acts.ContactOutcome | None:
     """The provider's answer, or None when it refused or kept failing."""
     try:
@@ -140,17 +169,22 @@ async def send_contact(request: Record) -> acts.ContactOutcome | None:
             summary=request.summary,
         )
     except ActivityError as error:
-        cause = error.cause
-        if isinstance(cause, ApplicationError) and cause.type == acts.DATABASE_UNAVAILABLE:
-            # The borrower's coordinator (the database) is down: the contact
-            # waits and is decided again, never lost (issue 17, item 1).
-            workflow.logger.warning("contact_waits_for_database", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"]})
-            return acts.ContactOutcome(
-                key=request.fields["key"], channel=request.fields["channel"], result="deferred",
-                detail="the database that coordinates the borrower's contacts was unavailable",
-                not_before=(workflow.now() + DATABASE_WAIT).isoformat(), rule="database_unavailable",
-            )
-        workflow.logger.warning(
-            "contact_failed", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"], "error": str(error.cause or error)}
+        return _failed_send(request, error)
+
+
+def _failed_send(request: Record, error: ActivityError) -> acts.ContactOutcome | None:
+    """What a send activity that failed for good means for one contact."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == acts.DATABASE_UNAVAILABLE:
+        # The borrower's coordinator (the database) is down: the contact
+        # waits and is decided again, never lost (issue 17, item 1).
+        workflow.logger.warning("contact_waits_for_database", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"]})
+        return acts.ContactOutcome(
+            key=request.fields["key"], channel=request.fields["channel"], result="deferred",
+            detail="the database that coordinates the borrower's contacts was unavailable",
+            not_before=(workflow.now() + DATABASE_WAIT).isoformat(), rule="database_unavailable",
         )
-        return None
+    workflow.logger.warning(
+        "contact_failed", extra={"loan_id": request.fields["loan_id"], "key": request.fields["key"], "error": str(error.cause or error)}
+    )
+    return None

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from dunning.transitions import contacts, holds, legal, plans, reversals, settlements, stages, tasks, visits
     from dunning.transitions import legal_status as legal_statuses
     from dunning.transitions import limitation as limitation_steps
+    from dunning.transitions import records
     from dunning.transitions.records import Moment, Record, Rules
     from workflows import calls
     from workflows.publishing import Publisher
@@ -101,6 +102,20 @@ PAYMENT_REVERSALS = "payment-reversals-2026-12"
 # messages, a restart by a payment, no bureau record past obsolescence)
 # follows from the limitation only this sets.
 TIME_BARRED = "time-barred-2026-12"
+# A lean lifecycle (issue 19, item 5): one marker instead of one per patch
+# above (each patch also upserts TemporalChangeVersion: two events), contacts
+# due at the same instant sent through one activity, a run that continues as
+# new only as a safety net (LEAN_HISTORY_LIMIT), and the closing payment
+# written with the close in one local activity (item 2). A run that records
+# it decides as every patch above were set, without asking them; histories
+# from before it replay asking each, as they did.
+LEAN = "lean-lifecycle-2026-12"
+# A lean run continues as new at this many events (or when the server
+# suggests it): a safety net for a loan that lives on and on, not a step of
+# every lifecycle (a 180-day one is under 300 events).
+LEAN_HISTORY_LIMIT = 2000
+# At most this many contacts go out through one send activity.
+MAX_CONTACTS_AT_ONCE = 8
 
 
 def _signal(name: str, model: type, transition):
@@ -134,6 +149,17 @@ class DunningWorkflow:
         # closing (a reversal then is refused: posted again, it reopens the loan).
         self._early_reversals: list[Any] = []
         self._closing = False
+        self._lean: bool | None = None  # run() asks LEAN first; None until then
+
+    def _asks_lean(self) -> bool:
+        """LEAN's marker, asked first in every run. (A test's copy of the
+        workflow as it was before LEAN answers False without asking.)"""
+        return workflow.patched(LEAN)
+
+    def _patched(self, patch_id: str) -> bool:
+        """A patch of a lean run is set without asking (one marker, LEAN's);
+        a run from before LEAN asks it, as it did."""
+        return self._lean is True or workflow.patched(patch_id)
 
     @workflow.run
     async def run(self, loan: Any = None) -> dict:
@@ -143,16 +169,20 @@ class DunningWorkflow:
         if (wrong_id := contract.wrong_workflow_id(state.loan_id, workflow.info().workflow_id)) is not None:
             raise ApplicationError(wrong_id, type="InvalidInput", non_retryable=True)
         # Asked here, in this order, in every run: the patch markers' place in history.
-        self._version = versions.CURRENT if workflow.patched(DEEP_STAGES) else versions.BEFORE_DEEP_STAGES
-        self._publisher.due_date = workflow.patched(DUE_DATE_ATTRIBUTE)
-        self._publisher.borrower_id = workflow.patched(BORROWER_ID_ATTRIBUTE)
-        self._publisher.legal_status = workflow.patched(LEGAL_STATUS_ATTRIBUTE)
+        self._lean = self._asks_lean()
+        self._version = versions.CURRENT if self._patched(DEEP_STAGES) else versions.BEFORE_DEEP_STAGES
+        self._publisher.due_date = self._patched(DUE_DATE_ATTRIBUTE)
+        self._publisher.borrower_id = self._patched(BORROWER_ID_ATTRIBUTE)
+        self._publisher.legal_status = self._patched(LEGAL_STATUS_ATTRIBUTE)
         self._writer.locally = self._version.records_locally
         await self._prepare()
         self._take_early_reversals()
 
         while True:
-            await self._writer.write_queued()
+            # A lean run writes the payment that ends the loan with the close (_close).
+            ending = self._lean and stages.ending(state) is not None
+            if not ending:
+                await self._writer.write_queued()
             loan_now = self._clock.loan_time(workflow.now())
             self._writer.queue(plans.bookkeep(state, self._rules, self._moment()))
             # A legal status's task; a hardship ended on its `until` (nothing without one).
@@ -160,16 +190,20 @@ class DunningWorkflow:
             # The debt turning time-barred today (nothing without a limitation).
             self._writer.queue(limitation_steps.bookkeep(state, self._moment()))
             notice.bookkeep(self._rules.profile, state, self._clock.zone)  # the state only: no record, no command
-            await self._writer.write_queued()
+            if not ending:
+                await self._writer.write_queued()
             if (outcome := stages.ending(state)) is not None:
                 return await self._close(outcome)
-            info, limit = workflow.info(), self._version.history_limit
+            info, limit = workflow.info(), LEAN_HISTORY_LIMIT if self._lean else self._version.history_limit
             if info.is_continue_as_new_suggested() or (limit is not None and info.get_current_history_length() >= limit):
                 await self._continue_as_new()
 
             action = self._version.next_action(self._rules.policy, self._rules.profile, state, self._clock, loan_now)
             self._next = action
-            self._publisher.publish(state, self._clock, loan_now)
+            if not self._lean or action.kind in ("hold", "wait"):
+                # A lean run publishes once before it sleeps, not at every
+                # step of one wake (each upsert is a history event).
+                self._publisher.publish(state, self._clock, loan_now)
             if action.kind == "write_off":
                 return await self._close(contract.OUTCOME_WRITTEN_OFF)
             await self._carry_out(action, loan_now)
@@ -177,7 +211,7 @@ class DunningWorkflow:
     async def _carry_out(self, action: Action, loan_now: datetime) -> None:
         state, clock, policy = self._require_state(), self._clock, self._rules.policy
         if action.kind in ("hold", "wait"):
-            wake = clock.real_time(action.at)
+            wake = clock.real_time(self._lean_wake(action) if self._lean else action.at)
             workflow.set_current_details(progress_note(state, action, clock.days_past_due(loan_now), wake))
             await self._wait(wake - workflow.now())
         elif action.kind == "enter_stage":
@@ -243,7 +277,7 @@ class DunningWorkflow:
     @workflow.signal(name=contract.SIGNAL_SETTLEMENT_DECISION)
     def settlement_decision(self, payload: Any = None) -> None:
         """An approver accepts or refuses a settlement pending approval."""
-        if not workflow.patched(SETTLEMENTS):
+        if not self._patched(SETTLEMENTS):
             return  # taken before settlements existed: unread then, so unread now
         self._on_signal(contract.SIGNAL_SETTLEMENT_DECISION, SettlementDecisionSignal, payload, settlements.decide)
 
@@ -251,7 +285,7 @@ class DunningWorkflow:
     def payment_reversed(self, payload: Any = None) -> None:
         """A payment applied to the loan came back: its allocation undone
         (dunning/transitions/reversals.py)."""
-        if not workflow.patched(PAYMENT_REVERSALS):
+        if not self._patched(PAYMENT_REVERSALS):
             return  # taken before reversals existed: unread then, so unread now
         if self._rules is None or self._clock is None:
             self._early_reversals.append(payload)  # the returned-payment fee needs the loan's terms and clock
@@ -275,7 +309,7 @@ class DunningWorkflow:
     def legal_status(self, payload: Any = None) -> None:
         """A bankruptcy, a death, a request to cease communication, a hardship
         (dunning/transitions/legal_status.py)."""
-        if not workflow.patched(LEGAL_STATUS):
+        if not self._patched(LEGAL_STATUS):
             return  # taken before legal statuses existed: unread then, so unread now
         self._on_signal(contract.SIGNAL_LEGAL_STATUS, LegalStatusSignal, payload, legal_statuses.change)
 
@@ -423,7 +457,7 @@ class DunningWorkflow:
         if state.clock_anchor is None or reopening:  # a fresh loan, not a continued one
             state.time_zone, state.language = prepared.time_zone, prepared.language
             state.contact_zones = list(prepared.time_zones)  # empty from a worker before multi-zone checks
-            if workflow.patched(AGENT_TASKS):
+            if self._patched(AGENT_TASKS):
                 state.task_sla_hours = dict(policy.tasks.sla_hours)
             state.clock_anchor = state.clock_anchor or workflow.now()
             fresh = True
@@ -431,10 +465,10 @@ class DunningWorkflow:
         if fresh and self._clock.days_past_due(self._clock.loan_time(workflow.now())) <= 0:
             # Asked only of a loan placed before it is due: no marker in the
             # history of every other loan.
-            state.pre_due = workflow.patched(PRE_DUE)
+            state.pre_due = self._patched(PRE_DUE)
         terms = self._version.begin(state, policy, profile, self._clock, self._clock.loan_time(workflow.now()))
         self._rules = Rules(policy, profile, terms)
-        if fresh and prepared.limitation is not None and workflow.patched(TIME_BARRED):
+        if fresh and prepared.limitation is not None and self._patched(TIME_BARRED):
             # The statute of limitations of the loan's jurisdiction (issue 18, item 2).
             try:
                 rule = LimitationRule.model_validate(prepared.limitation)
@@ -446,11 +480,60 @@ class DunningWorkflow:
             moment = self._moment()
             self._queue("loan_reopened", reversals.reopening_started(state, moment, moment.days_past_due))
 
+    def _lean_wake(self, action: Action) -> datetime:
+        """When to wake for `action` (loan time): its own time, unless a stage
+        is entered then whose first step is due later that same day; then at
+        that step, entering the stage with it (issue 19, item 5: no wake that
+        only enters a stage). Woken earlier (a signal), the loan enters the
+        stage then, as it always did."""
+        if action.kind != "wait":
+            return action.at
+        rules = self._rules
+        ahead = self._version.next_action(rules.policy, rules.profile, self._require_state(), self._clock, action.at)
+        if ahead.kind != "enter_stage":
+            return action.at
+        return self._first_step_of_stage(ahead, action.at) or action.at
+
+    def _first_step_of_stage(self, action: Action, loan_now: datetime) -> datetime | None:
+        """When the stage `action` enters has its first step due, if that is
+        later today (loan time) and nothing else is due before it; else None
+        (the stage is entered now). Asked of a copy of the state."""
+        trial = self._require_state().model_copy(deep=True)
+        rules, clock = self._rules, self._clock
+        self._version.enter_stage(trial, action.stage, rules.policy, clock, loan_now, self._moment()).then()
+        planned = self._version.next_action(rules.policy, rules.profile, trial, clock, loan_now)
+        zone = clock.zone
+        if planned.kind != "wait" or planned.at <= loan_now or planned.at.astimezone(zone).date() != loan_now.astimezone(zone).date():
+            return None
+        return planned.at
+
     async def _contact(self, occurrence: Occurrence, loan_now: datetime) -> None:
         state = self._require_state()
         decided = self._moment()  # the contact's time is when it went to the provider
-        request = contacts.contact_request(state, self._rules.profile, occurrence, decided, loan_now, self._rules.policy)
-        outcome = await calls.send_contact(request)
+        batch = [occurrence, *self._also_due(occurrence, decided, loan_now)] if self._lean else [occurrence]
+        requests = [contacts.contact_request(state, self._rules.profile, o, decided, loan_now, self._rules.policy) for o in batch]
+        outcomes = await calls.send_contacts(requests)
+        for each, outcome in zip(batch, outcomes):
+            self._contact_outcome(each, outcome, decided, loan_now)
+
+    def _also_due(self, first: Occurrence, decided: Moment, loan_now: datetime) -> list[Occurrence]:
+        """The other contacts the planner would send at this same instant,
+        were `first` sent (issue 19, item 5: one activity for them all). Asked
+        of a copy of the state; the loop plans again after the batch, so a
+        contact that the real outcomes would have changed is decided then."""
+        trial = self._require_state().model_copy(deep=True)
+        contacts.contact_recorded(trial, first, "sent", decided, loan_now)
+        found: list[Occurrence] = []
+        while len(found) < MAX_CONTACTS_AT_ONCE - 1:
+            action = self._version.next_action(self._rules.policy, self._rules.profile, trial, self._clock, loan_now)
+            if action.kind != "contact":
+                break
+            found.append(action.occurrence)
+            contacts.contact_recorded(trial, action.occurrence, "sent", decided, loan_now)
+        return found
+
+    def _contact_outcome(self, occurrence: Occurrence, outcome, decided: Moment, loan_now: datetime) -> None:
+        state = self._require_state()
         result = outcome.result if outcome is not None else "failed"
         moved = outcome is not None and bool(outcome.time_zones) and list(outcome.time_zones) != state.contact_zones
         if moved:
@@ -489,8 +572,10 @@ class DunningWorkflow:
     async def _close(self, outcome: str) -> dict:
         state = self._require_state()
         self._closing = True
-        # Let signal handlers finish, then record what they queued.
+        # Let signal handlers finish, then record what they queued (a lean
+        # run keeps the payments for the close's own transaction).
         await workflow.wait_condition(workflow.all_handlers_finished)
+        closing_payments = self._writer.take(records.PAYMENT) if self._lean else []
         await self._writer.write_queued()
         final_stage = state.stage
         loan_now = self._clock.loan_time(workflow.now())
@@ -509,7 +594,7 @@ class DunningWorkflow:
             final = self._version.bureau_record(state, self._clock, loan_now, self._moment(), "final", outcome)
             if final is not None:
                 await self._writer.apply(final)
-        await self._writer.write(stages.closing_record(state, outcome, loan_now, self._moment()))
+        await self._writer.write(stages.closing_record(state, outcome, loan_now, self._moment(), closing_payments))
         # `closed` is shown only once the database says so too.
         state.stage = contract.STAGE_CLOSED
         self._next = None

@@ -148,7 +148,10 @@ def ending(state: LoanState) -> str | None:
     return legal_status.ending(state)
 
 
-def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: Moment) -> Record:
+def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: Moment, payments: list[Record] = ()) -> Record:
+    """The close; with the payments that closed the loan, written with it in
+    one transaction (issue 19, item 2)."""
+    extra = {"payments": [p.fields for p in payments]} if payments else {}
     return Record(
         CLOSING,
         dict(
@@ -157,7 +160,7 @@ def closing_record(state: LoanState, outcome: str, loan_now: datetime, moment: M
             final_stage=state.stage, closed_at=moment.at, days_past_due=moment.clock.days_past_due(loan_now),
             segment=state.segment or "", waived=money(state, state.waived),
             fees_charged=money(state, state.fees_charged), interest_charged=money(state, state.interest_charged),
-            reopen_basis=reopen_basis(state),
+            reopen_basis=reopen_basis(state), **extra,
         ),
         f"Close loan: {outcome}",
     )

@@ -26,6 +26,9 @@ class BeforeSettlements(DunningWorkflow):
     def settlement_decision(self, payload: Any = None) -> None:
         return None
 
+    def _asks_lean(self) -> bool:
+        return False  # before settlements, there was no lean lifecycle either
+
     @workflow.run
     async def run(self, loan: Any = None) -> dict:
         return await super().run(loan)
@@ -38,6 +41,9 @@ class UngatedSettlements(DunningWorkflow):
     @workflow.signal(name=contract.SIGNAL_SETTLEMENT_DECISION)
     def settlement_decision(self, payload: Any = None) -> None:
         self._on_signal(contract.SIGNAL_SETTLEMENT_DECISION, SettlementDecisionSignal, payload, settlements.decide)
+
+    def _asks_lean(self) -> bool:
+        return False  # replays a history from before LEAN, as today's code without the gate
 
     @workflow.run
     async def run(self, loan: Any = None) -> dict:
