@@ -12,10 +12,13 @@ import asyncio
 import concurrent.futures
 import os
 import sys
+from datetime import timedelta
 
 import structlog
 
 from db.migrate import upgrade_to_head
+from runtime.audit_checkpoint_schedule import SCHEDULE_ID as CHECKPOINT_SCHEDULE_ID
+from runtime.audit_checkpoint_schedule import ensure_audit_checkpoint_schedule
 from runtime.logging import configure_logging
 from runtime.retention_schedule import SCHEDULE_ID, ensure_retention_schedule
 from runtime.settings import get_settings
@@ -39,7 +42,14 @@ async def main() -> None:
         log.info("retention_schedule", schedule_id=SCHEDULE_ID, outcome=outcome)
     except Exception as error:  # noqa: BLE001 - logged for the operator; the loans go on
         log.error("retention_schedule_failed", schedule_id=SCHEDULE_ID, error=str(error)[:300])
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+    # The audit checkpoints' Schedule (runtime/audit_checkpoint_schedule.py), the same way.
+    try:
+        every = timedelta(minutes=settings.audit_checkpoint_minutes)
+        outcome = await ensure_audit_checkpoint_schedule(client, settings.task_queue, every)
+        log.info("audit_checkpoint_schedule", schedule_id=CHECKPOINT_SCHEDULE_ID, outcome=outcome)
+    except Exception as error:  # noqa: BLE001 - logged for the operator; the loans go on
+        log.error("audit_checkpoint_schedule_failed", schedule_id=CHECKPOINT_SCHEDULE_ID, error=str(error)[:300])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(client, settings, executor)
         log.info(
             "worker_started",

@@ -1,7 +1,11 @@
-"""The audit chain's heads as `audit_cli verify` saw them, kept outside the
-database: one JSON line per verified head, appended to
+"""The global audit chain's heads as `audit_cli verify` saw them, kept
+outside the database: one JSON line per verified head, appended to
 DUNNING_AUDIT_CHECKPOINT_FILE (default .dunning/audit_checkpoints/<a digest
 of the database URL, password left out>.jsonl, one per database; 0600).
+Since migration 0020 that chain is frozen (each loan has a chain of its own)
+and the same file also receives the signed checkpoints of the loan chains
+(db/audit_checkpoint.py): lines with a `checkpoint` number, which `last`
+passes over, as the loan chains' checks pass over these.
 
 The keyed chain (db/audit.py) stops anyone without the audit key from
 rewriting entries. What it cannot see alone is the database rolled back
@@ -14,20 +18,19 @@ does not reach (another host, append-only storage), or publish its lines.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from db import audit
+from db import audit, audit_checkpoint
 from db.private_files import open_private_append
 
 ENV_FILE = "DUNNING_AUDIT_CHECKPOINT_FILE"
+ENV_DIR = "DUNNING_AUDIT_CHECKPOINT_DIR"
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / ".dunning" / "audit_checkpoints"
 
 
@@ -39,11 +42,11 @@ class Checkpoint:
 
 
 def path(database_url: str) -> Path:
-    """The checkpoint file of the database at `database_url`."""
-    if os.environ.get(ENV_FILE):
-        return Path(os.environ[ENV_FILE])
-    name = make_url(database_url).set(password=None).render_as_string(hide_password=False)
-    return DEFAULT_FILE / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.jsonl"
+    """The checkpoint file of the database at `database_url`: the same file
+    the signed checkpoints of the per-loan chains are appended to
+    (db/audit_checkpoint.py; DUNNING_AUDIT_CHECKPOINT_DIR moves its directory)."""
+    directory = Path(os.environ.get(ENV_DIR) or DEFAULT_FILE)
+    return audit_checkpoint.outside_file(database_url, directory, os.environ.get(ENV_FILE) or None)
 
 
 def last(file: Path) -> Checkpoint | None:

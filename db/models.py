@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from db.types import Money, UTCDateTime
@@ -344,18 +344,29 @@ class AuditEntry(Base):
     """The keyed, hash-chained audit log (db/audit.py): appended, never
     updated (migration 0007's triggers refuse UPDATE and DELETE).
 
-    `hash` = HMAC-SHA256(audit key, prev_hash + canonical JSON of seq, at,
-    loan_id, workflow_id, kind and payload), the key kept outside the
-    database; entries from before the key (`scheme` sha256) are plain SHA-256.
-    Editing, removing or reordering an entry breaks the chain at that entry. Payloads hold ids, codes and money, never
+    Each loan's entries form a chain of their own (`loan_seq` 1, 2, ...;
+    `prev_hash` the hash of the loan's previous entry), so appends for
+    different loans never wait on each other; `hash` = HMAC-SHA256(audit key,
+    prev_hash + canonical JSON of seq, loan_seq, at, loan_id, workflow_id, kind
+    and payload), the key kept outside the database. Entries written before
+    migration 0020 have no `loan_seq`: they are the one global chain of that
+    time, verified as it was (and those from before the key, `scheme`
+    sha256, are plain SHA-256). Editing, removing or reordering an entry
+    breaks its chain at that entry. Payloads hold ids, codes and money, never
     a name, an address or a message body (a contact holds its body's SHA-256).
     """
 
     __tablename__ = "audit_log"
+    # verify walks each loan's chain in this order; it also serves by-loan reads.
+    __table_args__ = (Index("ix_audit_log_loan_chain", "loan_id", "seq"),)
 
+    # The entry's id: on PostgreSQL from the sequence audit_log_seq (no row to
+    # take turns on), on SQLite the next one under the database's write lock.
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The entry's place in its loan's chain; NULL: the global chain before 0020.
+    loan_seq: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
-    loan_id: Mapped[str] = mapped_column(String(64), index=True)
+    loan_id: Mapped[str] = mapped_column(String(64))
     workflow_id: Mapped[str] = mapped_column(String(128))
     # contact | decision | payment | stage | operator | complaint | closing
     kind: Mapped[str] = mapped_column(String(16))
@@ -369,9 +380,10 @@ class AuditEntry(Base):
 
 
 class AuditHead(Base):
-    """One row (id 1): the last entry's seq and hash. Appends lock it, so they
-    take turns (on PostgreSQL a row lock, on SQLite the write lock), and
-    `verify` compares it with the log's end to notice entries cut off it."""
+    """One row (id 1): the last seq and hash of the global chain written
+    before migration 0020, frozen since (appends now move their loan's
+    AuditLoanHead); `verify` compares it with that chain's end to notice
+    entries cut off it."""
 
     __tablename__ = "audit_head"
 
@@ -380,6 +392,51 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
     # HMAC of seq and hash under the audit key: a chain recomputed without the key fails here
     mac: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditLoanHead(Base):
+    """One loan's chain head: its last loan_seq and hash, sealed with `mac`
+    (HMAC under the audit key). An append locks only its own loan's row, so
+    loans append side by side; `verify` compares each with its chain's end."""
+
+    __tablename__ = "audit_loan_heads"
+
+    loan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (db/audit_checkpoint.py): the RFC 6962 Merkle root
+    over the loan heads changed since checkpoint `number - 1`, chained to it by
+    `prev_hash`, signed with HMAC under the audit key. Each is also appended
+    to a file outside the database, so a database rolled back shows."""
+
+    __tablename__ = "audit_checkpoints"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    root: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointHead(Base):
+    """A loan head a checkpoint committed to (one Merkle leaf): `verify`
+    checks it is still that loan's entry `seq` with this hash."""
+
+    __tablename__ = "audit_checkpoint_heads"
+    # The last checkpointed seq of a loan: what "changed since" is measured from.
+    __table_args__ = (Index("ix_audit_checkpoint_heads_loan", "loan_id", "seq"),)
+
+    checkpoint: Mapped[int] = mapped_column(ForeignKey("audit_checkpoints.number"), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Complaint(Base):

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from db.audit_checkpoint import outside_file
 from db.private_files import create_private_once
 from dunning.contract import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
 from dunning.metro2 import Furnisher
@@ -129,6 +130,35 @@ class Settings(SecretSettings):
     # Seconds a provider call may take before it counts as a transient failure.
     provider_timeout_seconds: float = _env("DUNNING_PROVIDER_TIMEOUT_SECONDS", default=30.0)
 
+    # The worker's size (issue 19, item 3; docs/benchmarks.md, "Tuning", has
+    # the figures they were chosen from). Workflow tasks, activities and local
+    # activities the worker takes on at once; a task it cannot start within
+    # the server's 10 s workflow task timeout is timed out and run again, its
+    # local activities with it, so taking fewer than the SDK's 100 at a time
+    # leaves a burst waiting on the server instead of inside the worker.
+    # 16 each, the activity threads' number: under a 1,000-signal burst the
+    # tasks over 5 s in the worker went from 169 to 2 (SDK defaults, 100 each).
+    max_concurrent_workflow_tasks: int = _env("DUNNING_MAX_CONCURRENT_WORKFLOW_TASKS", default=16, ge=2)
+    max_concurrent_activities: int = _env("DUNNING_MAX_CONCURRENT_ACTIVITIES", default=16, ge=1)
+    max_concurrent_local_activities: int = _env("DUNNING_MAX_CONCURRENT_LOCAL_ACTIVITIES", default=16, ge=1)
+    # The thread pool the (synchronous) activities and local activities run in.
+    activity_threads: int = _env("DUNNING_ACTIVITY_THREADS", default=16, ge=1)
+    # Workflows the worker keeps in memory (the sticky cache): each loan
+    # beyond it is replayed from its history when it wakes.
+    max_cached_workflows: int = _env("DUNNING_MAX_CACHED_WORKFLOWS", default=1000, ge=0)
+    # How long a workflow task waits on this worker's own (sticky) queue
+    # before the server hands it to any worker: a burst longer than this
+    # times tasks out (an event each, and a replay where another worker takes it).
+    sticky_schedule_to_start_seconds: float = _env("DUNNING_STICKY_SCHEDULE_TO_START_SECONDS", default=10.0, gt=0)
+
+    # The signed audit checkpoints (db/audit_checkpoint.py): the Schedule
+    # `dunning-audit-checkpoint` writes one this often, and each is also
+    # appended to a file outside the database, one per database in this
+    # directory (DUNNING_AUDIT_CHECKPOINT_FILE names the file itself instead).
+    audit_checkpoint_minutes: int = _env("DUNNING_AUDIT_CHECKPOINT_MINUTES", default=5, ge=1)
+    audit_checkpoint_dir: Path = _env("DUNNING_AUDIT_CHECKPOINT_DIR", default=STATE_DIR / "audit_checkpoints")
+    audit_checkpoint_file_setting: Path | None = _env("DUNNING_AUDIT_CHECKPOINT_FILE", default=None)
+
     # Files for others to pick up: the credit-bureau export per cycle and the
     # legal case documents. Unset: beside the SQLite database, else .dunning/exports.
     export_dir_setting: Path | None = _env("DUNNING_EXPORT_DIR", default=None)
@@ -168,6 +198,11 @@ class Settings(SecretSettings):
         if self.database_url.startswith("sqlite:///") and not self.database_url.endswith(":memory:"):
             return Path(self.database_url.removeprefix("sqlite:///")).parent / "exports"
         return STATE_DIR / "exports"
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        """The file outside the database this database's audit checkpoints go to."""
+        return outside_file(self.database_url, self.audit_checkpoint_dir, self.audit_checkpoint_file_setting)
 
     @property
     def policies_dir(self) -> Path:

@@ -6,11 +6,13 @@ benchmark and the tests all build their workers here.
 from __future__ import annotations
 
 import concurrent.futures
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_checkpoint import AuditCheckpoints
 from activities.context import ActivityContext, ActivitySettings
 from activities.dunning_activities import DunningActivities
 from activities.rendering import TemplateRenderer
@@ -20,6 +22,7 @@ from db.session import make_engine, make_session_factory
 from runtime.bytecode import share_code
 from runtime.channels import build_channels
 from runtime.settings import Settings
+from workflows.audit_checkpoint import AuditCheckpointWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.retention import RecordsRetentionWorkflow
 
@@ -109,11 +112,19 @@ def build_worker(
     retention = retention or build_retention(settings)
     # open_task and escalate_task (issue 17, item 4).
     tasks = tasks or build_agent_tasks(settings)
+    # The audit checkpoint job (issue 19, item 1), started by runtime/audit_checkpoint_schedule.py.
+    checkpoints = AuditCheckpoints(make_session_factory(make_engine(settings.database_url)), settings.audit_checkpoint_file)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[DunningWorkflow, RecordsRetentionWorkflow],
-        activities=[*acts.registered(), *retention.registered(), *tasks.registered()],
+        workflows=[DunningWorkflow, RecordsRetentionWorkflow, AuditCheckpointWorkflow],
+        activities=[*acts.registered(), *retention.registered(), *tasks.registered(), *checkpoints.registered()],
         activity_executor=executor,
         workflow_runner=sandbox_runner(),
+        # The worker's size from the settings (runtime/settings.py; docs/benchmarks.md, "Tuning").
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_local_activities=settings.max_concurrent_local_activities,
+        max_cached_workflows=settings.max_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
     )

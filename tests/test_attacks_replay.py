@@ -32,10 +32,11 @@ from sqlalchemy.exc import DBAPIError
 
 from compliance import audit_checkpoints
 from db import audit, audit_key, outbox
-from db.models import AuditEntry, AuditHead, Contact, WebhookDelivery
+from db import audit_checkpoint
+from db.models import AuditCheckpoint, AuditCheckpointHead, AuditEntry, AuditHead, AuditLoanHead, Contact, WebhookDelivery
 from gateway.app import create_app
 from gateway.routes import sendgrid
-from tests.support.audit_tampering import lift_append_only_guard
+from tests.support.audit_tampering import ids_continue_after_written_rows, lift_append_only_guard
 from tests.support.gateway import RecordedSignals, gateway_settings, twilio_signed
 
 pytestmark = pytest.mark.both_databases
@@ -182,16 +183,26 @@ def a_chain(session_factory, entries: int = 4) -> None:
 
 def recompute_with_sha256(db, from_seq: int, scheme: str | None, upto: int | None = None) -> None:
     """The finding's attack: rewrite every hash from `from_seq` on (to `upto`),
-    and the head, with plain SHA-256 (all the attacker can compute)."""
+    and the head, with plain SHA-256 (all the attacker can compute). Entries
+    of a loan chain (issue 19) are re-hashed over what their keyed hash
+    covers, and their loan's head; those of the global chain from before
+    migration 0020 the old way, and its head."""
     prev = db.scalar(select(AuditEntry.hash).where(AuditEntry.seq == from_seq - 1)) or audit.GENESIS_HASH
     chosen = select(AuditEntry).where(AuditEntry.seq >= from_seq, AuditEntry.seq <= (upto or 2**31 - 1))
     for entry in db.scalars(chosen.order_by(AuditEntry.seq)).all():
-        forged = audit.entry_hash(prev, entry.seq, entry.at, entry.loan_id, entry.workflow_id, entry.kind,
-                                  json.loads(entry.payload))
+        fields = (entry.at, entry.loan_id, entry.workflow_id, entry.kind, json.loads(entry.payload))
+        if entry.loan_seq is None:
+            forged = audit.entry_hash(prev, entry.seq, *fields)
+        else:
+            forged = hashlib.sha256(audit._loan_hashed_text(prev, entry.seq, entry.loan_seq, *fields)).hexdigest()
         values = {"prev_hash": prev, "hash": forged} | ({"scheme": scheme} if scheme else {})
         db.execute(update(AuditEntry).where(AuditEntry.seq == entry.seq).values(**values))
         prev = forged
-    db.execute(update(AuditHead).values(hash=prev, mac=hashlib.sha256(prev.encode()).hexdigest()))
+    seal = hashlib.sha256(prev.encode()).hexdigest()
+    if entry.loan_seq is None:
+        db.execute(update(AuditHead).values(hash=prev, mac=seal))
+    else:
+        db.execute(update(AuditLoanHead).where(AuditLoanHead.loan_id == entry.loan_id).values(hash=prev, mac=seal))
 
 
 @pytest.mark.parametrize("scheme", [None, audit.LEGACY], ids=["keeps-hmac-mark", "marked-sha256"])
@@ -208,8 +219,8 @@ def test_an_edit_recomputed_with_sha256_fails_verify(session_factory, scheme):
     assert not result.ok
     if scheme is None:
         assert result.first_bad_seq == 2 and "entry 2 was altered" in result.problem
-    else:  # every entry turned into a plain, self-consistent SHA-256 chain: the head's seal gives it away
-        assert "not sealed with the audit key" in result.problem
+    else:  # every entry turned into a plain, self-consistent SHA-256 chain: a loan chain is keyed throughout
+        assert result.first_bad_seq == 1 and "entry 1 was altered: a loan chain's entries are keyed" in result.problem
 
 
 def test_edits_removals_and_reorderings_fail_verify(session_factory):
@@ -238,27 +249,36 @@ def test_a_log_rolled_back_with_an_old_head_fails_against_the_checkpoint(session
     checkpoints = tmp_path / "checkpoints.jsonl"
     a_chain(session_factory, 2)
     with session_factory() as db:
-        old_head = db.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.mac)).one()
+        old_head = db.execute(select(AuditLoanHead.seq, AuditLoanHead.hash, AuditLoanHead.mac)).one()
     a_chain_more = [(3, "300.00"), (4, "400.00")]
     for seq, amount in a_chain_more:
         with session_factory.begin() as db:
             audit.append(db, "payment", "L-A", "dunning-L-A", {"amount": amount}, key=f"pay/{seq}")
+    # The signed checkpoint of the loan chains (issue 19), in the database and outside it.
+    with session_factory.begin() as db:
+        assert audit_checkpoint.write(db, datetime(2026, 11, 5, tzinfo=timezone.utc), audit_key.current()).checkpoint
     with session_factory() as db:
-        verified = audit.verify(db)
-        assert verified.ok and audit_checkpoints.check(db, verified, checkpoints) is None
-    audit_checkpoints.record(verified, checkpoints)
+        assert audit_checkpoint.export(db, checkpoints) == 1
+        assert audit.verify(db).ok and audit_checkpoint.check_outside(db, checkpoints) is None
     assert oct(checkpoints.stat().st_mode & 0o777) == "0o600"
 
     # Entries 3 and 4 cut off, the head put back to entry 2's (its seal copied when it was current).
     with session_factory.begin() as db:
         lift_append_only_guard(db)
         db.execute(text("DELETE FROM audit_log WHERE seq > 2"))
-        db.execute(update(AuditHead).values(seq=old_head.seq, hash=old_head.hash, mac=old_head.mac))
+        db.execute(update(AuditLoanHead).values(seq=old_head.seq, hash=old_head.hash, mac=old_head.mac))
     with session_factory() as db:
         rolled_back = audit.verify(db)
-        assert rolled_back.ok  # the database alone cannot tell ...
-        problem = audit_checkpoints.check(db, rolled_back, checkpoints)
-    assert problem is not None and "entries 3 to 4 were removed" in problem  # ... the checkpoint outside it can
+    assert not rolled_back.ok and "entries 3 to 4 were cut off its chain: checkpoint 1" in rolled_back.problem
+
+    # The checkpoint removed from the database as well: the one outside it still tells.
+    with session_factory.begin() as db:
+        db.execute(AuditCheckpointHead.__table__.delete())
+        db.execute(AuditCheckpoint.__table__.delete())
+    with session_factory() as db:
+        assert audit.verify(db).ok  # the database alone cannot tell ...
+        problem = audit_checkpoint.check_outside(db, checkpoints)
+    assert problem is not None and "checkpoint 1" in problem and "rolled back" in problem  # ... the file outside it can
 
 
 def test_a_legacy_chain_stays_verifiable_and_is_covered_by_the_first_keyed_entry(session_factory):
@@ -276,6 +296,7 @@ def test_a_legacy_chain_stays_verifiable_and_is_covered_by_the_first_keyed_entry
             db.flush()
             prev = digest
         db.execute(update(AuditHead).values(seq=2, hash=prev, mac=None))
+        ids_continue_after_written_rows(db)
     with session_factory() as db:
         unsealed = audit.verify(db)
     assert not unsealed.ok and "not sealed" in unsealed.problem and "seal" in unsealed.problem
@@ -294,9 +315,9 @@ def test_a_legacy_chain_stays_verifiable_and_is_covered_by_the_first_keyed_entry
         lift_append_only_guard(db)
         db.execute(text("UPDATE audit_log SET payload = replace(payload, '1.00', '9.00') WHERE seq = 1"))
         recompute_with_sha256(db, 1, audit.LEGACY, upto=2)
-        db.execute(text("UPDATE audit_log SET prev_hash = (SELECT hash FROM audit_log WHERE seq = 2) WHERE seq = 3"))
+    # Since migration 0020 the global chain's sealed head covers it (entry 3 is loan L-A's own chain).
     result = audit.verify(session_factory())
-    assert not result.ok and result.first_bad_seq == 3 and "entry 3 was altered" in result.problem
+    assert not result.ok and "the head (entry 2) is not sealed with the audit key" in result.problem
 
 
 def test_the_application_cannot_update_or_delete_an_audit_entry(session_factory):
@@ -341,9 +362,16 @@ def test_a_keyed_log_rewritten_as_legacy_entries_cannot_be_sealed_again(session_
     from compliance import audit_cli
 
     monkeypatch.setenv(audit_checkpoints.ENV_FILE, str(tmp_path / "checkpoints.jsonl"))
-    with session_factory.begin() as db:
+    with session_factory.begin() as db:  # a keyed global chain, as appended before migration 0020
+        prev = audit.GENESIS_HASH
         for n in (1, 2):
-            audit.append(db, "payment", "L-A", "dunning-L-A", {"amount": f"{n}00.00"}, key=f"pay/{n}")
+            at, payload = datetime(2026, 10, n, tzinfo=timezone.utc), {"amount": f"{n}00.00"}
+            digest = audit.keyed_entry_hash(audit_key.current(), prev, n, at, "L-A", "dunning-L-A", "payment", payload)
+            db.add(AuditEntry(seq=n, at=at, loan_id="L-A", workflow_id="dunning-L-A", kind="payment", key=f"pay/{n}",
+                              payload=audit.canonical(payload), prev_hash=prev, hash=digest, scheme=audit.KEYED))
+            db.flush()
+            prev = digest
+        db.execute(update(AuditHead).values(seq=2, hash=prev, mac=audit.head_mac(audit_key.current(), 2, prev)))
     with session_factory() as db:
         assert audit_cli.verify_command(db, database_url) == 0  # checkpointed
 

@@ -174,6 +174,8 @@ def test_records_append_linked_entries_and_verify_passes(env, acts, clock, sessi
     log = entries(session_factory)
     assert [entry.kind for entry in log] == ["contact", "payment", "stage", "closing"]
     assert [entry.seq for entry in log] == [1, 2, 3, 4]
+    # The loan's own chain: its entries 1 to 4, each linked to the one before.
+    assert [entry.loan_seq for entry in log] == [1, 2, 3, 4]
     assert log[0].prev_hash == audit.GENESIS_HASH
     for before, after in zip(log, log[1:]):
         assert after.prev_hash == before.hash
@@ -181,9 +183,12 @@ def test_records_append_linked_entries_and_verify_passes(env, acts, clock, sessi
         payload = json.loads(entry.payload)
         assert entry.payload == audit.canonical(payload)
         assert entry.scheme == audit.KEYED
-        assert entry.hash == audit.keyed_entry_hash(
-            audit_key.current(), entry.prev_hash, entry.seq, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload
+        assert entry.hash == audit.loan_entry_hash(
+            audit_key.current(), entry.prev_hash, entry.seq, entry.loan_seq, entry.at, entry.loan_id,
+            entry.workflow_id, entry.kind, payload,
         )
+    with session_factory() as db:
+        assert audit.head(db, "L-1001") == (4, log[-1].hash)
         assert entry.loan_id == "L-1001" and entry.workflow_id == WORKFLOW_ID
 
     sent = json.loads(log[0].payload)
@@ -202,7 +207,7 @@ def test_records_append_linked_entries_and_verify_passes(env, acts, clock, sessi
 
     result = verified(session_factory)
     assert result.ok and result.entries_checked == 4 and result.first_bad_seq is None
-    assert result.head_seq == 4 and result.head_hash == log[-1].hash
+    assert result.loans_checked == 1 and result.global_entries == 0
 
 
 def test_an_empty_log_verifies(session_factory):
@@ -219,8 +224,8 @@ def test_editing_one_payload_is_detected_naming_its_seq(env, acts, clock, sessio
 
     result = verified(session_factory)
     assert not result.ok
-    assert result.first_bad_seq == 2 and result.entries_checked == 1
-    assert "entry 2 was altered" in result.problem
+    assert result.first_bad_seq == 2 and result.entries_checked == 1 and result.loan_id == "L-1001"
+    assert "loan L-1001: entry 2 was altered" in result.problem
 
 
 def test_editing_a_row_and_rehashing_it_without_the_key_is_caught_at_that_entry(env, acts, clock, session_factory, seeded_borrower):
@@ -229,7 +234,10 @@ def test_editing_a_row_and_rehashing_it_without_the_key_is_caught_at_that_entry(
         lift_append_only_guard(db)
         entry = db.get(AuditEntry, 2)
         payload = json.loads(entry.payload) | {"amount": "3000.00"}
-        forged = audit.entry_hash(entry.prev_hash, 2, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload)
+        # SHA-256 over what the keyed hash covers: all one can compute without the key.
+        forged = hashlib.sha256(audit._loan_hashed_text(
+            entry.prev_hash, 2, entry.loan_seq, entry.at, entry.loan_id, entry.workflow_id, entry.kind, payload
+        )).hexdigest()
         db.execute(
             update(AuditEntry).where(AuditEntry.seq == 2).values(payload=audit.canonical(payload), hash=forged)
         )
@@ -248,8 +256,9 @@ def test_deleting_a_middle_row_is_detected_naming_it(env, acts, clock, session_f
 
     result = verified(session_factory)
     assert not result.ok
-    assert result.first_bad_seq == 2 and result.entries_checked == 1
-    assert "entry 2 is missing" in result.problem
+    # Named by the entry that follows the gap (the removed one has no row left).
+    assert result.first_bad_seq == 3 and result.entries_checked == 1
+    assert "loan L-1001: entry 2 is missing (removed, or moved): entry 3 follows entry 1" in result.problem
 
 
 def test_renumbering_after_a_deletion_is_detected(env, acts, clock, session_factory, seeded_borrower):
@@ -257,8 +266,8 @@ def test_renumbering_after_a_deletion_is_detected(env, acts, clock, session_fact
     with session_factory.begin() as db:
         lift_append_only_guard(db)
         db.execute(text("DELETE FROM audit_log WHERE seq = 2"))
-        db.execute(text("UPDATE audit_log SET seq = seq - 1 WHERE seq > 2"))
-        db.execute(text("UPDATE audit_head SET seq = 3"))
+        db.execute(text("UPDATE audit_log SET seq = seq - 1, loan_seq = loan_seq - 1 WHERE seq > 2"))
+        db.execute(text("UPDATE audit_loan_heads SET seq = 3"))
 
     result = verified(session_factory)
     assert not result.ok and result.first_bad_seq == 2 and "does not follow" in result.problem
@@ -271,7 +280,8 @@ def test_cutting_entries_off_the_end_is_detected(env, acts, clock, session_facto
         db.execute(delete(AuditEntry).where(AuditEntry.seq >= 3))
 
     result = verified(session_factory)
-    assert not result.ok and result.first_bad_seq == 3 and "removed from the end" in result.problem
+    assert not result.ok and result.loan_id == "L-1001"
+    assert "loan L-1001: entries 3 to 4 were removed from the end of its chain" in result.problem
 
 
 def test_reordering_two_entries_is_detected(env, acts, clock, session_factory, seeded_borrower):
@@ -286,7 +296,19 @@ def test_reordering_two_entries_is_detected(env, acts, clock, session_factory, s
     assert not result.ok and result.first_bad_seq == 2
 
 
-def test_appends_from_many_threads_form_one_chain(session_factory):
+def test_reordering_two_entries_within_their_loan_chain_is_detected(env, acts, clock, session_factory, seeded_borrower):
+    a_lifecycle(env, acts, clock)
+    with session_factory.begin() as db:  # the entries' places in the loan's chain swapped, their ids kept
+        lift_append_only_guard(db)
+        db.execute(text("UPDATE audit_log SET loan_seq = 100 WHERE seq = 2"))
+        db.execute(text("UPDATE audit_log SET loan_seq = 2 WHERE seq = 3"))
+        db.execute(text("UPDATE audit_log SET loan_seq = 3 WHERE loan_seq = 100"))
+
+    result = verified(session_factory)
+    assert not result.ok and result.first_bad_seq == 2 and "entry 3 follows entry 1" in result.problem
+
+
+def test_appends_from_many_threads_form_one_chain_per_loan(session_factory):
     def worker(n: int) -> None:
         for i in range(10):
             for _ in range(20):
@@ -304,9 +326,11 @@ def test_appends_from_many_threads_form_one_chain(session_factory):
         thread.join()
 
     log = entries(session_factory)
-    assert [entry.seq for entry in log] == list(range(1, 61))
+    assert len({entry.seq for entry in log}) == 60
+    for n in range(6):
+        assert [entry.loan_seq for entry in log if entry.loan_id == f"L-{n}"] == list(range(1, 11))
     result = verified(session_factory)
-    assert result.ok and result.entries_checked == 60
+    assert result.ok and result.entries_checked == 60 and result.loans_checked == 6
 
 
 # ------------------------------------------------------------- idempotency
@@ -601,4 +625,4 @@ def test_the_cli_verifies_and_prints_evidence(env, acts, clock, settings, sessio
         db.execute(text("UPDATE audit_log SET payload = replace(payload, 'repaid', 'settled') WHERE seq = 4"))
     broken = run_cli(settings, "verify")
     assert broken.returncode == 1
-    assert "entry 4 was altered" in broken.stdout and "first bad entry: #4" in broken.stdout
+    assert "loan L-1001: entry 4 was altered" in broken.stdout and "first bad entry: #4" in broken.stdout
