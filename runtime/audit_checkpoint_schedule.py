@@ -11,21 +11,19 @@ any number of workers may, and an operator's pause stays.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
 )
 
+from runtime.schedules import ensure_schedule
 from workflows.audit_checkpoint import AUDIT_CHECKPOINT_WORKFLOW
 
 SCHEDULE_ID = "dunning-audit-checkpoint"
@@ -48,14 +46,5 @@ def audit_checkpoint_schedule(task_queue: str, every: timedelta) -> Schedule:
 
 async def ensure_audit_checkpoint_schedule(client: Client, task_queue: str, every: timedelta) -> str:
     """Create the schedule, or update the existing one to this definition:
-    "created" or "updated"."""
-    schedule = audit_checkpoint_schedule(task_queue, every)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        # The definition is ours; its state (an operator's pause and note) is kept.
-        await client.get_schedule_handle(SCHEDULE_ID).update(
-            lambda current: ScheduleUpdate(schedule=replace(schedule, state=current.description.schedule.state))
-        )
-        return "updated"
+    "created" or "updated" (runtime/schedules.py)."""
+    return await ensure_schedule(client, SCHEDULE_ID, audit_checkpoint_schedule(task_queue, every))

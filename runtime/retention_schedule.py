@@ -11,22 +11,20 @@ else (a pause an operator set stays), so any number of workers may.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
-    ScheduleUpdate,
 )
 
+from runtime.schedules import ensure_schedule
 from workflows.retention import RECORDS_RETENTION_WORKFLOW
 
 SCHEDULE_ID = "dunning-records-retention"
@@ -54,14 +52,5 @@ def retention_schedule(task_queue: str) -> Schedule:
 
 async def ensure_retention_schedule(client: Client, task_queue: str) -> str:
     """Create the schedule, or update the existing one to this definition:
-    "created" or "updated"."""
-    schedule = retention_schedule(task_queue)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        # The definition is ours; its state (an operator's pause and note) is kept.
-        await client.get_schedule_handle(SCHEDULE_ID).update(
-            lambda current: ScheduleUpdate(schedule=replace(schedule, state=current.description.schedule.state))
-        )
-        return "updated"
+    "created" or "updated" (runtime/schedules.py)."""
+    return await ensure_schedule(client, SCHEDULE_ID, retention_schedule(task_queue))
