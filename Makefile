@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo worker test audit lock lint-templates lint-imports clean gateway bench bench-smoke
+.PHONY: install demo worker test audit lock lint-templates lint-imports clean gateway bench bench-smoke bench-cost bench-placement
 
 # make install: .venv holds exactly requirements.lock, nothing resolved here:
 # the locked versions, hash-checked and without dependencies (the lock has
@@ -118,3 +118,15 @@ bench: install
 
 bench-smoke: install
 	$(PY) -m bench --smoke
+
+# Placing 100,000 loans from a CSV against PostgreSQL, with the floor's start
+# rate, then the KPI report over them timed (docs/benchmarks.md, "Placing
+# 100,000 loans"). Not part of `make bench`: about half an hour on 2 cores.
+bench-placement: install
+	$(PY) -m bench.placement --loans 100000
+
+# Cost per loan on Temporal Cloud (docs/benchmarks.md, "Cost per loan"): each
+# policy's lifecycle on the time-skipping server, its Actions priced; the
+# markdown tables on stdout, the numbers in .dunning/bench-cost.json. ~15 s.
+bench-cost: install
+	$(PY) -m bench.cost

@@ -24,6 +24,7 @@ workflows get ids, money and dates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -36,7 +37,7 @@ import typer
 
 from dunning import contract
 from reports.text_table import text_table
-from runtime.settings import Settings, get_settings
+from runtime.settings import STATE_DIR, Settings, get_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -123,41 +124,100 @@ def _run(coroutine, what: str) -> Any:
 def start(
     file: Path = typer.Argument(..., help="a JSON array of records (or one object), or a CSV with borrower.* columns"),
     policy: Optional[str] = typer.Option(None, help="policy for records that name none"),
+    concurrency: int = typer.Option(32, min=1, max=1024, help="workflow starts in flight at once"),
+    batch: int = typer.Option(500, min=1, max=10000, help="records written to the database per transaction"),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", help="place every good record; name each bad or conflicting one on stderr (exit 4)"),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress", help="a progress bar on stderr (default: when stderr is a terminal)"),
+    checkpoint_dir: Path = typer.Option(
+        STATE_DIR / "placements", help="where an interrupted placement's checkpoint is kept, to resume from"),
 ) -> None:
     """Place overdue loans: borrowers to the directory, one workflow per loan."""
     from runtime.logging import configure_logging
-    from services.placement import PlacementError, read_placements, validate_placements
-    from services.placing import PlacementConflict, Placing
+    from services.bulk_placing import Ledger, Options, PlacementError, Tally, count_records, validate_file
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    # Every record is checked before anything is written anywhere.
+    # Every record is checked before anything is written anywhere (read once
+    # here, once more to place: a file of any size is never held in memory);
+    # with --keep-going a bad record is refused alone, as it is met.
     try:
-        placements = validate_placements(read_placements(file), default_policy=policy)
+        if keep_going:
+            records, problems = count_records(file), []
+        else:
+            records, problems = validate_file(file, policy)
     except PlacementError as error:
         _fail(f"nothing was placed; fix these records:\n{error}", code=2)
-    if not placements:
+    if problems:
+        _fail("nothing was placed; fix these records:\n" + "\n".join(problems), code=2)
+    if not records:
         _fail(f"{file}: no records", code=2)
 
-    async def place() -> None:
-        client = await _client(settings)  # before writing: no Temporal, nothing written
+    options = Options(concurrency=concurrency, batch=batch, keep_going=keep_going, default_policy=policy)
+    ledger = Ledger.for_file(checkpoint_dir, file, settings.database_url, settings.temporal_namespace,
+                             settings.task_queue, policy)
+    tally = Tally()
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        _run(_place_file(settings, file, options, ledger, records, tally, show), "start")
+    except KeyboardInterrupt:
+        _fail(f"interrupted after record {tally.done} of {records}; run the same command again to go on from "
+              "there (nothing is placed twice)", code=130)
+    _finish(4 if tally.refused else 0)
 
+
+async def _place_file(settings: Settings, file: Path, options, ledger, records: int, tally, show_progress: bool) -> None:
+    from services.bulk_placing import BatchConflict, Sinks, place_file
+
+    client = await _client(settings)  # before writing: no Temporal, nothing written
+    sessions = _migrated_sessions(settings)
+    resumed = ledger.done
+    with _progress_bar(records, resumed, show_progress) as advance:
+        sinks = Sinks(on_result=lambda result: typer.echo(result.line()),
+                      on_refused=lambda line: typer.echo(f"refused: {line}", err=True), on_progress=advance)
         try:
-            placing = Placing.write(_migrated_sessions(settings), placements)
-        except PlacementConflict as conflict:  # ids and field names, never values
-            _fail(f"nothing was placed; these records conflict with what exists:\n{conflict}", code=3)
-        summary = placing.summary
-        async for result in placing.start_each(client, settings.task_queue):
-            typer.echo(result.line())
-        # A conflict refuses the whole file (above): a file that was placed had none.
-        typer.echo(
-            f"placed {len(placements)} loans: borrowers {summary.borrowers_created} new, "
-            f"{summary.borrowers_unchanged} unchanged; loans {summary.loans_created} new, "
-            f"{summary.loans_unchanged} unchanged, 0 conflicts"
-        )
+            await place_file(client, settings.task_queue, sessions, file, options, ledger, sinks, tally)
+        except BatchConflict as error:  # ids and field names, never values
+            if error.first_record == 1:
+                _fail(f"nothing was placed; these records conflict with what exists:\n{error.conflict}", code=3)
+            _fail(f"records 1-{error.first_record - 1} were placed; nothing from record {error.first_record} on, "
+                  f"whose batch has records that conflict with what exists:\n{error.conflict}", code=3)
+    ledger.finish()
+    # Without --keep-going a conflict stops the run (above): 0 conflicts.
+    typer.echo(
+        f"placed {tally.placed} loans: borrowers {tally.borrowers_created} new, "
+        f"{tally.borrowers_unchanged} unchanged; loans {tally.loans_created} new, "
+        f"{tally.loans_unchanged} unchanged, {tally.conflicts} conflicts"
+    )
+    if resumed:
+        typer.echo(f"resumed: records 1-{resumed} were placed by an interrupted run of this file and not read again; "
+                   f"{tally.states.get('already running', 0)} of the others were already running")
+    if tally.refused:
+        typer.echo(f"refused {tally.refused} of {records} records (named on stderr); every other record was placed",
+                   err=True)
 
-    _run(place(), "start")
-    _finish(0)
+
+@contextlib.contextmanager
+def _progress_bar(total: int, done: int, enabled: bool):
+    """A bar on stderr with the rate and the time left; stdout stays one line
+    per loan for whoever reads it."""
+    if not enabled:
+        yield lambda advanced: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:,.0f} records/s" if task.speed else "- records/s")
+
+    columns = (TextColumn("placing"), BarColumn(), MofNCompleteColumn(), Rate(), TextColumn("left"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), redirect_stdout=False, transient=False) as bar:
+        task = bar.add_task("placing", total=total, completed=done)
+        yield lambda advanced: bar.advance(task, advanced)
 
 
 @app.command()

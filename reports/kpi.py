@@ -4,8 +4,12 @@
         report = build_report(db, Filters(since=date(2026, 1, 1)))
     print(format_text(report)); json.dumps(report_json(report))
 
-The loans' facts are read by reports/loan_facts.py; this module computes the
-KPIs from them; reports/kpi_render.py writes them as JSON, tables and text.
+The database computes the sums and counts, grouped (reports/kpi_sql.py: SQL
+aggregation, so 100,000 loans cost a few queries, not 100,000 Python
+objects); this module turns them into the KPIs; reports/kpi_render.py writes
+them as JSON, tables and text. `compute` gives the same KPIs from loans' facts
+read one by one (reports/loan_facts.py), for a simulation's few loans and as
+the definitions' executable reference the SQL is tested against.
 
 Every KPI is computed for the whole portfolio ("all") and for each
 (policy, segment) group, over the same set of loans: the `loans` rows placed in
@@ -113,7 +117,8 @@ from sqlalchemy.orm import Session
 
 from dunning.contract import STAGE_NAMES, STAGE_PRE_DUE, STAGES
 from dunning.money import quantize
-from reports.loan_facts import Filters, LoanFacts, load_loans
+from reports.kpi_sql import Tallies, tallies
+from reports.loan_facts import Filters, LoanFacts
 
 OUTCOMES = ("repaid", "settled", "written_off", "dispute_upheld", "discharged")
 OPEN = "open"
@@ -320,21 +325,60 @@ def compute(loans: Sequence[LoanFacts], stages: Sequence[str] = STAGES) -> Kpis:
     )
 
 
+def _names(seen: Iterable[str]) -> tuple[str, ...]:
+    """stage_names, from the stage names alone."""
+    seen = set(seen)
+    known = STAGE_NAMES if STAGE_PRE_DUE in seen else STAGES
+    return (*known, *sorted(seen - set(known)))
+
+
+def _kpis(tally: Tallies, stages: Sequence[str], outcome_order: Iterable[str]) -> Kpis:
+    """A group's KPIs from its tallies: what `compute` gives for its loans."""
+    outcomes = {name: 0 for name in (*OUTCOMES, OPEN)}
+    for name in outcome_order:  # an outcome the report does not know of, after the known ones
+        outcomes.setdefault(name, 0)
+    outcomes.update(tally.outcomes)
+    currencies = {
+        currency: CurrencyKpis(
+            currency=currency, loans=tally.by_currency[currency],
+            placed=quantize(tally.placed.get(currency, Decimal("0")), currency),
+            recovered=quantize(tally.recovered.get(currency, Decimal("0")), currency),
+            contacts_sent=tally.contacts[currency], waived=quantize(tally.waived.get(currency, Decimal("0")), currency),
+        )
+        for currency in sorted(set(tally.by_currency) | set(tally.recovered))
+    }
+    return Kpis(
+        loans=tally.loans,
+        outcomes=outcomes,
+        currencies=currencies,
+        cure_by_stage=tuple(
+            StageCure(stage, *(tally.cure.get(stage, Counter())[kind] for kind in ("entered", "cured", "rolled", "open", "lost")))
+            for stage in stages
+        ),
+        cured_before_first_stage=tally.cured_early,
+        reached={label: tally.reached[label] for label, _ in BUCKETS},
+        promises=Kept(tally.promises["kept"], tally.promises["broken"], tally.promises["open"]),
+        plans=Kept(tally.plans["kept"], tally.plans["broken"], tally.plans["active"]),
+        contacts_sent=sum(tally.contacts.values()),
+    )
+
+
 def build_report(db: Session, filters: Filters = Filters(), now: datetime | None = None) -> Report:
-    """The KPIs of the selected loans: overall and by (policy, segment)."""
-    loans, warnings = load_loans(db, filters)
-    stages = stage_names(loans)
-    by_group: dict[tuple[str, str | None], list[LoanFacts]] = defaultdict(list)
-    for loan in loans:
-        by_group[(loan.policy, loan.segment)].append(loan)
+    """The KPIs of the selected loans: overall and by (policy, segment), from
+    the database's GROUP BY queries (reports/kpi_sql.py)."""
+    by_group, outcome_order, seen, warnings = tallies(db, filters, BUCKETS)
+    stages = _names(seen)
+    overall = Tallies()
+    for tally in by_group.values():
+        overall.add(tally)
     groups = tuple(
-        Group(policy, segment, compute(members, stages))
-        for (policy, segment), members in sorted(by_group.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        Group(policy, segment, _kpis(tally, stages, tally.outcome_order))
+        for (policy, segment), tally in sorted(by_group.items(), key=lambda item: (item[0][0], item[0][1] or ""))
     )
     return Report(
         filters=filters,
         generated_at=now or datetime.now(timezone.utc),
-        overall=compute(loans, stages),
+        overall=_kpis(overall, stages, outcome_order),
         groups=groups,
         warnings=tuple(warnings),
     )

@@ -13,7 +13,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -484,6 +484,109 @@ def _read_csv(path: Path) -> list[dict]:
     return [_nest(row) for row in rows]
 
 
+def iter_records(path: str | Path) -> Iterator[tuple[int, dict | str]]:
+    """(record number, record) for each record of a JSON or CSV file, the CSV
+    read row by row so a file of 100,000 loans is never held in memory whole.
+    A CSV row that cannot be read (not UTF-8, malformed) comes as a string
+    naming the record and column instead of a record; a file that cannot be
+    read at all raises PlacementError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlacementError(f"{path}: no such file")
+    if path.suffix.lower() != ".csv":
+        yield from enumerate(read_placements(path), start=1)
+        return
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
+        reader = csv.DictReader(stream)
+        number = 0
+        try:
+            fields = reader.fieldnames or []
+        except csv.Error as error:
+            raise PlacementError(f"{path}: header (line {reader.line_num}): {error}") from None
+        bad_header = [f"{path}: header: column {n} is not UTF-8 text; save the file as UTF-8"
+                      for n, column in enumerate(fields, start=1) if _UNDECODABLE.search(column)]
+        if bad_header:
+            raise PlacementError("\n".join(bad_header))
+        while True:
+            number += 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield number, f"{path}: record {number} (line {reader.line_num}): {error}"
+                continue
+            problem = _undecodable(number, row)
+            yield number, problem if problem else _nest(row)
+
+
+def _undecodable(number: int, row: dict) -> str | None:
+    for column, value in row.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and _UNDECODABLE.search(v) for v in values):
+            name = (column or "(extra values)").strip()[:64]
+            name = name if name.isprintable() else repr(name)
+            return f"record {number}: {name}: is not UTF-8 text; save the file as UTF-8"
+    return None
+
+
+def validate_record(number: int, record: Any, default_policy: str | None, seen: set[str]) -> Placement | str:
+    """One record validated: its Placement, or one line naming the record and
+    every bad field ('record 3 (loan_id L-9): borrower.phone: ...'). `seen`
+    holds the loan ids of the file's earlier records (a repeat is refused)
+    and is updated."""
+    label = f"record {number}"
+    if not isinstance(record, dict):
+        return f"{label}: must be an object with the loan's fields and a borrower block"
+    if isinstance(record.get("loan_id"), str) and record["loan_id"]:
+        loan_id = record["loan_id"]
+        # A bad id is quoted: a newline or a right-to-left mark in it must not garble the report.
+        label += f" (loan_id {loan_id})" if re.fullmatch(ID_PATTERN, loan_id) else f" (loan_id {loan_id[:64]!r})"
+    loan_fields = {key: value for key, value in record.items()
+                   if key not in ("borrower", "itemization", *LoanFacts.model_fields)}
+    if default_policy and loan_fields.get("policy") in (None, ""):  # absent; a wrong type stays wrong
+        loan_fields["policy"] = default_policy
+    errors: list[str] = []
+    loan = borrower = None
+    try:
+        loan = LoanInput.parse(loan_fields)
+    except InputError as error:
+        errors.append(str(error))
+    if record.get("borrower") is None:
+        errors.append("borrower: Field required")
+    elif not isinstance(record["borrower"], dict):
+        errors.append("borrower: must be an object with name, phone, email, ...")
+    else:
+        try:
+            borrower = BorrowerContact.model_validate(record["borrower"])
+        except ValidationError as error:
+            errors.append(explain(error, prefix="borrower."))
+    itemization = None
+    if record.get("itemization") is not None:
+        if not isinstance(record["itemization"], dict):
+            errors.append("itemization: must be an object with itemization_date, amount_on_itemization_date, ...")
+        else:
+            try:
+                itemization = Itemization.model_validate(record["itemization"])
+            except ValidationError as error:
+                errors.append(explain(error, prefix="itemization."))
+            else:
+                if loan is not None:
+                    errors.extend(itemization.problems(loan.currency, loan.amount_due))
+    facts = LoanFacts()
+    try:
+        facts = LoanFacts.model_validate({name: record.get(name) for name in LoanFacts.model_fields})
+    except ValidationError as error:
+        errors.append(explain(error))
+    if loan is not None:
+        if loan.loan_id in seen:
+            errors.append(f"loan_id: {loan.loan_id} appears more than once in this file")
+        seen.add(loan.loan_id)
+    if errors:
+        return f"{label}: {'; '.join(errors)}"
+    return Placement.model_construct(**dict(loan), borrower=borrower, itemization=itemization, **dict(facts))
+
+
 def validate_placements(records: list[Any], default_policy: str | None = None) -> list[Placement]:
     """Every record validated; raises PlacementError listing every bad one.
 
@@ -493,59 +596,11 @@ def validate_placements(records: list[Any], default_policy: str | None = None) -
     problems: list[str] = []
     seen: set[str] = set()
     for number, record in enumerate(records, start=1):
-        label = f"record {number}"
-        if not isinstance(record, dict):
-            problems.append(f"{label}: must be an object with the loan's fields and a borrower block")
-            continue
-        if isinstance(record.get("loan_id"), str) and record["loan_id"]:
-            loan_id = record["loan_id"]
-            # A bad id is quoted: a newline or a right-to-left mark in it must not garble the report.
-            label += f" (loan_id {loan_id})" if re.fullmatch(ID_PATTERN, loan_id) else f" (loan_id {loan_id[:64]!r})"
-        loan_fields = {key: value for key, value in record.items()
-                       if key not in ("borrower", "itemization", *LoanFacts.model_fields)}
-        if default_policy and loan_fields.get("policy") in (None, ""):  # absent; a wrong type stays wrong
-            loan_fields["policy"] = default_policy
-        errors: list[str] = []
-        loan = borrower = None
-        try:
-            loan = LoanInput.parse(loan_fields)
-        except InputError as error:
-            errors.append(str(error))
-        if record.get("borrower") is None:
-            errors.append("borrower: Field required")
-        elif not isinstance(record["borrower"], dict):
-            errors.append("borrower: must be an object with name, phone, email, ...")
+        checked = validate_record(number, record, default_policy, seen)
+        if isinstance(checked, str):
+            problems.append(checked)
         else:
-            try:
-                borrower = BorrowerContact.model_validate(record["borrower"])
-            except ValidationError as error:
-                errors.append(explain(error, prefix="borrower."))
-        itemization = None
-        if record.get("itemization") is not None:
-            if not isinstance(record["itemization"], dict):
-                errors.append("itemization: must be an object with itemization_date, amount_on_itemization_date, ...")
-            else:
-                try:
-                    itemization = Itemization.model_validate(record["itemization"])
-                except ValidationError as error:
-                    errors.append(explain(error, prefix="itemization."))
-                else:
-                    if loan is not None:
-                        errors.extend(itemization.problems(loan.currency, loan.amount_due))
-        facts = LoanFacts()
-        try:
-            facts = LoanFacts.model_validate({name: record.get(name) for name in LoanFacts.model_fields})
-        except ValidationError as error:
-            errors.append(explain(error))
-        if loan is not None:
-            if loan.loan_id in seen:
-                errors.append(f"loan_id: {loan.loan_id} appears more than once in this file")
-            seen.add(loan.loan_id)
-        if errors:
-            problems.append(f"{label}: {'; '.join(errors)}")
-            continue
-        placements.append(Placement.model_construct(**dict(loan), borrower=borrower, itemization=itemization,
-                                                    **dict(facts)))
+            placements.append(checked)
     if problems:
         raise PlacementError("\n".join(problems))
     return placements

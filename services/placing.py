@@ -89,9 +89,16 @@ def staged_loans(sessions: sessionmaker[Session], loan_ids: Iterable[str]) -> fr
 
 
 async def start_placement(
-    client: Client, task_queue: str, placement: Placement, closed_outcome: str | None = None, has_run: bool = False
+    client: Client, task_queue: str, placement: Placement, closed_outcome: str | None = None, has_run: bool = False,
+    new_loan: bool = False,
 ) -> PlaceResult:
-    """Start the loan's workflow unless it is running or closed (see the module doc)."""
+    """Start the loan's workflow unless it is running or closed (see the module doc).
+
+    `new_loan`: the directory had no row for the loan before this placement
+    wrote it (services/bulk_placing.py knows), so placing never started it and
+    the describe is skipped: one call instead of two per loan. The start's
+    reuse policy still refuses to replace a run that ended, and a run started
+    by hand without placing is kept (USE_EXISTING)."""
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.common import (
         SearchAttributePair,
@@ -108,7 +115,7 @@ async def start_placement(
     if closed_outcome is not None:
         return PlaceResult(placement.loan_id, workflow_id, CLOSED, None, outcome=closed_outcome)
     try:
-        running = await client.get_workflow_handle(workflow_id).describe()
+        running = None if new_loan else await client.get_workflow_handle(workflow_id).describe()
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
