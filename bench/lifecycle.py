@@ -15,7 +15,8 @@ import logging
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,15 +26,24 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.cost import lifecycle_actions
 from bench.noop import NOOP_WORKFLOW, NoopWorkflow, noop_prepare
 from bench.progress import say
 from bench.workload import seed_database
+from db.directory import upsert_placements
+from db.session import make_engine, make_session_factory
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 from runtime.bytecode import share_code
 from runtime.logging import configure_logging
 from runtime.settings import Settings
 from runtime.time_skipping import start_time_skipping
 from runtime.worker_build import build_worker
+from services.placement import validate_placements
+
+# A policy's loan placed as a backend places it (the record `starter.py start`
+# takes: loan, borrower block, ...), for a policy the benchmark's Shanghai
+# borrower does not fit (bench/cost.py's `us`): (loan_id, borrower_id, server's now) -> record.
+Placement = Callable[[str, str, datetime], dict]
 
 _WFT = {"WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED",
         "WORKFLOW_TASK_FAILED", "WORKFLOW_TASK_TIMED_OUT"}
@@ -143,7 +153,8 @@ def lifecycle_settings(database_url: str, config_dir, task_queue: str) -> Settin
     )
 
 
-async def dunning_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir, policy: str, borrower_id: str) -> dict:
+async def dunning_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir, policy: str, borrower_id: str,
+                            placement: Placement | None = None) -> dict:
     """One unpaid loan on `policy`, placed on day 1, until it is written off."""
     client = env.client
     task_queue = f"bench-life-{uuid.uuid4().hex[:8]}"
@@ -153,6 +164,10 @@ async def dunning_lifecycle(env: WorkflowEnvironment, database_url: str, config_
     loan_id = f"L-LIFE-{policy}-{uuid.uuid4().hex[:6]}"
     loan = {"loan_id": loan_id, "borrower_id": borrower_id, "amount_due": "1200.00", "currency": "CNY",
             "due_date": due, "policy": policy}
+    if placement is not None:
+        placed = validate_placements([placement(loan_id, f"{borrower_id}-{policy.upper()}", now)])
+        upsert_placements(make_session_factory(make_engine(database_url)), placed)
+        loan = placed[0].workflow_input()
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(client, settings, executor):
             started = time.perf_counter()
@@ -164,7 +179,7 @@ async def dunning_lifecycle(env: WorkflowEnvironment, database_url: str, config_
             wall = time.perf_counter() - started
     runs = await run_histories(client, handle.id)
     return {"policy": policy, "wall_seconds": wall, "outcome": result.get("outcome"), "final_stage": result.get("final_stage"),
-            **breakdown(runs)}
+            **breakdown(runs), "billable_actions": dict(lifecycle_actions(runs))}
 
 
 async def noop_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir, days: int = 180) -> dict:
@@ -188,10 +203,11 @@ async def noop_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir
             await handle.result()
             wall = time.perf_counter() - started
     runs = await run_histories(client, handle.id)
-    return {"policy": "noop", "wall_seconds": wall, **breakdown(runs)}
+    return {"policy": "noop", "wall_seconds": wall, **breakdown(runs), "billable_actions": dict(lifecycle_actions(runs))}
 
 
-async def lifecycles(workdir: Path, config_dir: Path, policies: list[str]) -> dict:
+async def lifecycles(workdir: Path, config_dir: Path, policies: list[str],
+                     placements: dict[str, Placement] | None = None) -> dict:
     database_url = f"sqlite:///{workdir / 'lifecycle.db'}"
     _log_to(workdir / "lifecycle-worker.log")
     seed_database(database_url, 1, prefix="B-LIFE")
@@ -201,7 +217,8 @@ async def lifecycles(workdir: Path, config_dir: Path, policies: list[str]) -> di
     try:
         for policy in policies:
             say(f"lifecycle: 180 days on the {policy} policy")
-            out[policy] = await dunning_lifecycle(env, database_url, config_dir, policy, "B-LIFE-000000")
+            out[policy] = await dunning_lifecycle(env, database_url, config_dir, policy, "B-LIFE-000000",
+                                                  (placements or {}).get(policy))
         say("lifecycle: the floor")
         out["noop"] = await noop_lifecycle(env, database_url, config_dir)
     finally:
