@@ -110,10 +110,12 @@ TIME_BARRED = "time-barred-2026-12"
 # it decides as every patch above were set, without asking them; histories
 # from before it replay asking each, as they did.
 LEAN = "lean-lifecycle-2026-12"
-# A lean run continues as new at this many events (or when the server
-# suggests it): a safety net for a loan that lives on and on, not a step of
-# every lifecycle (a 180-day one is under 300 events).
-LEAN_HISTORY_LIMIT = 2000
+# A lean run continues as new once its history reaches this many events (or
+# when the server suggests it): no run passes 300 events (one loop turn adds
+# at most a dozen or so), which bounds the replay of a loan the worker's cache
+# evicted. A default-policy lifecycle (284 events) never gets there: it is
+# the safety net of a loan that lives on, or a busy policy's.
+LEAN_HISTORY_LIMIT = 286
 # At most this many contacts go out through one send activity.
 MAX_CONTACTS_AT_ONCE = 8
 
