@@ -15,6 +15,9 @@ import psutil
 from bench.processes import ROOT
 
 GOALS = {"start": 0.90, "signal": 0.80, "events": 300, "rss_mib": 1024}
+# The SDK warns of a workflow task that ran longer than this (TMPRL1104);
+# issue 19 counts the tasks over it (bench/throughput.py).
+SLOW_TASK_SECONDS = 5.0
 
 
 def machine() -> dict:
@@ -76,6 +79,17 @@ def figures(results: dict) -> list[dict]:
             d, f = _cpu_ms(dunning[phase]), _cpu_ms(noop[phase])
             if d and f:
                 rows.append(_row(f"{label}: worker+server CPU per workflow (ms)", d, f, f / d, "-", None))
+        # Workflow task latency in each burst, from the histories (bench/throughput.py task_timings).
+        for phase, label in (("start", "start"), ("signal", "signal->completion")):
+            d, f = (dunning.get("workflow_tasks") or {}).get(phase), (noop.get("workflow_tasks") or {}).get(phase)
+            if not d or not f or not d["tasks"] or not f["tasks"]:
+                continue
+            for measure, name in (("schedule_to_start", "schedule-to-start"), ("start_to_close", "start-to-close")):
+                dv, fv = d[measure]["p99"], f[measure]["p99"]
+                rows.append(_row(f"{label}: workflow task {name} p99 (s)", dv, fv, dv / fv if fv else None, "-", None))
+            over = f"over_{SLOW_TASK_SECONDS:g}s"
+            rows.append(_row(f"{label}: workflow tasks over {SLOW_TASK_SECONDS:g} s, scheduled->closed (of {d['tasks']})",
+                             d["schedule_to_close"][over], f["schedule_to_close"][over], None, "-", None))
         mib = 2**20
         d, f = dunning["rss_open"] / mib, noop["rss_open"] / mib
         rows.append(_row(f"worker RSS, {dunning['open']} open (MiB)", d, f, d / f,
@@ -83,6 +97,8 @@ def figures(results: dict) -> list[dict]:
                          d <= GOALS["rss_mib"] if dunning["open"] >= 10_000 else None))
         d, f = dunning["rss_idle"] / mib, noop["rss_idle"] / mib
         rows.append(_row("worker RSS, idle (MiB)", d, f, d / f, "-", None))
+    if results.get("scale_out"):
+        rows += scale_out_rows(results["scale_out"])
     life = results.get("lifecycle") or {}
     floor = life.get("noop")
     for policy in ("default", "busy"):
@@ -99,6 +115,31 @@ def figures(results: dict) -> list[dict]:
                          f"<= {limit}", one["max_events_in_a_run"] <= limit))
         rows.append(_row(f"180-day lifecycle, {policy} policy: wall time (s)", one["wall_seconds"], floor["wall_seconds"],
                          None, "-", None))
+    return rows
+
+
+def scale_out_rows(scale: dict) -> list[dict]:
+    """The scale-out's rows (bench/scale_out.py): throughput and worker CPU
+    per loan for each phase and number of worker processes on PostgreSQL,
+    DunningWorkflow next to the floor run the same way; then what the second
+    worker process added (throughput with 2 over throughput with 1)."""
+    runs = {(run["kind"], run["workers"]): run for run in scale.get("runs", [])}
+    rows = []
+    for workers in sorted({w for _, w in runs}):
+        d, f = runs.get(("dunning", workers)), runs.get(("noop", workers))
+        if not d or not f:
+            continue
+        for phase, label in (("start", "start"), ("signal", "signal->completion")):
+            dv, fv = d[phase]["per_second"], f[phase]["per_second"]
+            rows.append(_row(f"PostgreSQL, {workers} worker(s): {label}, {d['loans']} loans (/s)", dv, fv, dv / fv, "-", None))
+            dv, fv = d[phase]["worker_cpu_ms_per_loan"], f[phase]["worker_cpu_ms_per_loan"]
+            rows.append(_row(f"PostgreSQL, {workers} worker(s): {label}, worker CPU per loan (ms)", dv, fv, fv / dv, "-", None))
+    d1, d2, f1, f2 = (runs.get(key) for key in (("dunning", 1), ("dunning", 2), ("noop", 1), ("noop", 2)))
+    if d1 and d2 and f1 and f2:
+        for phase, label in (("start", "start"), ("signal", "signal->completion")):
+            rows.append(_row(f"PostgreSQL: {label}, throughput with 2 workers / with 1",
+                             d2[phase]["per_second"] / d1[phase]["per_second"],
+                             f2[phase]["per_second"] / f1[phase]["per_second"], None, "-", None))
     return rows
 
 

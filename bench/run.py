@@ -22,11 +22,19 @@ runtime/worker_build.py's build_worker (bench/worker_proc.py), then
 
 Then, on the time-skipping test server (bench/lifecycle.py), one loan's
 180-day lifecycle on the default and on the busy policy
-(bench/policies/busy.toml: an SMS every day), and the floor's (started, 180
-days waiting, signalled): wall time and history.
+(bench/policies/busy.toml: an SMS every day), on the us and
+challenger_early_calls policies for the cost table, and the floor's (started,
+180 days waiting, signalled): wall time and history.
+
+Then the scale-out on PostgreSQL (bench/scale_out.py; --skip-scale-out
+leaves it out, a smoke run too): the same loans with 1 and with 2 worker
+processes against one dev server, the floor the same way, and the database a
+default-policy lifecycle leaves behind.
 
 It prints a table (figure, DunningWorkflow, floor, ratio, goal, met?;
-bench/figures.py) and writes every number to `--out` (bench/results.json).
+bench/figures.py), then the cost per loan on Temporal Cloud (bench/cost.py:
+each lifecycle's billable Actions, priced), and writes every number to
+`--out` (bench/results.json; the cost table under "cost").
 docs/benchmarks.md says what each figure means.
 """
 
@@ -43,9 +51,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.cost import PLACEMENTS, cost_summary, provider_reports, report
 from bench.figures import GOALS, figures, machine, table
 from bench.lifecycle import lifecycles
 from bench.processes import ROOT
+from bench.scale_out import scale_out
 from bench.throughput import launch, throughput
 from bench.workload import BENCH, loan_records, prepare_config, seed_database
 
@@ -63,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", default=None, metavar="DIR", help="record py-spy profiles of the workers into DIR")
     parser.add_argument("--skip-lifecycle", action="store_true", help="no time-skipped lifecycles")
     parser.add_argument("--skip-throughput", action="store_true", help="no dev server phases")
+    parser.add_argument("--skip-scale-out", action="store_true",
+                        help="no 1 vs 2 workers on PostgreSQL (a smoke run leaves it out unless --scale-out-loans is given)")
+    parser.add_argument("--scale-out-loans", type=int, default=None,
+                        help="loans per scale-out configuration (default 500)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     parser.add_argument("--table", metavar="JSON", default=None, help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
@@ -71,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.open = args.open if args.open is not None else (args.loans if smoke else 2000)
     args.out = args.out or str(ROOT / ".dunning" / "bench-smoke.json" if smoke else BENCH / "results.json")
     args.concurrency = args.concurrency or (8 if smoke else 64)
+    # PostgreSQL and four more server+worker runs: not for a smoke run unless asked.
+    args.skip_scale_out = args.skip_scale_out or (smoke and args.scale_out_loans is None)
+    args.scale_out_loans = args.scale_out_loans or 500
     return args
 
 
@@ -105,7 +122,13 @@ async def run(args: argparse.Namespace) -> dict:
                     worker.stop()
                     server.stop()
         if not args.skip_lifecycle:
-            results["lifecycle"] = await lifecycles(workdir, config_dir, ["default"] if args.smoke else ["default", "busy"])
+            # The cost table (bench/cost.py) prices each production policy's lifecycle too.
+            policies = ["default"] if args.smoke else ["default", "busy", "us", "challenger_early_calls"]
+            results["lifecycle"] = await lifecycles(workdir, config_dir, policies, placements=PLACEMENTS)
+            results["cost"] = cost_summary(results["lifecycle"], await provider_reports(workdir, config_dir))
+        if not args.skip_scale_out:
+            results["scale_out"] = await scale_out(args.scale_out_loans, args.concurrency, workdir, config_dir,
+                                                   lifecycles=1 if args.smoke else 3)
     finally:
         if args.keep:
             print(f"kept {workdir}")
@@ -122,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         earlier = json.loads(Path(args.table).read_text(encoding="utf-8"))
         print(table(figures(earlier)))
+        if earlier.get("cost"):
+            print()
+            print(report(earlier["cost"]))
         return 0
     results = asyncio.run(run(args))
     print()
     print(table(results["figures"]))
+    if results.get("cost"):
+        print()
+        print(report(results["cost"]))
     for kind in ("dunning", "noop"):
         if kind in results:
             print(f"{kind}: max_cached_workflows={results[kind]['max_cached_workflows']}, "

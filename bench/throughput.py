@@ -17,10 +17,12 @@ from pathlib import Path
 
 import psutil
 from sqlalchemy import func, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.payloads import PREPARE_LOAN
+from bench.figures import SLOW_TASK_SECONDS
 from bench.noop import NOOP_ACTIVITY, NOOP_WORKFLOW
 from bench.processes import DevServer, WorkerProcess, worker_env
 from bench.progress import say
@@ -136,6 +138,7 @@ async def throughput(kind: str, args, processes: tuple[DevServer, WorkerProcess]
         ready = await worker.wait_ready()
         say(f"{kind}: server and worker ready")
         out["max_cached_workflows"] = ready["max_cached_workflows"]
+        out["tuning"] = ready.get("tuning")
         out["rss_idle"] = psutil.Process(worker.pid).memory_info().rss
         client = await Client.connect(server.address)
         timeout = 120 + total / 5
@@ -194,6 +197,15 @@ async def throughput(kind: str, args, processes: tuple[DevServer, WorkerProcess]
             "evicted_before_signal": total > n + (out["max_cached_workflows"] or 0),
         }
         out["closed_on_server"] = await count_closed(client, workflow_type, n)
+        # After the timing: the workflow tasks of the N timed workflows, from
+        # their histories, by phase (those scheduled before the first signal
+        # call are the start phase's).
+        say(f"{kind}: reading {n} histories for the workflow task latencies")
+        tasks = await workflow_tasks(client, [workflow_id_for(loan["loan_id"]) for loan in loans[:n]])
+        out["workflow_tasks"] = {
+            "start": task_latency_summary([t for t in tasks if t["scheduled_at"] < began]),
+            "signal": task_latency_summary([t for t in tasks if t["scheduled_at"] >= began]),
+        }
         if kind == "dunning":
             sessions = make_session_factory(make_engine(database_url))
             with sessions() as db:
@@ -204,6 +216,79 @@ async def throughput(kind: str, args, processes: tuple[DevServer, WorkerProcess]
         server.stop()
         out["worker_warnings"] = worker_warnings(Path(worker.log.name))
         say(f"{kind}: stopped")
+    return out
+
+
+async def workflow_tasks(client: Client, workflow_ids: list[str], concurrency: int = 16) -> list[dict]:
+    """Every workflow task in these workflows' histories (see task_timings)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(workflow_id: str) -> list[dict]:
+        async with gate:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return task_timings(history.events)
+
+    return [task for tasks in await asyncio.gather(*(one(w) for w in workflow_ids)) for task in tasks]
+
+
+_TASK_ENDS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: ("workflow_task_completed_event_attributes", "completed"),
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: ("workflow_task_failed_event_attributes", "failed"),
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: ("workflow_task_timed_out_event_attributes", "timed_out"),
+}
+
+
+def task_timings(events) -> list[dict]:
+    """One history's workflow tasks, from its events (server times, seconds
+    since the epoch): when each was scheduled, how long it waited for a worker
+    to take it (schedule-to-start: queued on the server, or on the worker's
+    sticky queue while its slots were full) and how long the worker took to
+    answer (start-to-close: what the SDK's TMPRL1104 warns of over 5 s), and
+    how it ended (completed, failed, timed_out; None: still open)."""
+    scheduled: dict[int, dict] = {}
+    for event in events:
+        at = event.event_time.ToMicroseconds() / 1e6
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            scheduled[event.event_id] = {"scheduled_at": at, "started_at": None, "ended_at": None, "outcome": None}
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            task = scheduled.get(event.workflow_task_started_event_attributes.scheduled_event_id)
+            if task is not None:
+                task["started_at"] = at
+        elif event.event_type in _TASK_ENDS:
+            field, outcome = _TASK_ENDS[event.event_type]
+            task = scheduled.get(getattr(event, field).scheduled_event_id)
+            if task is not None:
+                task["ended_at"], task["outcome"] = at, outcome
+    for task in scheduled.values():
+        started, ended = task["started_at"], task["ended_at"]
+        task["schedule_to_start"] = None if started is None else started - task["scheduled_at"]
+        task["start_to_close"] = None if started is None or ended is None else ended - started
+        task["schedule_to_close"] = None if ended is None else ended - task["scheduled_at"]
+    return list(scheduled.values())
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (share in 0..1) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))  # ceil(n * share), at least the first
+    return ordered[int(rank) - 1]
+
+
+def latency_summary(values: list[float], over: float = SLOW_TASK_SECONDS) -> dict:
+    """p50, p95, p99, max and how many are over `over` seconds."""
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None, f"over_{over:g}s": 0}
+    return {"count": len(values), "p50": percentile(values, 0.50), "p95": percentile(values, 0.95),
+            "p99": percentile(values, 0.99), "max": max(values), f"over_{over:g}s": sum(v > over for v in values)}
+
+
+def task_latency_summary(tasks: list[dict]) -> dict:
+    """Schedule-to-start, start-to-close and schedule-to-close of these
+    workflow tasks (each summarised), and how many timed out or failed."""
+    out = {"tasks": len(tasks), "timed_out": sum(t["outcome"] == "timed_out" for t in tasks),
+           "failed": sum(t["outcome"] == "failed" for t in tasks)}
+    for measure in ("schedule_to_start", "start_to_close", "schedule_to_close"):
+        out[measure] = latency_summary([t[measure] for t in tasks if t[measure] is not None])
     return out
 
 

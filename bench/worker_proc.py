@@ -42,10 +42,6 @@ from temporalio.client import Interceptor as ClientInterceptor
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Worker
 from temporalio.worker import Interceptor as WorkerInterceptor
 
-# The activity thread pool worker.py's main() gives the worker.
-ACTIVITY_THREADS = 16
-
-
 class Probe(ClientInterceptor, WorkerInterceptor):
     """Counters shared by the interceptor and the executor (any thread)."""
 
@@ -187,7 +183,8 @@ async def serve(kind: str) -> None:
     from runtime.logging import configure_logging
     from runtime.settings import get_settings
 
-    configure_logging(get_settings().log_level)
+    settings = get_settings()
+    configure_logging(settings.log_level)
     probe = Probe()
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
@@ -197,12 +194,20 @@ async def serve(kind: str) -> None:
             loop.call_soon_threadsafe(commands.put_nowait, line.strip())
         loop.call_soon_threadsafe(commands.put_nowait, "quit")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    # The activity thread pool, sized as worker.py's main() sizes it.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = await build(kind, probe, executor)
-        cache = worker.config(active_config=True).get("max_cached_workflows")
+        config = worker.config(active_config=True)
+        cache = config.get("max_cached_workflows")
+        # The worker's size as built (None: the SDK's default), for the results.
+        tuning = {"activity_threads": settings.activity_threads, "max_cached_workflows": cache,
+                  "sticky_schedule_to_start_seconds": config["sticky_queue_schedule_to_start_timeout"].total_seconds(),
+                  **{name: config.get(name) for name in ("max_concurrent_workflow_tasks", "max_concurrent_activities",
+                                                          "max_concurrent_local_activities")}}
         async with worker:
             threading.Thread(target=read_stdin, daemon=True).start()
-            reply({"ready": True, "pid": os.getpid(), "kind": kind, "max_cached_workflows": cache, **resident_bytes()})
+            reply({"ready": True, "pid": os.getpid(), "kind": kind, "max_cached_workflows": cache, "tuning": tuning,
+                   **resident_bytes()})
             while True:
                 command = await commands.get()
                 if command == "stats":

@@ -137,12 +137,15 @@ class Contact(Base):
     before the provider is called, then marked with how the call ended."""
 
     __tablename__ = "contacts"
+    # The per-borrower caps count one borrower's contacts on one channel
+    # (db/outbox.py); its first column serves every lookup by borrower (migration 0022).
+    __table_args__ = (Index("ix_contacts_borrower_channel", "borrower_id", "channel"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(255), unique=True)  # workflow id + step
     workflow_id: Mapped[str] = mapped_column(String(128), index=True)
     loan_id: Mapped[str] = mapped_column(String(64), index=True)
-    borrower_id: Mapped[str] = mapped_column(String(64), index=True)
+    borrower_id: Mapped[str] = mapped_column(String(64))
     stage: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
     template: Mapped[str] = mapped_column(String(64))
