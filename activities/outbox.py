@@ -68,7 +68,13 @@ class ContactSending:
     def send_contacts(self, batch: ContactBatch) -> ContactOutcomes:
         """Contacts due at the same instant, each sent as send_contact sends
         it, in order: one activity instead of one each (issue 19, item 5)."""
-        return ContactOutcomes(send_each(batch, self.send_contact, activity.info().attempt))
+        def send(request: ContactRequest) -> ContactOutcome:
+            # A heartbeat before each contact: a worker that dies mid-batch is
+            # noticed within the heartbeat timeout, however long the batch.
+            activity.heartbeat(request.key)
+            return self.send_contact(request)
+
+        return ContactOutcomes(send_each(batch, send, activity.info().attempt))
 
     @activity.defn(name=SEND_CONTACT)
     def send_contact(self, request: ContactRequest) -> ContactOutcome:

@@ -72,7 +72,30 @@ def occurrences(
     policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None = None, end_day: int | None = None,
 ) -> list[Occurrence]:
     """The stage's contacts on `from_day` or later, in the order they are due
-    (until the stage's end, or `end_day`)."""
+    (until the stage's end, or `end_day`).
+
+    The planner asks this on every call with the same arguments until the
+    loan changes stage or segment, and listing a daily step's sendings over a
+    stage (each placed on the clock in the borrower's zone) was most of its
+    time: the answer is kept, by the policy and segment objects themselves
+    (held, so their ids stay theirs) and the clock's and the stage's values.
+    Pure, so the same for every workflow that asks (and on replay)."""
+    key = (id(policy), id(segment), clock, stage, from_day, end_day)
+    kept = _OCCURRENCES.get(key)
+    if kept is None or kept[0] is not policy or kept[1] is not segment:
+        if len(_OCCURRENCES) >= _OCCURRENCES_KEPT:
+            _OCCURRENCES.clear()
+        kept = _OCCURRENCES[key] = (policy, segment, tuple(_occurrences(policy, clock, stage, from_day, segment, end_day)))
+    return list(kept[2])
+
+
+_OCCURRENCES: dict[tuple, tuple[Policy, Segment | None, tuple[Occurrence, ...]]] = {}
+_OCCURRENCES_KEPT = 4096
+
+
+def _occurrences(
+    policy: Policy, clock: LoanClock, stage: str, from_day: int, segment: Segment | None, end_day: int | None,
+) -> list[Occurrence]:
     base = policy.step_base_day(stage, segment)
     end = policy.stage_end_day(stage, segment) if end_day is None else end_day
     found = []

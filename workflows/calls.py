@@ -146,6 +146,9 @@ async def send_contacts(requests: list[Record]) -> list[acts.ContactOutcome | No
             acts.ContactBatch([acts.ContactRequest(**r.fields) for r in requests], max_attempts=SEND_RETRY.maximum_attempts),
             result_type=acts.ContactOutcomes,
             start_to_close_timeout=timedelta(seconds=60) * len(requests),
+            # A lost worker is noticed as fast as for one contact (the
+            # activity heartbeats before each), not after the batch's whole time.
+            heartbeat_timeout=timedelta(seconds=60),
             retry_policy=SEND_RETRY,
             summary="; ".join(r.summary for r in requests)[:400],
         )
