@@ -45,7 +45,9 @@ each template once and caches it, and rendering is safe from many threads.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -57,7 +59,8 @@ from typing import Any, Final
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency, get_currency_symbol
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, pass_context, select_autoescape
+from jinja2 import BytecodeCache, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, pass_context, select_autoescape
+from jinja2.bccache import Bucket
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -265,6 +268,39 @@ def _finish(form: str, text: str) -> str:
     return text.strip()
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Each template's compiled code by its name and source, shared by every
+    renderer in the process: a worker's renderers, and the template lint's,
+    which in the tests renders copies of the same tree (each in another
+    directory, hence not found by Jinja's own per-file cache) many times.
+    The code object is kept as it is, not marshalled; every renderer's
+    environment is configured alike (TemplateRenderer)."""
+
+    LIMIT = 4096  # distinct (name, source) pairs kept; then it starts again
+
+    def __init__(self) -> None:
+        self._codes: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get_bucket(self, environment, name: str, filename: str | None, source: str) -> Bucket:
+        key = hashlib.sha256(f"{name}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+        bucket = Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        bucket.code = self._codes.get(bucket.key)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            if len(self._codes) >= self.LIMIT:
+                self._codes.clear()
+            self._codes[bucket.key] = bucket.code
+
+
+_COMPILED = _CompiledTemplates()
+
+
 class TemplateRenderer:
     def __init__(self, templates_dir: Path, fallback_language: str = "en", *, auto_reload: bool = True):
         self.templates_dir = Path(templates_dir)
@@ -286,6 +322,7 @@ class TemplateRenderer:
             # Every compiled template stays cached (6 forms x templates x languages).
             cache_size=-1,
             auto_reload=auto_reload,
+            bytecode_cache=_COMPILED,
         )
         self._env.filters.update(FILTERS)
 

@@ -55,6 +55,7 @@ render are reported too (`syntax-error`, `unknown-variable`, `render-error`).
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import os
 import sys
@@ -222,11 +223,20 @@ def _check_files(templates_dir: Path, rules: Rules, present: list[str], report: 
             _check_source(path, source, form, rules, parser, report)
 
 
+@functools.lru_cache(maxsize=4096)
+def _undeclared(source: str) -> frozenset[str]:
+    """The variables a template's source uses without setting them. Kept by
+    source: the tests lint copies of the same tree many times over."""
+    parser = SandboxedEnvironment()
+    parser.filters.update(FILTERS)
+    return frozenset(meta.find_undeclared_variables(parser.parse(source)))
+
+
 def _check_source(
     path: Path, source: str, form: str | None, rules: Rules, parser: SandboxedEnvironment, report: Report
 ) -> None:
     try:
-        undeclared = meta.find_undeclared_variables(parser.parse(source))
+        undeclared = _undeclared(source)
     except TemplateSyntaxError as error:  # also an unknown filter (TemplateAssertionError)
         report(path, error.lineno or 1, "syntax-error", error.message or "does not parse")
     else:
