@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import (Column, Integer, MetaData, Numeric, String, Table, and_, case, cast, distinct, func, literal, or_,
                         select, text)
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from db.models import Contact, Loan, Payment, PlanRecord, PromiseRecord, StageEntry
 from db.types import Money
 from db.outbox import SENT
-from reports.loan_facts import Filters, _loan_filter
+from reports.loan_facts import Filters, _loan_filter, applied_amount
 
 # A payment amount the database can sum as it stands.
 PLAIN_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
@@ -272,15 +272,9 @@ def _recovered(db: Session, facts: Table, groups: dict[GroupKey, Tallies]) -> li
                facts.c.currency, case((plain, True), else_=False))
         .select_from(joined).where(counted, odd).order_by(payments.c.id)
     ):
-        try:
-            value = Decimal(amount.strip())
-            if not value.is_finite():
-                raise InvalidOperation
-        except (InvalidOperation, AttributeError):
-            warnings.append(f"payment {key}: applied but its amount {amount!r} is not a number; not counted")
+        value = applied_amount(key, amount, currency, loan_currency, warnings)
+        if value is None:
             continue
-        if currency != loan_currency:
-            warnings.append(f"payment {key}: applied in {currency} to a {loan_currency} loan; counted under {currency}")
         if not was_summed:
             groups[(policy, segment)].recovered[currency] += value
     return warnings

@@ -58,6 +58,22 @@ class LoanFacts:
         return self.stages[-1] if self.stages else None
 
 
+def applied_amount(key: str, amount: str, currency: str, loan_currency: str, warnings: list[str]) -> Decimal | None:
+    """An applied payment's amount as recovered money, or None (with a
+    warning) when it is not a number; a payment in another currency than its
+    loan's is counted under its own, with a warning."""
+    try:
+        value = Decimal(amount.strip())
+        if not value.is_finite():
+            raise InvalidOperation
+    except (InvalidOperation, AttributeError):
+        warnings.append(f"payment {key}: applied but its amount {amount!r} is not a number; not counted")
+        return None
+    if currency != loan_currency:
+        warnings.append(f"payment {key}: applied in {currency} to a {loan_currency} loan; counted under {currency}")
+    return value
+
+
 def _loan_filter(filters: Filters) -> list:
     conditions = []
     if filters.since is not None:
@@ -114,17 +130,9 @@ def load_loans(db: Session, filters: Filters = Filters()) -> tuple[list[LoanFact
         facts = loans.get(loan_id)
         if facts is None:
             continue
-        try:
-            value = Decimal(amount.strip())
-            if not value.is_finite():
-                raise InvalidOperation
-        except (InvalidOperation, AttributeError):
-            warnings.append(f"payment {key}: applied but its amount {amount!r} is not a number; not counted")
+        value = applied_amount(key, amount, currency, facts.currency, warnings)
+        if value is None:
             continue
-        if currency != facts.currency:
-            warnings.append(
-                f"payment {key}: applied in {currency} to a {facts.currency} loan; counted under {currency}"
-            )
         facts.recovered[currency] = facts.recovered.get(currency, Decimal("0")) + value
 
     for loan_id, count in db.execute(
