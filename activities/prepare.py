@@ -28,6 +28,26 @@ from loaders.config_files import load_policy, load_profile
 from loaders.zones import candidate_zones
 
 
+# Each policy and profile object as JSON, by the object (the loader keeps one
+# per version of its files: loaders/config_files.py), so a loan's preparation
+# does not dump the same policy again. The object is kept with its JSON, so
+# its id cannot be taken by another while it is here.
+_JSON: dict[tuple[int, str], tuple[object, dict]] = {}
+_JSON_KEPT = 64
+
+
+def _json_of(model, **options) -> dict:
+    key = (id(model), repr(sorted(options.items())))
+    kept = _JSON.get(key)
+    if kept is not None and kept[0] is model:
+        return kept[1]
+    dumped = model.model_dump(mode="json", **options)
+    if len(_JSON) >= _JSON_KEPT:
+        _JSON.clear()
+    _JSON[key] = (model, dumped)
+    return dumped
+
+
 def borrower_zones(borrower: Borrower | None, primary: str) -> tuple[str, ...]:
     """Every zone the borrower may be in, `primary` first (12 CFR
     1006.6(b)(1)(i)): the zone, the address's state's, the number's."""
@@ -85,13 +105,13 @@ class LoanPreparation:
             # borrower with none, or not in the directory, takes the policy's.
             time_zone = (borrower.time_zone if borrower else None) or policy.default_time_zone
             return PreparedLoan(
-                policy=policy.model_dump(mode="json"),
+                policy=_json_of(policy),
                 time_zone=time_zone,
                 time_zones=borrower_zones(borrower, time_zone),
                 language=borrower.language if borrower else policy.default_language,
                 borrower_known=borrower is not None,
                 # The per-jurisdiction table stays here: the loan gets the one rule that applies.
-                profile=profile.model_dump(mode="json", exclude={"limitations"}),
+                profile=_json_of(profile, exclude={"limitations"}),
                 limitation=limitation_rule(profile, db.get(Loan, request.loan_id)),
             )
 

@@ -51,7 +51,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -79,6 +79,21 @@ KINDS = frozenset({
     "arrangement", "visit", "legal",  # plans and promises, field visits, legal outcomes
 })
 
+
+# The append's statements, built once: SQLAlchemy then reuses their compiled
+# form without building and keying them again on every append (a statement
+# built per call cost about as much CPU as running it on SQLite).
+_INSERT_ENTRIES = insert(_LOG)
+_MOVE_HEAD = (
+    update(_HEADS).where(_HEADS.c.loan_id == bindparam("head_loan_id")).values(seq=_HEADS.c.seq + bindparam("count"))
+    .returning(_HEADS.c.seq, _HEADS.c.hash)
+)
+_SEAL_HEAD = update(_HEADS).where(_HEADS.c.loan_id == bindparam("head_loan_id")).values(
+    hash=bindparam("new_hash"), mac=bindparam("new_mac"), updated_at=bindparam("now"))
+_LAST_ID = select(func.coalesce(func.max(_LOG.c.seq), 0))
+_KEYS_WRITTEN = select(_LOG.c.key).where(_LOG.c.key.in_(bindparam("keys", expanding=True)))
+_NEXT_ID = text(f"SELECT nextval('{ID_SEQUENCE}')")
+_NEXT_IDS = text(f"SELECT nextval('{ID_SEQUENCE}') FROM generate_series(1, :count)")
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -161,6 +176,16 @@ def message_digest(subject: str | None, text: str | None, html: str | None) -> s
     return hashlib.sha256(canonical({"subject": subject or "", "text": text or "", "html": html or ""}).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry for `append_many`: its kind, payload, moment and key (None: no key)."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    at: datetime | None = None
+    key: str | None = None
+
+
 def append(
     session: Session,
     kind: str,
@@ -175,7 +200,8 @@ def append(
     """Append one entry to `loan_id`'s chain in the caller's transaction (it
     commits or rolls back with the record it describes) and return it. With
     `key`, an entry already written under that key is returned instead and
-    nothing is appended: a retried activity appends once.
+    nothing is appended: a retried activity appends once. (A new entry comes
+    back as a copy of the row written, not attached to the session.)
 
     Appends for one loan take turns on that loan's `audit_loan_heads` row:
     the UPDATE that moves it on holds a row lock on PostgreSQL (a concurrent
@@ -191,37 +217,72 @@ def append(
         existing = session.scalar(select(AuditEntry).where(AuditEntry.key == key))
         if existing is not None:
             return existing
+    # The row as written (not loaded back: one statement less on every append).
+    return AuditEntry(**_write_rows(session, loan_id, workflow_id, [NewEntry(kind, payload, at, key)], secret)[0])
+
+
+def append_many(
+    session: Session, loan_id: str, workflow_id: str, entries: list[NewEntry], *, secret: bytes | None = None,
+) -> list[bool]:
+    """Append `entries` to `loan_id`'s chain, in their order, in the caller's
+    transaction, as `append` would one by one, but with one turn on the
+    loan's head and one INSERT: a loan's closing writes its payments' entries
+    and its own this way (activities/records.py). An entry whose key was
+    written already (by an earlier attempt) is skipped. True for each entry
+    appended."""
+    for entry in entries:
+        if entry.kind not in KINDS:
+            raise ValueError(f"audit kind {entry.kind!r} is not one of {', '.join(sorted(KINDS))}")
+    keys = [entry.key for entry in entries if entry.key is not None]
+    seen = set(session.scalars(_KEYS_WRITTEN, {"keys": keys})) if keys else set()
+    appended: list[bool] = []
+    new: list[NewEntry] = []
+    for entry in entries:
+        fresh = entry.key is None or entry.key not in seen
+        if entry.key is not None:
+            seen.add(entry.key)  # the same key twice in one batch: the first only
+        appended.append(fresh)
+        if fresh:
+            new.append(entry)
+    if new:
+        _write_rows(session, loan_id, workflow_id, new, secret)
+    return appended
+
+
+def _write_rows(
+    session: Session, loan_id: str, workflow_id: str, entries: list[NewEntry], secret: bytes | None,
+) -> list[dict]:
+    """Chain `entries` onto the loan's head and insert them (Core, no ORM
+    flush): the head moved on by their number, then sealed at the last."""
     secret = secret if secret is not None else audit_key.current()
-    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    # Through JSON and back: the hash covers exactly what verify will read.
-    payload_text = canonical(dict(payload))
-    payload_value = json.loads(payload_text)
+    last_seq, prev_hash = _take_turn(session, loan_id, len(entries))
+    ids = _next_ids(session, len(entries))
+    now = datetime.now(timezone.utc)
+    rows = []
+    for offset, (entry, seq) in enumerate(zip(entries, ids)):
+        loan_seq = last_seq - len(entries) + 1 + offset
+        at = (entry.at or now).astimezone(timezone.utc)
+        # Through JSON and back: the hash covers exactly what verify will read.
+        payload_text = canonical(dict(entry.payload))
+        digest = loan_entry_hash(secret, prev_hash, seq, loan_seq, at, loan_id, workflow_id, entry.kind,
+                                 json.loads(payload_text))
+        rows.append({
+            "seq": seq, "loan_seq": loan_seq, "at": at, "loan_id": loan_id, "workflow_id": workflow_id,
+            "kind": entry.kind, "key": entry.key, "payload": payload_text, "prev_hash": prev_hash,
+            "scheme": KEYED, "hash": digest,
+        })
+        prev_hash = digest
+    session.execute(_INSERT_ENTRIES, rows)
+    session.execute(_SEAL_HEAD, {"head_loan_id": loan_id, "new_hash": prev_hash,
+                                 "new_mac": loan_head_mac(secret, loan_id, last_seq, prev_hash), "now": now})
+    return rows
 
-    loan_seq, prev_hash = _take_turn(session, loan_id)
-    seq = _next_id(session)
-    digest = loan_entry_hash(secret, prev_hash, seq, loan_seq, at, loan_id, workflow_id, kind, payload_value)
-    entry = AuditEntry(
-        seq=seq, loan_seq=loan_seq, at=at, loan_id=loan_id, workflow_id=workflow_id, kind=kind, key=key,
-        payload=payload_text, prev_hash=prev_hash, scheme=KEYED, hash=digest,
-    )
-    session.add(entry)
-    session.flush()
-    session.execute(
-        update(_HEADS)
-        .where(_HEADS.c.loan_id == loan_id)
-        .values(hash=digest, mac=loan_head_mac(secret, loan_id, loan_seq, digest), updated_at=datetime.now(timezone.utc))
-    )
-    return entry
 
-
-def _take_turn(session: Session, loan_id: str) -> tuple[int, str]:
-    """Move the loan's head on by one, locking its row until the caller
-    commits: the new entry's loan_seq and the hash it follows."""
-    move = (
-        update(_HEADS).where(_HEADS.c.loan_id == loan_id).values(seq=_HEADS.c.seq + 1)
-        .returning(_HEADS.c.seq, _HEADS.c.hash)
-    )
-    moved = session.execute(move).first()
+def _take_turn(session: Session, loan_id: str, count: int = 1) -> tuple[int, str]:
+    """Move the loan's head on by `count`, locking its row until the caller
+    commits: the last new entry's loan_seq and the hash the first follows."""
+    turn = {"head_loan_id": loan_id, "count": count}
+    moved = session.execute(_MOVE_HEAD, turn).first()
     if moved is None:
         # The loan's first entry: its head row starts before the genesis. Two
         # first appends at once insert it once (the second waits for the first
@@ -232,17 +293,20 @@ def _take_turn(session: Session, loan_id: str) -> tuple[int, str]:
             .values(loan_id=loan_id, seq=0, hash=GENESIS_HASH, mac=None, updated_at=datetime.now(timezone.utc))
             .on_conflict_do_nothing(index_elements=["loan_id"])
         )
-        moved = session.execute(move).one()
+        moved = session.execute(_MOVE_HEAD, turn).one()
     return moved.seq, moved.hash
 
 
-def _next_id(session: Session) -> int:
-    """The new entry's id in the whole log. PostgreSQL's sequence gives it
-    without a lock; on SQLite the caller already holds the database's write
-    lock (taken by _take_turn), so the next number is its alone."""
+def _next_ids(session: Session, count: int = 1) -> list[int]:
+    """The new entries' ids in the whole log. PostgreSQL's sequence gives
+    them without a lock; on SQLite the caller already holds the database's
+    write lock (taken by _take_turn), so the next numbers are its alone."""
     if session.get_bind().dialect.name == "postgresql":
-        return int(session.scalar(text(f"SELECT nextval('{ID_SEQUENCE}')")))
-    return int(session.scalar(select(func.coalesce(func.max(_LOG.c.seq), 0))) or 0) + 1
+        if count == 1:
+            return [int(session.scalar(_NEXT_ID))]
+        return sorted(int(n) for n in session.scalars(_NEXT_IDS, {"count": count}))
+    first = int(session.scalar(_LAST_ID) or 0) + 1
+    return list(range(first, first + count))
 
 
 def has_key(session: Session, key: str) -> bool:

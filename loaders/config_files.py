@@ -6,7 +6,10 @@ key. Every failure names the file and the key (PolicyError / ProfileError).
 
 from __future__ import annotations
 
+import os
+import threading
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from dunning.compliance import Profile, ProfileError, parse_profile
@@ -24,26 +27,74 @@ def named_config_file(kind: str, name: str, directory: Path, error: type[ValueEr
     return path
 
 
+# Policies and profiles read, by kind, directory and name: the files each
+# was read from, as they were then (path, modification time, size), and the
+# parsed model. Every loan's preparation reads its policy and profile; parsing
+# and validating the TOML again each time was a tenth of a start's CPU. The
+# models are frozen, so one copy serves every caller; an edited file (another
+# modification time or size) is read afresh, and a file that fails is never kept.
+_Signature = tuple[str, int, int]
+_LOADED: dict[tuple[str, str, str], tuple[tuple[_Signature, ...], object]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _signature(path: Path) -> _Signature:
+    stat = os.stat(path)
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def _unchanged(files: tuple[_Signature, ...]) -> bool:
+    try:
+        return all(_signature(Path(path)) == (path, mtime, size) for path, mtime, size in files)
+    except OSError:
+        return False
+
+
+def _kept(kind: str, directory: Path, name: str, read: Callable[[list[_Signature]], object]):
+    """`read(files)` once per version of the files it reads (it appends their signatures before reading each)."""
+    key = (kind, str(directory), name)
+    with _LOADED_LOCK:
+        kept = _LOADED.get(key)
+    if kept is not None and _unchanged(kept[0]):
+        return kept[1]
+    files: list[_Signature] = []
+    value = read(files)
+    with _LOADED_LOCK:
+        _LOADED[key] = (tuple(files), value)
+    return value
+
+
 def load_policy(name: str, policies_dir: Path) -> Policy:
     path = named_config_file("policy", name, policies_dir, PolicyError)
-    data = _read_with_base(path, policies_dir, seen=())
-    policy = parse_policy(data, str(path))
-    if policy.name != name:
-        raise PolicyError(f"{path}: name: {policy.name!r} does not match the file name {name!r}")
-    return policy
+
+    def read(files: list[_Signature]) -> Policy:
+        data = _read_with_base(path, policies_dir, seen=(), files=files)
+        policy = parse_policy(data, str(path))
+        if policy.name != name:
+            raise PolicyError(f"{path}: name: {policy.name!r} does not match the file name {name!r}")
+        return policy
+
+    return _kept("policy", policies_dir, name, read)
 
 
 def load_profile(name: str, profiles_dir: Path) -> Profile:
     path = named_config_file("profile", name, profiles_dir, ProfileError)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ProfileError(f"{path}: not valid TOML: {error}") from None
-    return parse_profile(data, str(path))
+
+    def read(files: list[_Signature]) -> Profile:
+        files.append(_signature(path))
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ProfileError(f"{path}: not valid TOML: {error}") from None
+        return parse_profile(data, str(path))
+
+    return _kept("profile", profiles_dir, name, read)
 
 
-def _read_with_base(path: Path, policies_dir: Path, seen: tuple[str, ...]) -> dict:
+def _read_with_base(path: Path, policies_dir: Path, seen: tuple[str, ...], files: list[_Signature] | None = None) -> dict:
     """A policy file, merged over the policy it `extends` (tables merge key by key)."""
+    if files is not None:
+        files.append(_signature(path))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
@@ -56,7 +107,7 @@ def _read_with_base(path: Path, policies_dir: Path, seen: tuple[str, ...]) -> di
         raise PolicyError(f"{path}: extends: no policy named {base_name!r} under {policies_dir}")
     if base_name in seen:
         raise PolicyError(f"{path}: extends: {base_name!r} extends itself through {' -> '.join(seen)}")
-    return _merge(_read_with_base(base_path, policies_dir, (*seen, path.stem)), data)
+    return _merge(_read_with_base(base_path, policies_dir, (*seen, path.stem), files), data)
 
 
 def _merge(base: dict, override: dict) -> dict:

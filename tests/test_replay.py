@@ -8,7 +8,6 @@ workflow that starts a timer before anything else, registered under the same
 name, fails every golden history with a nondeterminism error, while the same
 copy without the timer replays them all."""
 
-from __future__ import annotations
 
 import base64
 import json

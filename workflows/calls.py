@@ -2,7 +2,6 @@
 record the transitions return, as a local activity or not, with what
 timeouts and retries; loading the loan; sending a contact."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 

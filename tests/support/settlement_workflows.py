@@ -4,7 +4,6 @@ far as the `settlement_decision` signal goes, and today's handler without
 its `workflow.patched` gate. Apart from the test module, because the
 workflow sandbox imports a workflow's module again."""
 
-from __future__ import annotations
 
 from typing import Any
 
