@@ -6,7 +6,7 @@ key. Every failure names the file and the key (PolicyError / ProfileError).
 
 from __future__ import annotations
 
-import os
+import hashlib
 import threading
 import tomllib
 from collections.abc import Callable
@@ -28,24 +28,33 @@ def named_config_file(kind: str, name: str, directory: Path, error: type[ValueEr
 
 
 # Policies and profiles read, by kind, directory and name: the files each
-# was read from, as they were then (path, modification time, size), and the
-# parsed model. Every loan's preparation reads its policy and profile; parsing
-# and validating the TOML again each time was a tenth of a start's CPU. The
-# models are frozen, so one copy serves every caller; an edited file (another
-# modification time or size) is read afresh, and a file that fails is never kept.
-_Signature = tuple[str, int, int]
+# was read from, with the SHA-256 of what they held then, and the parsed
+# model. Every loan's preparation reads its policy and profile; parsing and
+# validating the TOML again each time was a tenth of a start's CPU, reading
+# and hashing the files costs a few microseconds. The models are frozen, so
+# one copy serves every caller; a file whose bytes changed is parsed afresh
+# (by content, not by modification time, which a quick rewrite can leave
+# unchanged), and a file that fails is never kept.
+_Signature = tuple[str, str]
 _LOADED: dict[tuple[str, str, str], tuple[tuple[_Signature, ...], object]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
 def _signature(path: Path) -> _Signature:
-    stat = os.stat(path)
-    return str(path), stat.st_mtime_ns, stat.st_size
+    return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_text(path: Path, files: list[_Signature] | None) -> str:
+    """The file's text, its signature noted from the very bytes read."""
+    raw = path.read_bytes()
+    if files is not None:
+        files.append((str(path), hashlib.sha256(raw).hexdigest()))
+    return raw.decode("utf-8").replace("\r\n", "\n")
 
 
 def _unchanged(files: tuple[_Signature, ...]) -> bool:
     try:
-        return all(_signature(Path(path)) == (path, mtime, size) for path, mtime, size in files)
+        return all(_signature(Path(path)) == (path, digest) for path, digest in files)
     except OSError:
         return False
 
@@ -81,9 +90,8 @@ def load_profile(name: str, profiles_dir: Path) -> Profile:
     path = named_config_file("profile", name, profiles_dir, ProfileError)
 
     def read(files: list[_Signature]) -> Profile:
-        files.append(_signature(path))
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(_read_text(path, files))
         except tomllib.TOMLDecodeError as error:
             raise ProfileError(f"{path}: not valid TOML: {error}") from None
         return parse_profile(data, str(path))
@@ -93,10 +101,8 @@ def load_profile(name: str, profiles_dir: Path) -> Profile:
 
 def _read_with_base(path: Path, policies_dir: Path, seen: tuple[str, ...], files: list[_Signature] | None = None) -> dict:
     """A policy file, merged over the policy it `extends` (tables merge key by key)."""
-    if files is not None:
-        files.append(_signature(path))
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_text(path, files))
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{path}: not valid TOML: {error}") from None
     base_name = data.pop("extends", None)

@@ -153,6 +153,23 @@ def test_a_policy_with_an_unknown_channel_is_rejected_naming_the_step(tmp_path):
         load_policy("default", write(tmp_path, "default", text))
 
 
+def test_a_policy_is_read_again_when_its_file_or_its_base_changes_and_not_otherwise(tmp_path):
+    base = (POLICIES / "default.toml").read_text()
+    write(tmp_path, "default", base)
+    write(tmp_path, "child", 'extends = "default"\nname = "child"\n')
+    first = load_policy("child", tmp_path)
+    assert load_policy("child", tmp_path) is first  # the same files: the same parsed policy
+    # The base edited at once, to the same length (a modification time may not move):
+    write(tmp_path, "default", base.replace("start_day = 16", "start_day = 17"))
+    edited = load_policy("child", tmp_path)
+    assert edited is not first and edited.stages.negotiation.start_day == 17
+    # A broken edit is an error every time, not a policy kept from before.
+    write(tmp_path, "child", 'extends = "default"\nname = "child"\nstrat = 1\n')
+    for _ in range(2):
+        with pytest.raises(PolicyError, match="strat"):
+            load_policy("child", tmp_path)
+
+
 def test_an_unknown_policy_names_the_known_ones():
     known = ", ".join(sorted(p.stem for p in POLICIES.glob("*.toml")))
     assert "default, demo" in known
