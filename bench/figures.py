@@ -73,6 +73,22 @@ def figures(results: dict) -> list[dict]:
         ratio = dunning["signal"]["per_second"] / noop["signal"]["per_second"]
         rows.append(_row(f"signal->completion, {dunning['signal']['workflows']} workflows (/s)", dunning["signal"]["per_second"],
                          noop["signal"]["per_second"], ratio, f"ratio >= {GOALS['signal']:.0%}", ratio >= GOALS["signal"]))
+        essential = results.get("essential")
+        if essential:
+            # The essential floor (bench/essential.py): the loan's two durable
+            # writes and nothing else. essential / floor bounds what any
+            # workflow keeping these records can reach; dunning / essential
+            # is the cost of the dunning workflow's own decisions.
+            for phase, label in (("start", "start throughput"), ("signal", "signal->completion")):
+                e, f, d = essential[phase]["per_second"], noop[phase]["per_second"], dunning[phase]["per_second"]
+                rows.append(_row(f"{label}: essential floor (prepare + close only) against the floor (/s)",
+                                 e, f, e / f, "-", None))
+                rows.append(_row(f"{label}: DunningWorkflow against the essential floor (/s)", d, e, d / e, "-", None))
+            for phase, label in (("start", "start"), ("signal", "signal->completion")):
+                e, f = _cpu_ms(essential[phase]), _cpu_ms(noop[phase])
+                if e and f:
+                    rows.append(_row(f"{label}: essential floor's worker+server CPU per workflow (ms)", e, f, f / e,
+                                     "-", None))
         # CPU per workflow (worker + server): what the wall-clock ratios come
         # from, and much less disturbed by other load on the machine.
         for phase, label in (("start", "start"), ("signal", "signal->completion")):

@@ -60,6 +60,11 @@ from bench.throughput import launch, throughput
 from bench.workload import BENCH, loan_records, prepare_config, seed_database
 
 
+# The dev-server kinds, in the order they run: the no-op floor, the essential
+# floor (bench/essential.py), then the dunning workflow.
+KINDS = ("noop", "essential", "dunning")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="DunningWorkflow against a no-op floor.")
     parser.add_argument("--loans", type=int, default=None, help="workflows in the start and signal figures (default 1000)")
@@ -107,16 +112,20 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         config_dir = prepare_config(workdir)
         if not args.skip_throughput:
-            database_url = f"sqlite:///{workdir / 'dunning.db'}"
             loans = loan_records(max(args.open, args.loans))
-            seed_database(database_url, len(loans))
-            # A smoke run sets both kinds up at once; a measured run one after the
-            # other, so that the idle pair takes nothing from the measured one.
-            launched = {kind: launch(kind, workdir, database_url, config_dir) for kind in ("noop", "dunning") if args.smoke}
+            # The kinds that write (dunning, and the essential floor) each on a
+            # database of their own, seeded alike; the no-op floor writes nothing.
+            databases = {kind: f"sqlite:///{workdir / f'{kind}.db'}" for kind in ("essential", "dunning")}
+            databases["noop"] = databases["dunning"]
+            for url in set(databases.values()):
+                seed_database(url, len(loans))
+            # A smoke run sets every kind up at once; a measured run one after
+            # the other, so that the idle ones take nothing from the measured one.
+            launched = {kind: launch(kind, workdir, databases[kind], config_dir) for kind in KINDS if args.smoke}
             try:
-                for kind in ("noop", "dunning"):
-                    processes = launched.pop(kind, None) or launch(kind, workdir, database_url, config_dir)
-                    results[kind] = await throughput(kind, args, processes, database_url, loans)
+                for kind in KINDS:
+                    processes = launched.pop(kind, None) or launch(kind, workdir, databases[kind], config_dir)
+                    results[kind] = await throughput(kind, args, processes, databases[kind], loans)
             finally:
                 for server, worker in launched.values():
                     worker.stop()
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("cost"):
         print()
         print(report(results["cost"]))
-    for kind in ("dunning", "noop"):
+    for kind in ("dunning", "essential", "noop"):
         if kind in results:
             print(f"{kind}: max_cached_workflows={results[kind]['max_cached_workflows']}, "
                   f"closed on the server {results[kind]['closed_on_server']}/{results[kind]['signal']['workflows']}")

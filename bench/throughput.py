@@ -1,4 +1,4 @@
-"""The dev-server phases of one kind (the floor `noop`, or `dunning`) on its own
+"""The dev-server phases of one kind (the floor `noop`, the `essential` floor, or `dunning`) on its own
 server and worker process: start N workflows, fill up to `--open`, signal the
 first N (see bench/run.py's docstring); timed, with the CPU each process used,
 the worker's memory and, with --profile, py-spy profiles of the worker."""
@@ -23,6 +23,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.payloads import PREPARE_LOAN
 from bench.figures import SLOW_TASK_SECONDS
+from bench.essential import ESSENTIAL_WORKFLOW
 from bench.noop import NOOP_ACTIVITY, NOOP_WORKFLOW
 from bench.processes import DevServer, WorkerProcess, worker_env
 from bench.progress import say
@@ -31,6 +32,12 @@ from db.session import make_engine, make_session_factory
 from dunning.contract import WORKFLOW_TYPE, workflow_id_for
 
 QUIET_SECONDS = 1.0
+# Each kind's workflow type, and the activity that ends its start.
+WORKFLOW_TYPES = {
+    "dunning": (WORKFLOW_TYPE, PREPARE_LOAN),
+    "noop": (NOOP_WORKFLOW, NOOP_ACTIVITY),
+    "essential": (ESSENTIAL_WORKFLOW, PREPARE_LOAN),
+}
 
 
 async def start_all(client: Client, workflow_type: str, loans: list[dict], task_queue: str, concurrency: int) -> None:
@@ -128,7 +135,7 @@ def launch(kind: str, workdir: Path, database_url: str, config_dir: Path) -> tup
 
 async def throughput(kind: str, args, processes: tuple[DevServer, WorkerProcess], database_url: str, loans: list[dict]) -> dict:
     """Start, fill and signal phases for one kind on its own server and worker."""
-    workflow_type, first_activity = (WORKFLOW_TYPE, PREPARE_LOAN) if kind == "dunning" else (NOOP_WORKFLOW, NOOP_ACTIVITY)
+    workflow_type, first_activity = WORKFLOW_TYPES[kind]
     n, total = args.loans, max(args.open, args.loans)
     out: dict = {"workflow_type": workflow_type}
     server, worker = processes
@@ -206,7 +213,7 @@ async def throughput(kind: str, args, processes: tuple[DevServer, WorkerProcess]
             "start": task_latency_summary([t for t in tasks if t["scheduled_at"] < began]),
             "signal": task_latency_summary([t for t in tasks if t["scheduled_at"] >= began]),
         }
-        if kind == "dunning":
+        if kind != "noop":
             sessions = make_session_factory(make_engine(database_url))
             with sessions() as db:
                 out["closed_in_database"] = db.scalar(select(func.count()).select_from(Loan).where(Loan.outcome == "repaid"))

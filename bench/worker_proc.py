@@ -3,6 +3,7 @@ CPU are its own:
 
     python -m bench.worker_proc dunning     the worker exactly as worker.py builds it
     python -m bench.worker_proc noop        the same worker with NoopWorkflow instead
+    python -m bench.worker_proc essential   the same worker with EssentialWorkflow (bench/essential.py)
 
 Settings come from the environment, as for worker.py. Both kinds are built by
 runtime/worker_build.py's build_worker (sandbox runner, activity executor,
@@ -173,6 +174,11 @@ async def build(kind: str, probe: Probe, executor: concurrent.futures.Executor) 
 
         share_code("bench")  # as sandbox_runner() does for workflows/
         config["workflows"], config["activities"] = [NoopWorkflow], [noop_prepare]
+    if kind == "essential":
+        from bench.essential import EssentialWorkflow
+
+        share_code("bench")
+        config["workflows"] = [EssentialWorkflow]  # the real activities, as built
     if config.get("workflow_task_executor") is None:
         size = config.get("max_concurrent_workflow_tasks") or 500  # the SDK's default
         config["workflow_task_executor"] = TimedExecutor(probe, size)
@@ -238,7 +244,7 @@ def _own_stdout() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("dunning", "noop"))
+    parser.add_argument("kind", choices=("dunning", "noop", "essential"))
     args = parser.parse_args()
     _own_stdout()
     asyncio.run(serve(args.kind))

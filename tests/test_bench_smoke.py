@@ -27,13 +27,15 @@ def test_the_smoke_benchmark_runs_every_phase_and_writes_its_figures(tmp_path):
 
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["smoke"] is True
-    for kind in ("noop", "dunning"):
+    for kind in ("noop", "essential", "dunning"):
         phase = results[kind]
         assert phase["start"]["workflows"] == phase["signal"]["workflows"] == results["parameters"]["loans"]
         assert phase["start"]["per_second"] > 0 and phase["signal"]["per_second"] > 0
         assert phase["closed_on_server"] == phase["signal"]["workflows"]  # every signalled loan closed
         assert phase["rss_open"] > 0 and phase["max_cached_workflows"]
     assert results["dunning"]["closed_in_database"] == results["parameters"]["loans"]
+    # The essential floor wrote and closed its own loans, in its own database.
+    assert results["essential"]["closed_in_database"] == results["parameters"]["loans"]
 
     life = results["lifecycle"]  # a smoke run leaves the busy policy's lifecycle out (only validates the policy)
     assert life["default"]["outcome"] == "written_off" and life["default"]["final_stage"] == "legal"
@@ -44,5 +46,6 @@ def test_the_smoke_benchmark_runs_every_phase_and_writes_its_figures(tmp_path):
     assert any(f.startswith("start throughput") for f in figures)
     assert any(f.startswith("signal->completion") for f in figures)
     assert any(f.startswith("worker RSS") for f in figures)
+    assert any("against the essential floor" in f for f in figures)
     assert any("lifecycle, default policy" in f for f in figures)
     assert {"nproc", "cpu_model", "python", "temporalio"} <= set(results["machine"])
