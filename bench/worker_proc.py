@@ -207,6 +207,7 @@ async def serve(kind: str) -> None:
         cache = config.get("max_cached_workflows")
         # The worker's size as built (None: the SDK's default), for the results.
         tuning = {"activity_threads": settings.activity_threads, "max_cached_workflows": cache,
+                  "workflow_sandbox": settings.workflow_sandbox,
                   "sticky_schedule_to_start_seconds": config["sticky_queue_schedule_to_start_timeout"].total_seconds(),
                   **{name: config.get(name) for name in ("max_concurrent_workflow_tasks", "max_concurrent_activities",
                                                           "max_concurrent_local_activities")}}

@@ -146,6 +146,17 @@ class Settings(SecretSettings):
     # Workflows the worker keeps in memory (the sticky cache): each loan
     # beyond it is replayed from its history when it wakes.
     max_cached_workflows: int = _env("DUNNING_MAX_CACHED_WORKFLOWS", default=1000, ge=0)
+    # Whether the workflows run in the SDK's sandbox. The sandbox imports the
+    # workflow module afresh for every workflow instance (every new loan, and
+    # every loan woken after the cache evicted it) and wraps every activation;
+    # that was half the worker's CPU for a loan it replays (docs/benchmarks.md,
+    # "The workflow sandbox"). Off, determinism rests on what checks it
+    # without the sandbox: the import-linter contracts (no I/O module is
+    # reachable from workflows/ or dunning/), the determinism lint over both
+    # (tests/test_determinism_lint.py: no clock, randomness, environment or
+    # file access), and the golden histories and workflow tests replayed
+    # inside the sandbox. On: every check the sandbox makes, at its cost.
+    workflow_sandbox: bool = _env("DUNNING_WORKFLOW_SANDBOX", default=False)
     # How long a workflow task waits on this worker's own (sticky) queue
     # before the server hands it to any worker: a burst longer than this
     # times tasks out (an event each, and a replay where another worker takes it).

@@ -9,7 +9,7 @@ import concurrent.futures
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit_checkpoint import AuditCheckpoints
@@ -37,6 +37,12 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     # instance: with one shared copy of their compiled code (runtime/bytecode.py).
     share_code("workflows")
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox when DUNNING_WORKFLOW_SANDBOX is on; else the workflows run
+    without it (runtime/settings.py says what checks determinism then)."""
+    return sandbox_runner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
 
 def activity_settings(settings: Settings) -> ActivitySettings:
@@ -120,7 +126,7 @@ def build_worker(
         workflows=[DunningWorkflow, RecordsRetentionWorkflow, AuditCheckpointWorkflow],
         activities=[*acts.registered(), *retention.registered(), *tasks.registered(), *checkpoints.registered()],
         activity_executor=executor,
-        workflow_runner=sandbox_runner(),
+        workflow_runner=workflow_runner(settings),
         # The worker's size from the settings (runtime/settings.py; docs/benchmarks.md, "Tuning").
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_concurrent_activities=settings.max_concurrent_activities,

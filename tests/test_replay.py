@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 # The sandbox imports this module again for the copies below (their module):
 # what it needs of the rest it takes as it is.
@@ -76,17 +76,21 @@ def patches_of(path: Path) -> list[str]:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox", "no-sandbox"])
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
-async def test_a_golden_history_replays_on_todays_code(path: Path):
-    await replay(path, DunningWorkflow)
+async def test_a_golden_history_replays_on_todays_code(path: Path, sandboxed: bool):
+    # In the sandbox (every check it makes on the workflow code), and as the
+    # worker runs it by default, without (DUNNING_WORKFLOW_SANDBOX).
+    await replay(path, DunningWorkflow, sandboxed=sandboxed)
 
 
-async def replay(path: Path, workflow_class: type) -> None:
-    """Replay a golden history as a deploy would: `workflow_class` under the
-    worker's sandbox, the only workflow registered."""
+async def replay(path: Path, workflow_class: type, *, sandboxed: bool = True) -> None:
+    """Replay a golden history as a deploy would: `workflow_class` the only
+    workflow registered, under the SDK's sandbox unless `sandboxed` is False."""
     workflow_id = re.sub(r"^legacy-\d{4}-\d{2}[a-z]?-", "", path.stem)  # the id the history was recorded under
     history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
-    await Replayer(workflows=[workflow_class], workflow_runner=sandbox_runner()).replay_workflow(history)
+    runner = sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner()
+    await Replayer(workflows=[workflow_class], workflow_runner=runner).replay_workflow(history)
 
 
 # -------------------------------------------------------- the negative control

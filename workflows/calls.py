@@ -2,8 +2,8 @@
 record the transitions return, as a local activity or not, with what
 timeouts and retries; loading the loan; sending a contact."""
 
-
 from datetime import timedelta
+from types import MappingProxyType
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,8 +29,9 @@ SEND_RETRY = RetryPolicy(
 # A contact that found the database down waits this long before it is
 # decided again (SEND_RETRY's attempts took about half a minute already).
 DATABASE_WAIT = timedelta(minutes=10)
-# The activity that writes each kind of record, and its payload type.
-WRITERS = {
+# The activity that writes each kind of record, and its payload type (read-only:
+# every workflow in the worker shares this module).
+WRITERS = MappingProxyType({
     records.PAYMENT: (acts.RECORD_PAYMENT, acts.PaymentRecord),
     records.DECISION: (acts.RECORD_DECISION, acts.DecisionRecord),
     records.COMPLAINT_OPENED: (acts.OPEN_COMPLAINT, acts.ComplaintOpened),
@@ -45,7 +46,7 @@ WRITERS = {
     records.TASK: (acts.OPEN_TASK, acts.TaskRequest),
     records.PAYMENT_REVERSAL: (acts.RECORD_PAYMENT_REVERSAL, acts.PaymentReversalRecord),
     records.REOPENING: (acts.REOPEN_LOAN, acts.ReopeningRecord),
-}
+})
 
 
 def _execute(locally: bool):

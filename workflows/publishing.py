@@ -1,7 +1,6 @@
 """The loan's search attributes (docs/contract.md), kept current from the
 workflow: upserted only when a value changed."""
 
-
 from datetime import datetime
 from typing import Any
 
