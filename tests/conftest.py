@@ -222,6 +222,12 @@ def settings(database_url, tmp_path, monkeypatch) -> Settings:
     monkeypatch.setenv("DUNNING_PAY_LINK_SECRET", TEST_PAY_LINK_SECRET)
     monkeypatch.setenv("DUNNING_LENDER_NAME", "Example Lender")
     monkeypatch.delenv("DUNNING_CONFIG_DIR", raising=False)
+    if not database_url.startswith("sqlite"):
+        # A SQLite test's bureau files and legal documents go beside its
+        # database file (in tmp_path); on PostgreSQL the default would be the
+        # checkout's .dunning/exports, one directory for every postgresql
+        # item and both xdist workers (the same loan ids, the same file names).
+        monkeypatch.setenv("DUNNING_EXPORT_DIR", str(tmp_path / "exports"))
     return Settings()
 
 
@@ -233,10 +239,45 @@ def seeded_borrower(session_factory) -> str:
     return BORROWER["borrower_id"]
 
 
+# ------------------------------------------------------------ the order under xdist
+
+# make test runs on both cores (pytest-xdist: -n 2 --dist loadfile
+# --no-loadscope-reorder): each file stays on one worker (some share a
+# module's fixtures), and a worker is handed the next file in the collection's
+# order whenever fewer than three of its tests are left (xdist's loadfile
+# scheduler; --no-loadscope-reorder stops it from sorting the files by their
+# number of tests instead, which put the crash tests, four of them, last).
+# The files below take longest (seconds measured with --durations=0 under
+# make test on 2 shared cores, a file's setup, calls and teardown summed):
+# put first, longest first, the two longest start at once, one on each
+# worker, the next ones go to whichever worker is free first, and the short
+# files fill in at the end, so that no long file starts last. Only the order
+# changes, and only under xdist: a serial run keeps pytest's order. A file
+# not named here runs in its usual place among the rest.
+LONGEST_FILES = (
+    "tests/test_crash_safety.py",  # 172 s (its worker and dev-server scenarios side by side)
+    "tests/test_contact_properties_slow.py",  # 166 s (10,000 lifecycles a profile, a process per core)
+    "tests/test_fuzz_inputs.py",  # 108 s
+    "tests/test_template_lint.py",  # 97 s
+    "tests/test_inbound_requests.py",  # 96 s
+    "tests/test_bulk_placing.py",  # 96 s
+    "tests/test_continue_as_new.py",  # 81 s
+    "tests/test_attacks_placement.py",  # 51 s
+    "tests/test_gateway.py",  # 48 s; every other file under 40 s
+)
+
+
+def _longest_first(items) -> None:
+    rank = {path: place for place, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: files stay whole
+
+
 # ------------------------------------------------------------ the summary
 
 
 def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # an xdist worker (each collects everything, in the same order)
+        _longest_first(items)
     config._dunning_postgres_items = {
         item.nodeid
         for item in items
@@ -244,17 +285,95 @@ def pytest_collection_modifyitems(config, items):
     }
 
 
+# The summary's figures live in the process that ran the tests: the property
+# tests' counters, the crash tests' seeds (module globals), the contact
+# properties' summary plugin, the postgresql items (collected). Under xdist
+# that is a worker, and the terminal summary is written by the controller,
+# which runs no test and collects nothing: each worker sends its figures in
+# `workeroutput` when it finishes, and the controller adds them up
+# (pytest_testnodedown) before it writes the summary.
+
+_FAILED: set[str] = set()  # node ids that failed or errored in this process
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _FAILED.add(report.nodeid)
+
+
+class _Lines:
+    """Stands in for the terminal reporter to a plugin's pytest_terminal_summary."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, line: str, **markup) -> None:
+        self.lines.append(line)
+
+
+def _figures(config, with_plugin_lines: bool) -> dict:
+    """This process's figures for the summary (plain data: they cross from an
+    xdist worker to the controller)."""
+    import sys
+
+    figures = {"lifecycles": 0, "contacts": 0, "plugin_lines": [], "crash_lines": [],
+               "postgres_items": sorted(getattr(config, "_dunning_postgres_items", ()))}
+    properties = sys.modules.get("tests.test_compliance_properties")
+    if properties is not None:
+        figures["lifecycles"] = properties.checked["lifecycles"]
+        figures["contacts"] = properties.checked["contacts"]
+    crash = sys.modules.get("tests.test_crash_safety")
+    if crash is not None:
+        figures["crash_lines"] = crash.summary_lines(set(_FAILED))
+    # tests/test_contact_properties_slow.py registers its own summary plugin;
+    # in a serial run it writes its lines itself.
+    plugin = config.pluginmanager.get_plugin("contact-properties-summary")
+    if with_plugin_lines and plugin is not None:
+        lines = _Lines()
+        plugin.pytest_terminal_summary(lines)
+        figures["plugin_lines"] = lines.lines
+    return figures
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: sent to the controller when this returns
+        workeroutput["dunning_summary"] = _figures(session.config, with_plugin_lines=True)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_testnodedown(node, error):
+    figures = getattr(node, "workeroutput", {}).get("dunning_summary")
+    if figures is not None:
+        node.config.__dict__.setdefault("_dunning_worker_figures", []).append(figures)
+
+
+def _run_figures(config) -> dict:
+    """The figures of the whole run: this process's, or under xdist the sum of
+    the workers'."""
+    if config.pluginmanager.get_plugin("dsession") is None:  # not an xdist controller
+        return _figures(config, with_plugin_lines=False)
+    run = {"lifecycles": 0, "contacts": 0, "plugin_lines": [], "crash_lines": [], "postgres_items": set()}
+    for figures in getattr(config, "_dunning_worker_figures", []):
+        run["lifecycles"] += figures["lifecycles"]
+        run["contacts"] += figures["contacts"]
+        run["plugin_lines"] += figures["plugin_lines"]
+        run["crash_lines"] += figures["crash_lines"]
+        run["postgres_items"] |= set(figures["postgres_items"])
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
     """Report how many random lifecycles the compliance properties checked,
     the crash tests' seeds (and how to repeat a failed one), and how the
     PostgreSQL items went."""
-    import sys
-
-    properties = sys.modules.get("tests.test_compliance_properties")
-    if properties is not None and properties.checked["lifecycles"]:
+    figures = _run_figures(terminalreporter.config)
+    for line in figures["plugin_lines"]:
+        terminalreporter.write_line(line)
+    if figures["lifecycles"]:
         terminalreporter.write_line(
-            f"compliance properties: {properties.checked['lifecycles']} lifecycles through the workflow, "
-            f"{properties.checked['contacts']} contacts checked"
+            f"compliance properties: {figures['lifecycles']} lifecycles through the workflow, "
+            f"{figures['contacts']} contacts checked"
         )
 
     # The hours the run saw, so two runs' verdicts can be compared by hour.
@@ -268,14 +387,10 @@ def pytest_terminal_summary(terminalreporter):
            else "time-skipping server started at the wall clock's time")
     )
 
-    crash = sys.modules.get("tests.test_crash_safety")
-    if crash is not None:
-        failed = {getattr(report, "nodeid", None) for outcome in ("failed", "error")
-                  for report in terminalreporter.stats.get(outcome, [])}
-        for line in crash.summary_lines(failed):
-            terminalreporter.write_line(line)
+    for line in figures["crash_lines"]:
+        terminalreporter.write_line(line)
 
-    postgres_items = getattr(terminalreporter.config, "_dunning_postgres_items", set())
+    postgres_items = set(figures["postgres_items"])
     if postgres_items:
         outcomes: dict[str, set[str]] = {}
         for outcome in ("passed", "failed", "error", "skipped"):

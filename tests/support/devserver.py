@@ -12,6 +12,8 @@ starter.py."""
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import sys
 import uuid
@@ -26,6 +28,39 @@ from runtime.binaries import binary
 from runtime.dev_server import free_port, headless_command, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes a port from for bind(port 0) and for a
+    client's connect() (Linux: /proc/sys/net/ipv4/ip_local_port_range)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def stable_port() -> int:
+    """A free port on 127.0.0.1 for a server that must get it back after a
+    restart (the crash tests SIGKILL the dev server and start it again on the
+    same ports). A port from free_port() is in the ephemeral range, where any
+    process's bind(0) or outgoing connection may be given it while the server
+    is down, and the restart then fails (EADDRINUSE); with `make test` on two
+    xdist workers the other worker's processes open connections all the time.
+    Below that range the kernel hands nothing out by itself: a random free
+    port there is taken only by someone naming it."""
+    low, _ = _ephemeral_ports()
+    if low > 11024:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    return free_port()
 
 
 class DevServer:
@@ -44,7 +79,7 @@ class DevServer:
         start_worker: bool = True,
         search_attributes: dict[str, str] = SEARCH_ATTRIBUTES,
     ) -> None:
-        self.port = free_port()
+        self.port = stable_port()  # the same port (and HTTP and metrics ports) on each start_server()
         self.address = f"127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'dunning.db'}"
         self.task_queue = f"dunning-dev-{uuid.uuid4().hex[:6]}"
@@ -62,6 +97,8 @@ class DevServer:
         self.server_command = headless_command(
             self.port, "--db-filename", str(tmp / "temporal.db"), *server_flags, search_attributes=search_attributes
         )
+        for flag in ("--http-port", "--metrics-port"):  # free_port()'s, in the ephemeral range: see stable_port
+            self.server_command[self.server_command.index(flag) + 1] = str(stable_port())
         self.start_server()
         upgrade_to_head(self.database_url)
         self.sessions = make_session_factory(make_engine(self.database_url))
