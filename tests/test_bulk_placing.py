@@ -123,7 +123,11 @@ def _starter(server, database_url: str, tmp_path: Path, *args: str, wait: bool =
            "DUNNING_TASK_QUEUE": "bulk-tests", "DUNNING_LOG_LEVEL": "WARNING"}
     command = [sys.executable, "starter.py", "start", *args, "--checkpoint-dir", str(tmp_path / "checkpoints")]
     if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Ctrl-C as a terminal sends it, however the suite was started: a
+        # background job of a shell without job control ignores SIGINT, and
+        # an ignored signal stays ignored in every child.
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
