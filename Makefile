@@ -62,7 +62,7 @@ test: install
 # share a module's fixtures). make test runs everything.
 .PHONY: test-fast
 test-fast: install
-	DUNNING_TEST_POSTGRES=off $(PY) -m pytest -n 2 --dist loadfile -m "not slow and not devserver"
+	DUNNING_TEST_POSTGRES=off $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not devserver"
 
 # Known vulnerabilities in what .venv has installed, which make install keeps
 # equal to requirements.lock (docs/operations.md); e.g.
