@@ -209,7 +209,7 @@ async def noop_lifecycle(env: WorkflowEnvironment, database_url: str, config_dir
 async def lifecycles(workdir: Path, config_dir: Path, policies: list[str],
                      placements: dict[str, Placement] | None = None) -> dict:
     database_url = f"sqlite:///{workdir / 'lifecycle.db'}"
-    _log_to(workdir / "lifecycle-worker.log")
+    log_to(workdir / "lifecycle-worker.log")
     seed_database(database_url, 1, prefix="B-LIFE")
     # The SDK core's warnings about the test server's capabilities stay out of the table.
     env = await start_time_skipping(quiet=True)
@@ -226,7 +226,7 @@ async def lifecycles(workdir: Path, config_dir: Path, policies: list[str],
     return out
 
 
-def _log_to(path: Path) -> None:
+def log_to(path: Path) -> None:
     """The in-process lifecycle worker logs as worker.py does (JSON lines at
     the configured level), into a file instead of the terminal."""
     configure_logging(Settings().log_level)

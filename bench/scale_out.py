@@ -50,21 +50,21 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from temporalio.client import Client
 
-from activities.payloads import PREPARE_LOAN
-from bench.noop import NOOP_ACTIVITY, NOOP_WORKFLOW
 from bench.processes import ROOT, DevServer, WorkerProcess, worker_env
 from bench.progress import say
-from bench.throughput import count_closed, signal_all, start_all, task_latency_summary, workflow_tasks
+from bench.throughput import WORKFLOW_TYPES, count_closed, signal_all, start_all, task_latency_summary, workflow_tasks
 from bench.workload import loan_records, prepare_config, seed_database
 from db.session import make_engine
-from dunning.contract import WORKFLOW_TYPE, workflow_id_for
+from dunning.contract import workflow_id_for
 
 QUIET_SECONDS = 1.0
 # (kind, worker processes), in the order they run: each kind's floor first.
@@ -84,61 +84,62 @@ def admin_url() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def create_database(admin: str, name: str) -> str:
-    """A new empty database on the admin URL's server; its URL."""
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+@contextmanager
+def _connection(url: str, **engine_options) -> Iterator[Connection]:
+    """A connection on an engine of its own, disposed of after."""
+    engine = create_engine(url, **engine_options)
     try:
         with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            yield connection
     finally:
         engine.dispose()
+
+
+_TABLES = text("SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname")
+
+
+def _on_server(admin: str, statement: str) -> None:
+    """One statement outside a transaction (CREATE and DROP DATABASE need that) on the admin URL's server."""
+    with _connection(admin, isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(statement))
+
+
+def create_database(admin: str, name: str) -> str:
+    """A new empty database on the admin URL's server; its URL."""
+    _on_server(admin, f'CREATE DATABASE "{name}"')
     return make_url(admin).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(admin: str, name: str) -> None:
     # FORCE: the driver's own engine (seed_database's) may still hold a connection.
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _on_server(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def table_sizes(url: str) -> dict[str, dict]:
     """Rows and bytes on disk (heap, TOAST and indexes) of every table."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            names = connection.execute(text(
-                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname")).scalars().all()
-            out = {}
-            for name in names:
-                rows = connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                total, indexes = connection.execute(text(
-                    "SELECT pg_total_relation_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c "
-                    "WHERE c.relname = :name AND c.relnamespace = 'public'::regnamespace"), {"name": name}).one()
-                out[name] = {"rows": rows, "bytes": total, "index_bytes": indexes}
-            return out
-    finally:
-        engine.dispose()
+    with _connection(url) as connection:
+        names = connection.execute(_TABLES).scalars().all()
+        out = {}
+        for name in names:
+            rows = connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            total, indexes = connection.execute(text(
+                "SELECT pg_total_relation_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c "
+                "WHERE c.relname = :name AND c.relnamespace = 'public'::regnamespace"), {"name": name}).one()
+            out[name] = {"rows": rows, "bytes": total, "index_bytes": indexes}
+        return out
 
 
 def scan_counts(url: str) -> dict[str, dict]:
     """Per table, the sequential and index scans the run made (the
     database's own statistics; it was created for the run): a hot query
     without its index shows as sequential scans reading many rows."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text(
-                "SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, n_tup_ins, n_tup_upd "
-                "FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname")).all()
-        return {row.relname: {"seq_scan": row.seq_scan, "seq_tup_read": row.seq_tup_read, "idx_scan": row.idx_scan,
-                              "inserted": row.n_tup_ins, "updated": row.n_tup_upd}
-                for row in rows if row.seq_scan or row.idx_scan or row.n_tup_ins or row.n_tup_upd}
-    finally:
-        engine.dispose()
+    with _connection(url) as connection:
+        rows = connection.execute(text(
+            "SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, n_tup_ins, n_tup_upd "
+            "FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname")).all()
+    return {row.relname: {"seq_scan": row.seq_scan, "seq_tup_read": row.seq_tup_read, "idx_scan": row.idx_scan,
+                          "inserted": row.n_tup_ins, "updated": row.n_tup_upd}
+            for row in rows if row.seq_scan or row.idx_scan or row.n_tup_ins or row.n_tup_upd}
 
 
 # Per row on disk beyond its columns' own bytes: a heap tuple's header (23,
@@ -155,31 +156,26 @@ def row_bytes(url: str) -> dict[str, dict]:
     heap plus one entry in each of its indexes, from the rows' own sizes
     (pg_column_size), so that a small database gives the figure a large one
     would (its pages are not yet full)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            names = connection.execute(text(
-                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname")).scalars().all()
-            out = {}
-            for name in names:
-                rows = connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                if not rows:
-                    continue
-                heap = connection.execute(text(f'SELECT avg(pg_column_size(t.*)) FROM "{name}" t')).scalar_one()
-                index_columns = connection.execute(text(
-                    "SELECT i.indexrelid::regclass::text, array_agg(a.attname ORDER BY a.attnum) "
-                    "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                    "WHERE i.indrelid = CAST(:name AS regclass) GROUP BY i.indexrelid"), {"name": name}).all()
-                index = 0.0
-                for _index, columns in index_columns:
-                    width = " + ".join(f'coalesce(pg_column_size("{column}"), 0)' for column in columns)
-                    index += float(connection.execute(text(f'SELECT avg({width}) FROM "{name}"')).scalar_one())
-                    index += INDEX_TUPLE_OVERHEAD
-                per_row = (float(heap) + HEAP_TUPLE_OVERHEAD + index) / FILL
-                out[name] = {"rows": rows, "bytes_per_row": round(per_row, 1), "indexes": len(index_columns)}
-            return out
-    finally:
-        engine.dispose()
+    with _connection(url) as connection:
+        names = connection.execute(_TABLES).scalars().all()
+        out = {}
+        for name in names:
+            rows = connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            if not rows:
+                continue
+            heap = connection.execute(text(f'SELECT avg(pg_column_size(t.*)) FROM "{name}" t')).scalar_one()
+            index_columns = connection.execute(text(
+                "SELECT i.indexrelid::regclass::text, array_agg(a.attname ORDER BY a.attnum) "
+                "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "WHERE i.indrelid = CAST(:name AS regclass) GROUP BY i.indexrelid"), {"name": name}).all()
+            index = 0.0
+            for _index, columns in index_columns:
+                width = " + ".join(f'coalesce(pg_column_size("{column}"), 0)' for column in columns)
+                index += float(connection.execute(text(f'SELECT avg({width}) FROM "{name}"')).scalar_one())
+                index += INDEX_TUPLE_OVERHEAD
+            per_row = (float(heap) + HEAP_TUPLE_OVERHEAD + index) / FILL
+            out[name] = {"rows": rows, "bytes_per_row": round(per_row, 1), "indexes": len(index_columns)}
+        return out
 
 
 class BackendCpu:
@@ -202,20 +198,6 @@ class BackendCpu:
         now = self._now()
         self._engine.dispose()
         return round(sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items()), 2)
-
-
-def _log_to(path: Path) -> None:
-    """The in-process lifecycle worker logs as worker.py does (JSON lines at
-    the configured level), into a file instead of the terminal."""
-    import logging
-
-    from runtime.logging import configure_logging
-    from runtime.settings import Settings
-
-    configure_logging(Settings().log_level)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(open(path, "a", encoding="utf-8"))
 
 
 def _cpu(pid: int) -> float:
@@ -267,7 +249,7 @@ def _processes_cpu(pids: list[int]) -> float:
 async def configuration(kind: str, workers: int, loans: list[dict], admin: str, workdir: Path, config_dir: Path,
                         concurrency: int, keep_sizes: bool = False) -> dict:
     """One kind with `workers` worker processes on a fresh database and server."""
-    workflow_type, first_activity = (WORKFLOW_TYPE, PREPARE_LOAN) if kind == "dunning" else (NOOP_WORKFLOW, NOOP_ACTIVITY)
+    workflow_type, first_activity = WORKFLOW_TYPES[kind]
     n = len(loans)
     name = f"bench_scale_{os.getpid()}_{kind}{workers}_{uuid.uuid4().hex[:6]}"
     url = create_database(admin, name)
@@ -346,13 +328,13 @@ async def lifecycle_database(admin: str, workdir: Path, config_dir: Path, count:
     """`count` unpaid default-policy lifecycles (placed, 180 days, written
     off) against a fresh PostgreSQL database: rows per loan and bytes per row
     of every table they wrote."""
-    from bench.lifecycle import dunning_lifecycle
+    from bench.lifecycle import dunning_lifecycle, log_to
     from runtime.time_skipping import start_time_skipping
 
     name = f"bench_scale_{os.getpid()}_life_{uuid.uuid4().hex[:6]}"
     url = create_database(admin, name)
     # The in-process worker's log lines and the bureau files it writes stay in the work directory.
-    _log_to(workdir / "scale-lifecycle-worker.log")
+    log_to(workdir / "scale-lifecycle-worker.log")
     export_dir = os.environ.get("DUNNING_EXPORT_DIR")
     cache_setting = os.environ.get("DUNNING_MAX_CACHED_WORKFLOWS")
     os.environ["DUNNING_EXPORT_DIR"] = str(workdir / "exports")
